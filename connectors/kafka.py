@@ -1,0 +1,130 @@
+"""Kafka plumbing used around the jobs: topics, offsets, and replaying recordings."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError
+
+
+def admin(bootstrap_servers: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="orderscope-admin", request_timeout_ms=10000)
+
+
+def is_reachable(bootstrap_servers: str) -> bool:
+    try:
+        client = admin(bootstrap_servers)
+    except KafkaError:
+        return False
+    try:
+        client.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        client.close()
+
+
+def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int) -> list[str]:
+    """Create the topics that do not exist yet; returns those it created."""
+    client = admin(bootstrap_servers)
+    try:
+        missing = sorted(set(topics) - set(client.list_topics()))
+        if missing:
+            client.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
+        return missing
+    finally:
+        client.close()
+
+
+def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="orderscope-offsets")
+    try:
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        return dict(consumer.end_offsets(partitions))
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap_servers: str, group: str) -> dict[TopicPartition, int]:
+    client = admin(bootstrap_servers)
+    try:
+        return {tp: meta.offset for tp, meta in client.list_consumer_group_offsets(group).items()}
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class RecordedMessage:
+    """One line of a recording (shared/contracts/README.md §6)."""
+
+    topic: str
+    key: str | None
+    value: str
+    ts_ms: int
+
+    @classmethod
+    def parse(cls, line: str, where: str) -> RecordedMessage:
+        try:
+            raw = json.loads(line)
+            return cls(raw["topic"], raw.get("key"), raw["value"], int(raw["ts_ms"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{where}: not a recording line (expected a JSON object with topic, value and ts_ms): {error}"
+            ) from None
+
+
+def read_recording(path: Path) -> Iterator[RecordedMessage]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                yield RecordedMessage.parse(line, f"{path}:{number}")
+
+
+def replay(
+    bootstrap_servers: str,
+    messages: Iterable[RecordedMessage],
+    *,
+    realtime: bool = False,
+    on_progress: Callable[[int], None] = lambda sent: None,
+) -> int:
+    """Produce the messages in order, keeping their produce timestamps; with
+    realtime, also the gaps between them. Returns how many were sent."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, retries=5)
+    sent = 0
+    failures: list[Exception] = []
+    first_ts: int | None = None
+    started = time.monotonic()
+    try:
+        for message in messages:
+            if realtime:
+                first_ts = message.ts_ms if first_ts is None else first_ts
+                delay = (message.ts_ms - first_ts) / 1000 - (time.monotonic() - started)
+                if delay > 0:
+                    time.sleep(delay)
+            future = producer.send(
+                message.topic,
+                key=message.key.encode() if message.key is not None else None,
+                value=message.value.encode("utf-8", errors="surrogatepass"),
+                timestamp_ms=message.ts_ms,
+            )
+            future.add_errback(failures.append)
+            sent += 1
+            if sent % 1000 == 0:
+                on_progress(sent)
+        producer.flush()
+    finally:
+        producer.close()
+    if failures:
+        raise RuntimeError(f"Kafka did not accept {len(failures)} of {sent} messages; first error: {failures[0]}")
+    on_progress(sent)
+    return sent
+

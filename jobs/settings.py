@@ -1,0 +1,77 @@
+"""The one configuration object: typed, frozen, read from ORDERSCOPE_* variables.
+
+Every field can be set from the environment as ORDERSCOPE_<FIELD NAME IN
+CAPITALS>; the defaults run the local stack on this machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ENV_PREFIX = "ORDERSCOPE_"
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = PROJECT_ROOT / ".state"
+    # Kafka: the local broker's ports, or any cluster's bootstrap servers.
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_bootstrap_servers: str = ""
+    kafka_partitions: int = 2
+    consumer_group: str = "orderscope-order-visibility"
+    # ClickHouse: the local embedded server's port, or any server's URL.
+    clickhouse_port: int = 8123
+    clickhouse_url: str = ""
+    clickhouse_user: str = "default"
+    clickhouse_password: str = ""
+    clickhouse_database: str = "orderscope"
+    # Flink
+    parallelism: int = 1
+    checkpoint_dir: Path | None = None
+    checkpoint_interval_ms: int = 2000
+    # ClickHouse sink: a batch is written when it is this old or this large.
+    sink_flush_interval_ms: int = 500
+    sink_max_batch_rows: int = 5000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(cls):
+            name = ENV_PREFIX + spec.name.upper()
+            if name in environ:
+                values[spec.name] = _parse(name, environ[name], hints[spec.name])
+        return cls(**values)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def clickhouse_endpoint(self) -> str:
+        return self.clickhouse_url or f"http://127.0.0.1:{self.clickhouse_port}"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.checkpoint_dir or self.state_dir / "checkpoints"
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    target = next((t for t in (int, Path, str) if t == kind or t in getattr(kind, "__args__", ())), str)
+    if target is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    return Path(raw).expanduser() if target is Path else raw

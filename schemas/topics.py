@@ -1,0 +1,39 @@
+"""Every Kafka topic of the project, declared once.
+
+The raw topics are the sources' fixed contracts (shared/contracts/README.md);
+the others are the pipeline's own. `orderscope stack up` creates them all.
+"""
+
+from __future__ import annotations
+
+RAW_ORDER_TOPICS = {
+    "douyin": "raw.orders.douyin",
+    "tmall": "raw.orders.tmall",
+    "xiaohongshu": "raw.orders.xiaohongshu",
+    "wechat": "raw.orders.wechat",
+    "app": "raw.orders.app",
+    "pos": "raw.orders.pos",
+}
+RAW_WMS = "raw.wms"
+RAW_CARRIER = "raw.logistics.carrier"
+RAW_GPS = "raw.logistics.gps"
+RAW_MANIFEST = "raw.logistics.manifest"
+RAW_SIGNALS = "raw.signals"
+RAW_MODIFICATIONS = "raw.oms.modifications"
+RAW_CS_MESSAGES = "raw.cs.messages"
+
+RAW_TOPICS: tuple[str, ...] = (
+    *RAW_ORDER_TOPICS.values(),
+    RAW_WMS,
+    RAW_CARRIER,
+    RAW_GPS,
+    RAW_MANIFEST,
+    RAW_SIGNALS,
+    RAW_MODIFICATIONS,
+    RAW_CS_MESSAGES,
+)
+
+# The pipeline's own: payloads it could not understand, kept with their reason.
+DEAD_LETTERS = "orderscope.dead_letters"
+
+ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS)
