@@ -10,7 +10,14 @@ from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError
+from kafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    KafkaError,
+    NotCoordinatorError,
+)
+
+__all__ = ["KafkaError", "TopicPartition"]
 
 
 def admin(bootstrap_servers: str) -> KafkaAdminClient:
@@ -43,23 +50,29 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
         client.close()
 
 
-def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="orderscope-offsets")
-    try:
+class OffsetProbe:
+    """Reads topics' end offsets and a consumer group's committed offsets, on long-lived clients."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._admin = admin(bootstrap_servers)
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="orderscope-offsets")
+
+    def end_offsets(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
         partitions = [
-            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p) for topic in topics for p in sorted(self._consumer.partitions_for_topic(topic) or ())
         ]
-        return dict(consumer.end_offsets(partitions))
-    finally:
-        consumer.close()
+        return dict(self._consumer.end_offsets(partitions))
 
+    def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
+        try:
+            offsets = self._admin.list_group_offsets({group: None}).get(group, {})
+        except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
+            return {}  # the group's coordinator is still starting: nothing committed yet
+        return {tp: meta.offset for tp, meta in offsets.items()}
 
-def committed_offsets(bootstrap_servers: str, group: str) -> dict[TopicPartition, int]:
-    client = admin(bootstrap_servers)
-    try:
-        return {tp: meta.offset for tp, meta in client.list_consumer_group_offsets(group).items()}
-    finally:
-        client.close()
+    def close(self) -> None:
+        self._consumer.close()
+        self._admin.close()
 
 
 @dataclass(frozen=True)
@@ -96,8 +109,10 @@ def replay(
     realtime: bool = False,
     on_progress: Callable[[int], None] = lambda sent: None,
 ) -> int:
-    """Produce the messages in order, keeping their produce timestamps; with
-    realtime, also the gaps between them. Returns how many were sent."""
+    """Produce the messages in order, as fast as possible or, with realtime,
+    keeping the gaps between their recorded times. Records are stamped with the
+    time they are produced now: a broker rejects timestamps far in the future,
+    and a replay is a new production. Returns how many were sent."""
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, retries=5)
     sent = 0
     failures: list[Exception] = []
@@ -114,7 +129,6 @@ def replay(
                 message.topic,
                 key=message.key.encode() if message.key is not None else None,
                 value=message.value.encode("utf-8", errors="surrogatepass"),
-                timestamp_ms=message.ts_ms,
             )
             future.add_errback(failures.append)
             sent += 1

@@ -43,6 +43,9 @@ class Settings:
     # ClickHouse sink: a batch is written when it is this old or this large.
     sink_flush_interval_ms: int = 500
     sink_max_batch_rows: int = 5000
+    # Key of the keyed hash that turns personal identifiers into pseudonyms.
+    # The default is for local development only; production sets a secret.
+    pii_key: str = "orderscope-local-development-key"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

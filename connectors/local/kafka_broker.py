@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.local.process import ManagedProcess, StartupError
@@ -56,19 +57,35 @@ log.retention.hours=-1
 """
 
 
-def kafka_broker(state_dir: Path, port: int, controller_port: int, partitions: int) -> ManagedProcess:
-    """The broker as a managed process; its storage is formatted on first use."""
-    run_dir = state_dir / "kafka"
-    config = run_dir / "server.properties"
-    classpath = _classpath()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.write_text(_server_properties(run_dir / "data", port, controller_port, partitions))
-    log4j = run_dir / "log4j2.properties"
-    log4j.write_text(_LOG4J2.format(log=run_dir / "server.log"))
-    java = ["java", HEAP, f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
-    if not (run_dir / "data" / "meta.properties").exists():
-        _format_storage(java, config)
-    return ManagedProcess("kafka", [*java, "kafka.Kafka", str(config)], run_dir)
+@dataclass(frozen=True)
+class KafkaBroker:
+    state_dir: Path
+    port: int
+    controller_port: int
+    partitions: int
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "kafka"
+
+    @property
+    def process(self) -> ManagedProcess:
+        config = self.run_dir / "server.properties"
+        return ManagedProcess("kafka", [*self._java(), "kafka.Kafka", str(config)], self.run_dir)
+
+    def prepare(self) -> None:
+        """Write the configuration, and format the storage on first use."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = self.run_dir / "data"
+        config = self.run_dir / "server.properties"
+        config.write_text(_server_properties(data_dir, self.port, self.controller_port, self.partitions))
+        (self.run_dir / "log4j2.properties").write_text(_LOG4J2.format(log=self.run_dir / "server.log"))
+        if not (data_dir / "meta.properties").exists():
+            _format_storage(self._java(), config)
+
+    def _java(self) -> list[str]:
+        log4j = self.run_dir / "log4j2.properties"
+        return ["java", HEAP, f"-Dlog4j2.configurationFile={log4j}", "-cp", _classpath()]
 
 
 def _classpath() -> str:

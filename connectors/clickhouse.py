@@ -1,0 +1,154 @@
+"""ClickHouse access: clients, schema migrations, and retried batch writes.
+
+Works the same against the embedded local server (connectors.chdb_server)
+and any ClickHouse server: everything goes through clickhouse-connect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_TABLE = "schema_migrations"
+_MIGRATION_FILE = re.compile(r"(?P<version>\d{3})_(?P<name>\w+)\.sql")
+
+
+@dataclass(frozen=True)
+class ClickHouseTarget:
+    """Where ClickHouse is and who we are there."""
+
+    url: str
+    user: str = "default"
+    password: str = ""
+    database: str = "default"
+
+    def connect(self, database: str | None = None, **options: Any) -> Client:
+        parts = urlsplit(self.url)
+        return clickhouse_connect.get_client(
+            interface=parts.scheme or "http",
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8443 if parts.scheme == "https" else 8123),
+            username=self.user,
+            password=self.password,
+            database=database if database is not None else self.database,
+            **options,
+        )
+
+    def is_reachable(self) -> bool:
+        try:
+            self.connect(database="default", connect_timeout=2).close()
+        except Exception:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def statements(self) -> list[str]:
+        text = "\n".join(line for line in self.path.read_text().splitlines() if not line.strip().startswith("--"))
+        return [s.strip() for s in re.split(r";\s*(?:\n|$)", text) if s.strip()]
+
+
+def migrations_in(folder: Path) -> list[Migration]:
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _MIGRATION_FILE.fullmatch(path.name)
+        if match is None:
+            raise ValueError(f"{path}: migration files are named NNN_name.sql")
+        found.append(Migration(match["version"], match["name"], path))
+    return found
+
+
+def migrate(target: ClickHouseTarget, folder: Path, report: Callable[[str], None] = log.info) -> list[Migration]:
+    """Apply the migrations not applied yet, in order; returns those applied now."""
+    admin = target.connect(database="default")
+    admin.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
+    client = target.connect()
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+        "(version String, name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = MergeTree ORDER BY version"
+    )
+    applied = {row[0]: row[1] for row in client.query(f"SELECT version, checksum FROM {MIGRATIONS_TABLE}").result_rows}
+    done = []
+    for migration in migrations_in(folder):
+        if migration.version in applied:
+            if applied[migration.version] != migration.checksum:
+                raise ValueError(
+                    f"{migration.path} changed after it was applied; add a new migration instead of editing it"
+                )
+            continue
+        report(f"applying {migration.path.name}")
+        for statement in migration.statements():
+            client.command(statement)
+        client.insert(
+            MIGRATIONS_TABLE,
+            [[migration.version, migration.name, migration.checksum]],
+            column_names=["version", "name", "checksum"],
+        )
+        done.append(migration)
+    return done
+
+
+class BatchWriter:
+    """Inserts batches into one table, retrying with backoff while ClickHouse is unreachable.
+
+    After `give_up_after_s` it raises, so that the caller (a Flink task) fails
+    and is restored from its last checkpoint with the batch still in state.
+    """
+
+    def __init__(
+        self,
+        target: ClickHouseTarget,
+        table: str,
+        columns: Sequence[str],
+        give_up_after_s: float = 120.0,
+    ) -> None:
+        self._target = target
+        self._table = table
+        self._columns = list(columns)
+        self._give_up_after_s = give_up_after_s
+        self._client: Client | None = None
+
+    def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        delay, deadline = 0.5, time.monotonic() + self._give_up_after_s
+        while True:
+            try:
+                self._connection().insert(self._table, rows, column_names=self._columns)
+                return
+            except Exception as error:
+                self._client = None
+                if time.monotonic() + delay > deadline:
+                    raise RuntimeError(f"writing {len(rows)} rows to {self._table} failed: {error}") from error
+                log.warning("writing %d rows to %s failed (%s); retrying in %.1f s", len(rows), self._table, error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _connection(self) -> Client:
+        if self._client is None:
+            self._client = self._target.connect(autogenerate_session_id=False)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,159 @@
+"""`orderscope`: run the pipeline's jobs and the local stack they run on."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from connectors import kafka
+from connectors.clickhouse import ClickHouseTarget, migrate
+from connectors.local.process import StartupError
+from connectors.local.stack import LocalStack
+from jobs.settings import PROJECT_ROOT, Settings, SettingsError
+from schemas.topics import ALL_TOPICS
+
+SQL_DIR = PROJECT_ROOT / "sql"
+READABLE_FORMAT = "PrettyCompactMonoBlock"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def local_stack(settings: Settings) -> LocalStack:
+    return LocalStack(
+        state_dir=settings.state_dir,
+        kafka_port=settings.kafka_port,
+        kafka_controller_port=settings.kafka_controller_port,
+        kafka_partitions=settings.kafka_partitions,
+        clickhouse_port=settings.clickhouse_port,
+        clickhouse_user=settings.clickhouse_user,
+        clickhouse_password=settings.clickhouse_password,
+        topics=ALL_TOPICS,
+    )
+
+
+def clickhouse(settings: Settings) -> ClickHouseTarget:
+    return ClickHouseTarget(
+        settings.clickhouse_endpoint, settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_database
+    )
+
+
+def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
+    stack = local_stack(settings)
+    if args.action == "up":
+        stack.up(fresh=args.fresh, report=say)
+    elif args.action == "down":
+        stack.down(report=say)
+    else:
+        statuses = stack.status()
+        for part in statuses:
+            state = "ready" if part.ready else ("starting or unhealthy" if part.pid else "stopped")
+            say(f"{part.name:<11} {state:<22} {part.address:<24} pid {part.pid or '-':<8} log {part.log}")
+        return 0 if all(part.ready for part in statuses) else 3
+    return 0
+
+
+def cmd_db_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied = migrate(clickhouse(settings), SQL_DIR, report=say)
+    say(f"applied {len(applied)} migration(s); database {settings.clickhouse_database} is up to date")
+    return 0
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    path: Path = args.file
+    total = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+    say(f"replaying {total} records from {path} into {settings.bootstrap_servers}")
+    sent = kafka.replay(
+        settings.bootstrap_servers,
+        kafka.read_recording(path),
+        realtime=args.realtime,
+        on_progress=lambda n: say(f"  {n}/{total} records sent"),
+    )
+    say(f"replayed {sent} records")
+    return 0
+
+
+def cmd_job_run(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs import runner  # imports PyFlink: only for the commands that run a job
+
+    runner.run(settings, until_idle_s=args.until_idle, fresh=args.fresh, report=say)
+    return 0
+
+
+def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
+    output_format = args.format or READABLE_FORMAT
+    result = clickhouse(settings).connect().raw_query(args.query, fmt=output_format)
+    sys.stdout.buffer.write(result)
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.demo import run_demo
+
+    return run_demo(settings, args.recording, report=say)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="orderscope", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="start, stop or report the local Kafka and ClickHouse")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--fresh", action="store_true", help="with up: wipe the local state first")
+    stack.set_defaults(handler=cmd_stack)
+
+    db = commands.add_parser("db", help="ClickHouse schema")
+    db.add_argument("action", choices=["migrate"])
+    db.set_defaults(handler=cmd_db_migrate)
+
+    replay = commands.add_parser("replay", help="produce a recording (JSON Lines) into Kafka")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--realtime", action="store_true", help="keep the gaps between records")
+    replay.set_defaults(handler=cmd_replay)
+
+    job = commands.add_parser("job", help="run the order-visibility job on a local Flink runtime")
+    job.add_argument("action", choices=["run"])
+    job.add_argument("--until-idle", type=float, metavar="SECONDS", help="stop once idle this long, output written")
+    job.add_argument("--fresh", action="store_true", help="ignore earlier checkpoints; read from the earliest offsets")
+    job.set_defaults(handler=cmd_job_run)
+
+    sql = commands.add_parser("sql", help="run a query against ClickHouse and print the result")
+    sql.add_argument("query")
+    sql.add_argument("--format", help=f"any ClickHouse output format (default: {READABLE_FORMAT})")
+    sql.set_defaults(handler=cmd_sql)
+
+    demo = commands.add_parser("demo", help="stack up, migrate, run the job, replay, show the result")
+    demo.add_argument("--recording", type=Path, default=PROJECT_ROOT.parent / "shared/contracts/examples/orders.jsonl")
+    demo.set_defaults(handler=cmd_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("kafka", "urllib3", "clickhouse_connect"):  # their retries while a part starts are expected
+        logging.getLogger(chatty).setLevel(logging.CRITICAL)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    try:
+        return handler(Settings.from_env(), args)
+    except (SettingsError, StartupError, FileNotFoundError, ValueError) as error:
+        say(f"error: {error}")
+    except kafka.KafkaError as error:
+        say(f"error: Kafka: {error}. Is the broker up? `orderscope stack status` tells.")
+    except ConnectionError as error:
+        say(f"error: {error}. Is ClickHouse up? `orderscope stack status` tells.")
+    except Exception as error:
+        if type(error).__module__.startswith("clickhouse_connect"):
+            say(f"error: ClickHouse: {error}")
+        else:
+            raise
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

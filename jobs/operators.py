@@ -1,0 +1,180 @@
+"""The Flink functions of the order-visibility job; each wraps pure logic from schemas/."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pyflink.common import Row, Types
+from pyflink.datastream import OutputTag
+from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
+
+from connectors.clickhouse import BatchWriter, ClickHouseTarget
+from schemas.events import DeadLetter, OrderEvent, OrderRef, ShipmentEvent, WaybillLink
+from schemas.normalize import Normalizer
+from schemas.order_view import OrderView, utc
+from schemas.privacy import Pseudonymizer
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+DEAD_LETTER_COLUMNS = ("source_topic", "partition", "offset", "raw", "reason", "detail", "received_at")
+MAX_PENDING_SHIPMENT_EVENTS = 100
+
+
+class Normalize(ProcessFunction):  # type: ignore[misc]
+    """Raw Kafka records in; canonical events out, dead letters to a side output."""
+
+    def __init__(self, pii_key: str) -> None:
+        self._pii_key = pii_key
+        self._normalizer: Normalizer | None = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._normalizer = Normalizer(Pseudonymizer(self._pii_key))
+
+    def process_element(self, record: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        assert self._normalizer is not None
+        outcome = self._normalizer.normalize(
+            record.topic, record.partition, record.offset, bytes(record.payload or b""), record.received_at_ms
+        )
+        if isinstance(outcome, DeadLetter):
+            yield DEAD_LETTERS, outcome
+        else:
+            yield from outcome
+
+
+def is_order_event(event: object) -> bool:
+    return isinstance(event, OrderEvent)
+
+
+def is_waybill_event(event: object) -> bool:
+    return isinstance(event, ShipmentEvent | WaybillLink)
+
+
+def waybill_of(event: ShipmentEvent | WaybillLink) -> str:
+    return event.waybill
+
+
+def order_key(event: OrderEvent) -> str:
+    return event.order.key
+
+
+class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
+    """Keyed by waybill: turns carrier updates into events of the order the waybill belongs to.
+
+    Updates that arrive before any source has linked the waybill to an order wait
+    in state (at most MAX_PENDING_SHIPMENT_EVENTS per waybill) until the link comes.
+    """
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._order = runtime_context.get_state(ValueStateDescriptor("order", Types.PICKLED_BYTE_ARRAY()))
+        self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
+
+    def process_element(self, event: ShipmentEvent | WaybillLink, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        if isinstance(event, WaybillLink):
+            if self._order.value() is None:
+                self._order.update(event.order)
+                yield from (_addressed(shipment, event.order) for shipment in self._pending.get() or ())
+                self._pending.clear()
+            return
+        order: OrderRef | None = self._order.value()
+        if order is not None:
+            yield _addressed(event, order)
+        elif len(list(self._pending.get() or ())) < MAX_PENDING_SHIPMENT_EVENTS:
+            self._pending.add(event)
+        else:
+            log.warning("dropping carrier update for unlinked waybill %s: too many pending", event.waybill)
+
+
+def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:
+    return OrderEvent(order=order, at_ms=shipment.at_ms, source=shipment.source, status=shipment.status)
+
+
+class TrackOrders(KeyedProcessFunction):  # type: ignore[misc]
+    """Keyed by order: merges each event into the order's view; emits the row when it changed."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._view = runtime_context.get_state(ValueStateDescriptor("view", Types.PICKLED_BYTE_ARRAY()))
+
+    def process_element(self, event: OrderEvent, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        view: OrderView = self._view.value() or OrderView(event.order)
+        updated = view.apply(event)
+        if updated is view:
+            return
+        self._view.update(updated)
+        row = updated.row()
+        if row is not None:
+            yield row
+
+
+def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
+    return (
+        letter.source_topic,
+        letter.partition,
+        letter.offset,
+        letter.raw,
+        letter.reason,
+        letter.detail,
+        utc(letter.received_at_ms),
+    )
+
+
+def shard_of(row: Sequence[Any], shards: int) -> int:
+    """A stable shard for a row, from its identity (the first two columns)."""
+    return zlib.crc32(f"{row[0]}|{row[1]}".encode()) % shards
+
+
+class ClickHouseBatchSink(KeyedProcessFunction):  # type: ignore[misc]
+    """Writes rows to one ClickHouse table in batches, keyed by shard.
+
+    Rows wait in keyed state, so a checkpoint taken before they are written
+    holds them; a batch is written when its first row is flush_interval_ms old
+    (one processing-time timer per shard, not per row) or when it reaches
+    max_rows. A write that keeps failing fails the task and Flink restores the
+    batch from the last checkpoint: at-least-once, and idempotent because every
+    target table is a ReplacingMergeTree keyed by the row's identity.
+    """
+
+    def __init__(
+        self, target: ClickHouseTarget, table: str, columns: Sequence[str], flush_interval_ms: int, max_rows: int
+    ) -> None:
+        self._target = target
+        self._table = table
+        self._columns = tuple(columns)
+        self._flush_interval_ms = flush_interval_ms
+        self._max_rows = max_rows
+        self._writer: BatchWriter | None = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._writer = BatchWriter(self._target, self._table, self._columns)
+        self._rows = runtime_context.get_list_state(ListStateDescriptor("rows", Types.PICKLED_BYTE_ARRAY()))
+        self._count = runtime_context.get_state(ValueStateDescriptor("count", Types.INT()))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def process_element(self, sharded: tuple[int, tuple[Any, ...]], ctx: KeyedProcessFunction.Context) -> None:
+        self._rows.add(sharded[1])
+        count = (self._count.value() or 0) + 1
+        if count >= self._max_rows:
+            self._flush()
+            return
+        if count == 1:
+            timers = ctx.timer_service()
+            timers.register_processing_time_timer(timers.current_processing_time() + self._flush_interval_ms)
+        self._count.update(count)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        assert self._writer is not None
+        rows = list(self._rows.get() or ())
+        if rows:
+            self._writer.write(rows)
+        self._rows.clear()
+        self._count.clear()

@@ -1,0 +1,126 @@
+"""The order-visibility job: raw channel and logistics events in, orders_current out.
+
+    raw.* topics ─► normalize ─┬─► order events ───────────────────────┐
+                               ├─► carrier updates ─► resolve waybills ─┴─► track orders ─► orders_current
+                               └─► dead letters ──────────────────────────────────────────► dead_letters
+
+Submit it to a Flink cluster with `flink run -py jobs/order_visibility.py`;
+locally, `orderscope job run` runs it with checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
+
+from connectors.clickhouse import ClickHouseTarget
+from jobs import operators
+from jobs.settings import Settings
+from schemas.adapters import ADAPTERS
+from schemas.order_view import ORDER_COLUMNS
+
+JOB_NAME = "order-visibility"
+PICKLED = Types.PICKLED_BYTE_ARRAY()
+
+
+def kafka_source_ddl(settings: Settings, topics: Sequence[str]) -> str:
+    """The raw topics as a table of records: payload bytes untouched, plus where each came from."""
+    return f"""
+        CREATE TEMPORARY TABLE raw_records (
+            payload BYTES,
+            `topic` STRING METADATA FROM 'topic' VIRTUAL,
+            `partition` INT METADATA FROM 'partition' VIRTUAL,
+            `offset` BIGINT METADATA FROM 'offset' VIRTUAL,
+            `produced_at` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
+        ) WITH (
+            'connector' = 'kafka',
+            'topic' = '{";".join(topics)}',
+            'properties.bootstrap.servers' = '{settings.bootstrap_servers}',
+            'properties.group.id' = '{settings.consumer_group}',
+            'properties.commit.offsets.on.checkpoint' = 'true',
+            'scan.startup.mode' = 'earliest-offset',
+            'format' = 'raw'
+        )"""
+
+
+def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
+    table_env = StreamTableEnvironment.create(env)
+    table_env.execute_sql(kafka_source_ddl(settings, sorted(ADAPTERS)))
+    records = table_env.to_data_stream(
+        table_env.sql_query(
+            "SELECT payload, `topic`, `partition`, `offset`, "
+            "UNIX_TIMESTAMP(CAST(produced_at AS STRING)) * 1000 + EXTRACT(MILLISECOND FROM produced_at) "
+            "AS received_at_ms FROM raw_records"
+        )
+    )
+    events = records.process(operators.Normalize(settings.pii_key), output_type=PICKLED).name("normalize").uid(
+        "normalize"
+    )
+    carrier_updates = (
+        events.filter(operators.is_waybill_event)
+        .name("waybill events")
+        .uid("waybill-events")
+        .key_by(operators.waybill_of, key_type=Types.STRING())
+        .process(operators.ResolveWaybills(), output_type=PICKLED)
+        .name("resolve waybills")
+        .uid("resolve-waybills")
+    )
+    order_rows = (
+        events.filter(operators.is_order_event)
+        .name("order events")
+        .uid("order-events")
+        .union(carrier_updates)
+        .key_by(operators.order_key, key_type=Types.STRING())
+        .process(operators.TrackOrders(), output_type=PICKLED)
+        .name("track orders")
+        .uid("track-orders")
+    )
+    target = ClickHouseTarget(
+        settings.clickhouse_endpoint, settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_database
+    )
+    _sink(order_rows, target, "orders_current", ORDER_COLUMNS, settings)
+    dead_letter_rows = (
+        events.get_side_output(operators.DEAD_LETTERS)
+        .map(operators.dead_letter_row, output_type=PICKLED)
+        .name("dead letter rows")
+        .uid("dead-letter-rows")
+    )
+    _sink(dead_letter_rows, target, "dead_letters", operators.DEAD_LETTER_COLUMNS, settings)
+
+
+def _sink(
+    rows: DataStream, target: ClickHouseTarget, table: str, columns: Sequence[str], settings: Settings
+) -> None:
+    shards = 4 * settings.parallelism
+    shard: Callable[[Any], Any] = lambda row: (operators.shard_of(row, shards), row)  # noqa: E731
+    (
+        rows.map(shard, output_type=PICKLED)
+        .name(f"shard {table}")
+        .uid(f"shard-{table}")
+        .key_by(lambda sharded: sharded[0], key_type=Types.INT())
+        .process(
+            operators.ClickHouseBatchSink(
+                target, table, columns, settings.sink_flush_interval_ms, settings.sink_max_batch_rows
+            )
+        )
+        .name(f"clickhouse {table}")
+        .uid(f"clickhouse-{table}")
+    )
+
+
+def main() -> None:
+    """Entry point on a Flink cluster: the cluster's configuration decides checkpoints and restarts."""
+    settings = Settings.from_env()
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(settings.parallelism)
+    env.enable_checkpointing(settings.checkpoint_interval_ms)
+    build(env, settings)
+    env.execute(JOB_NAME)
+
+
+if __name__ == "__main__":
+    main()

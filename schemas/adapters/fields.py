@@ -1,0 +1,94 @@
+"""Reading fields from raw payloads, with a precise reason when they are wrong."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+CHINA_TIME = timezone(timedelta(hours=8))  # China keeps no daylight saving time
+T = TypeVar("T")
+
+
+class Rejected(Exception):
+    """The payload cannot be understood; `reason` is a short code, the message says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def json_object(text: str | bytes, what: str = "payload") -> dict[str, Any]:
+    try:
+        value = json.loads(text, parse_float=Decimal)  # money stays exact
+    except (ValueError, RecursionError) as error:
+        raise Rejected("malformed_json", f"{what} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise Rejected("not_an_object", f"{what} is JSON but not an object (got {type(value).__name__})")
+    return value
+
+
+def required(obj: dict[str, Any], name: str, kind: type[T] | tuple[type, ...]) -> T:
+    if name not in obj or obj[name] is None:
+        raise Rejected("missing_field", f"required field {name!r} is missing")
+    value = obj[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise Rejected("wrong_type", f"field {name!r} has type {type(value).__name__}, expected {_names(kind)}")
+    return value  # type: ignore[return-value]
+
+
+def optional(obj: dict[str, Any], name: str, kind: type[T] | tuple[type, ...]) -> T | None:
+    return required(obj, name, kind) if obj.get(name) is not None else None
+
+
+def identifier(obj: dict[str, Any], name: str) -> str:
+    """An id sent as a JSON integer or string, kept exactly (ints beyond 2^53 too)."""
+    value = required(obj, name, (int, str))
+    text = str(value).strip()
+    if not text:
+        raise Rejected("missing_field", f"field {name!r} is empty")
+    return text
+
+
+def china_time_ms(text: str, name: str) -> int:
+    """'yyyy-MM-dd HH:mm:ss' in China time, without offset."""
+    try:
+        moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TIME)
+    except ValueError:
+        raise Rejected("bad_time", f"field {name!r} = {text!r} is not 'yyyy-MM-dd HH:mm:ss'") from None
+    return int(moment.timestamp() * 1000)
+
+
+def iso_time_ms(text: str, name: str) -> int:
+    """ISO-8601 with an explicit offset or Z; a time without offset is ambiguous and rejected."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Rejected("bad_time", f"field {name!r} = {text!r} is not an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        raise Rejected("bad_time", f"field {name!r} = {text!r} has no UTC offset")
+    return int(moment.timestamp() * 1000)
+
+
+def yuan_to_fen(value: str | int | Decimal, name: str) -> int:
+    try:
+        amount = Decimal(value) * 100
+    except (InvalidOperation, ValueError):
+        raise Rejected("wrong_type", f"field {name!r} = {value!r} is not an amount in yuan") from None
+    if not amount.is_finite() or amount != amount.to_integral_value():
+        raise Rejected("wrong_type", f"field {name!r} = {value!r} is not a whole number of fen")
+    return int(amount)
+
+
+def code(table: dict[str, T], value: object, name: str) -> T:
+    try:
+        return table[str(value)]
+    except KeyError:
+        raise Rejected("unknown_code", f"field {name!r} has unknown code {value!r}") from None
+
+
+def _names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)

@@ -1,0 +1,53 @@
+"""Raw Kafka records in, canonical events or one dead letter out; never an exception.
+
+This is the one place where payloads from outside are trusted with nothing:
+every way a payload can be wrong ends as a DeadLetter with a short reason
+code, and the rest of the stream goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from schemas.adapters import ADAPTERS, Adapter
+from schemas.adapters.fields import Rejected, json_object
+from schemas.events import CanonicalEvent, DeadLetter
+from schemas.privacy import Pseudonymizer
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 1 << 20
+
+
+class Normalizer:
+    def __init__(self, ids: Pseudonymizer, adapters: dict[str, Adapter] = ADAPTERS) -> None:
+        self._ids = ids
+        self._adapters = adapters
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._adapters)
+
+    def normalize(
+        self, topic: str, partition: int, offset: int, raw: bytes, received_at_ms: int
+    ) -> list[CanonicalEvent] | DeadLetter:
+        try:
+            return self._adapt(topic, raw)
+        except Rejected as rejected:
+            reason, detail = rejected.reason, rejected.detail
+        except Exception as error:  # a bug of ours must not stop the stream either
+            log.exception("unexpected error normalizing %s/%d@%d", topic, partition, offset)
+            reason, detail = "internal_error", f"{type(error).__name__}: {error}"
+        return DeadLetter(topic, partition, offset, self._ids.redact_phones(raw), reason, detail, received_at_ms)
+
+    def _adapt(self, topic: str, raw: bytes) -> list[CanonicalEvent]:
+        adapter = self._adapters.get(topic)
+        if adapter is None:
+            raise Rejected("unknown_source", f"no adapter reads topic {topic!r}")
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            raise Rejected("too_large", f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise Rejected("not_utf8", f"payload is not UTF-8: {error}") from None
+        return adapter(json_object(text), self._ids, topic)
