@@ -1,0 +1,41 @@
+# Two commands for a newcomer: `make run` and `make test`. Both set up first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+JARS := connectors/local/target/.resolved
+PIP_VERSION := 26.3
+
+.PHONY: setup run test unit lint bench clean
+
+setup: $(INSTALLED) $(JARS)
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@echo "== Python environment in $(VENV) (pinned by constraints.txt)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(JARS): connectors/local/pom.xml
+	@echo "== JVM artifacts from Maven Central: Kafka broker, Flink Kafka connector"
+	mvn --batch-mode --quiet --file connectors/local/pom.xml package
+	touch $@
+
+run: setup
+	$(BIN)/orderscope demo
+
+test: setup
+	$(BIN)/pytest
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	-$(BIN)/orderscope stack down
+	rm -rf $(VENV) .state connectors/local/target
