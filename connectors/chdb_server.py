@@ -227,7 +227,7 @@ class Engine:
     """The chDB engine, one statement at a time, each in its own settings scope."""
 
     def __init__(self, data_dir: str) -> None:
-        self._connection = chdb.connect(data_dir)
+        self._connection = chdb.connect(data_dir)  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
         self.version = self._scalar("SELECT version()")
         self.timezone = self._scalar("SELECT timezone()")
@@ -477,7 +477,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             ) from None
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
@@ -500,7 +500,8 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             if part.get_filename():
                 raise not_implemented("External data (multipart file fields)")
             name = part.get_param("name", header="content-disposition")
-            fields[str(name)] = part.get_payload(decode=True).decode()
+            payload = part.get_payload(decode=True)
+            fields[str(name)] = payload.decode() if isinstance(payload, bytes) else str(payload)
         return b"", fields
 
     def _credentials(self, params: dict[str, str]) -> tuple[str, str]:

@@ -140,7 +140,9 @@ class BatchWriter:
                 self._client = None
                 if time.monotonic() + delay > deadline:
                     raise RuntimeError(f"writing {len(rows)} rows to {self._table} failed: {error}") from error
-                log.warning("writing %d rows to %s failed (%s); retrying in %.1f s", len(rows), self._table, error, delay)
+                log.warning(
+                    "writing %d rows to %s failed (%s); retrying in %.1f s", len(rows), self._table, error, delay
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

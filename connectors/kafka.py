@@ -59,7 +59,9 @@ class OffsetProbe:
 
     def end_offsets(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
         partitions = [
-            TopicPartition(topic, p) for topic in topics for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
         ]
         return dict(self._consumer.end_offsets(partitions))
 
@@ -141,4 +143,3 @@ def replay(
         raise RuntimeError(f"Kafka did not accept {len(failures)} of {sent} messages; first error: {failures[0]}")
     on_progress(sent)
     return sent
-

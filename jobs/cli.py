@@ -38,7 +38,10 @@ def local_stack(settings: Settings) -> LocalStack:
 
 def clickhouse(settings: Settings) -> ClickHouseTarget:
     return ClickHouseTarget(
-        settings.clickhouse_endpoint, settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_database
+        settings.clickhouse_endpoint,
+        settings.clickhouse_user,
+        settings.clickhouse_password,
+        settings.clickhouse_database,
     )
 
 

@@ -81,9 +81,10 @@ def _stop_job(job: subprocess.Popen[bytes]) -> None:
 
 def _counts(settings: Settings) -> tuple[int, int]:
     client = clickhouse(settings).connect()
-    orders = int(client.command("SELECT count() FROM orders"))
-    dead = int(client.command("SELECT count() FROM dead_letters FINAL"))
-    return orders, dead
+    orders, dead = client.query(
+        "SELECT (SELECT count() FROM orders), (SELECT count() FROM dead_letters FINAL)"
+    ).first_row
+    return int(orders), int(dead)
 
 
 def _wait_until_settled(settings: Settings, job: subprocess.Popen[bytes], report: Report) -> None:
@@ -110,13 +111,15 @@ def _show(settings: Settings, job: subprocess.Popen[bytes], sent: int, log: Path
     orders, dead = _counts(settings)
     report(f"\n== {sent} raw events in; {orders} orders and {dead} dead letters in ClickHouse")
     client = clickhouse(settings).connect()
-    report(f"\n$ orderscope sql \"{SAMPLE_QUERY}\"")
+    report(f'\n$ orderscope sql "{SAMPLE_QUERY}"')
     report(client.raw_query(SAMPLE_QUERY, fmt="PrettyCompactMonoBlock").decode())
     dead_query = "SELECT source_topic, reason, dead_letters FROM dead_letter_counts"
-    report(f"$ orderscope sql \"{dead_query}\"")
+    report(f'$ orderscope sql "{dead_query}"')
     report(client.raw_query(dead_query, fmt="PrettyCompactMonoBlock").decode())
     report("== Query further")
-    report("  .venv/bin/orderscope sql \"SELECT status, count() FROM orders GROUP BY status\"")
-    report(f"  curl '{settings.clickhouse_endpoint}/?database={settings.clickhouse_database}' --data-binary 'SHOW TABLES'")
+    report('  .venv/bin/orderscope sql "SELECT status, count() FROM orders GROUP BY status"')
+    report(
+        f"  curl '{settings.clickhouse_endpoint}/?database={settings.clickhouse_database}' --data-binary 'SHOW TABLES'"
+    )
     report(f"  any ClickHouse client (clickhouse-connect, Grafana, Superset) at {settings.clickhouse_endpoint}")
     report("  more traffic: .venv/bin/orderscope replay FILE   (format: shared/contracts/README.md §6)")

@@ -57,8 +57,8 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
             "AS received_at_ms FROM raw_records"
         )
     )
-    events = records.process(operators.Normalize(settings.pii_key), output_type=PICKLED).name("normalize").uid(
-        "normalize"
+    events = (
+        records.process(operators.Normalize(settings.pii_key), output_type=PICKLED).name("normalize").uid("normalize")
     )
     carrier_updates = (
         events.filter(operators.is_waybill_event)
@@ -80,7 +80,10 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         .uid("track-orders")
     )
     target = ClickHouseTarget(
-        settings.clickhouse_endpoint, settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_database
+        settings.clickhouse_endpoint,
+        settings.clickhouse_user,
+        settings.clickhouse_password,
+        settings.clickhouse_database,
     )
     _sink(order_rows, target, "orders_current", ORDER_COLUMNS, settings)
     dead_letter_rows = (
@@ -92,9 +95,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     _sink(dead_letter_rows, target, "dead_letters", operators.DEAD_LETTER_COLUMNS, settings)
 
 
-def _sink(
-    rows: DataStream, target: ClickHouseTarget, table: str, columns: Sequence[str], settings: Settings
-) -> None:
+def _sink(rows: DataStream, target: ClickHouseTarget, table: str, columns: Sequence[str], settings: Settings) -> None:
     shards = 4 * settings.parallelism
     shard: Callable[[Any], Any] = lambda row: (operators.shard_of(row, shards), row)  # noqa: E731
     (

@@ -44,6 +44,10 @@ LIFECYCLE = (
     Status.IN_TRANSIT, Status.CUSTOMS, Status.OUT_FOR_DELIVERY, Status.DELIVERED, Status.COMPLETED,
 )  # fmt: skip
 _LIFECYCLE_RANK = {status: rank for rank, status in enumerate(LIFECYCLE)}
+# Two side states stamped with the same time: the more final one wins, whatever arrived first.
+_SIDE_PRECEDENCE = {
+    status: rank for rank, status in enumerate((Status.EXCEPTION, Status.RETURNING, Status.CANCELLED, Status.RETURNED))
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +61,7 @@ class StatusTrack:
 
     def observe(self, status: Status, at_ms: int) -> StatusTrack:
         if status.is_side_state:
-            if self.side is None or at_ms >= self.side_at_ms:
+            if self.side is None or (at_ms, _SIDE_PRECEDENCE[status]) > (self.side_at_ms, _SIDE_PRECEDENCE[self.side]):
                 return StatusTrack(self.furthest, self.furthest_at_ms, status, at_ms)
             return self
         if self.furthest is None or status.rank > self.furthest.rank:

@@ -19,7 +19,7 @@ ORDER_COLUMNS = (
 @dataclass(frozen=True, slots=True)
 class OrderView:
     order: OrderRef
-    track: StatusTrack = StatusTrack()
+    track: StatusTrack = StatusTrack()  # noqa: RUF009 - immutable, so one shared default is safe
     customer_id: str = ""
     waybills: tuple[str, ...] = ()
     amount_fen: int | None = None

@@ -51,7 +51,9 @@ class LocalStack:
 
     @property
     def clickhouse(self) -> ClickHouseTarget:
-        return ClickHouseTarget(f"http://127.0.0.1:{self.clickhouse_port}", self.clickhouse_user, self.clickhouse_password)
+        return ClickHouseTarget(
+            f"http://127.0.0.1:{self.clickhouse_port}", self.clickhouse_user, self.clickhouse_password
+        )
 
     def _kafka(self) -> KafkaBroker:
         return KafkaBroker(self.state_dir, self.kafka_port, self.kafka_controller_port, self.kafka_partitions)
@@ -68,7 +70,9 @@ class LocalStack:
 
     def _parts(self) -> Iterable[Part]:
         broker = self._kafka()
-        yield Part(broker.process, lambda: kafka.is_reachable(self.bootstrap_servers), self.bootstrap_servers, broker.prepare)
+        yield Part(
+            broker.process, lambda: kafka.is_reachable(self.bootstrap_servers), self.bootstrap_servers, broker.prepare
+        )
         yield Part(self._clickhouse(), self.clickhouse.is_reachable, self.clickhouse.url)
 
     def up(self, *, fresh: bool, report: Report) -> None:

@@ -11,7 +11,7 @@ CHINA_TIME = timezone(timedelta(hours=8))  # China keeps no daylight saving time
 T = TypeVar("T")
 
 
-class Rejected(Exception):
+class Rejected(Exception):  # noqa: N818 - reads as "raise Rejected(reason, detail)"
     """The payload cannot be understood; `reason` is a short code, the message says why."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -45,7 +45,7 @@ def optional(obj: dict[str, Any], name: str, kind: type[T] | tuple[type, ...]) -
 
 def identifier(obj: dict[str, Any], name: str) -> str:
     """An id sent as a JSON integer or string, kept exactly (ints beyond 2^53 too)."""
-    value = required(obj, name, (int, str))
+    value: int | str = required(obj, name, (int, str))
     text = str(value).strip()
     if not text:
         raise Rejected("missing_field", f"field {name!r} is empty")

@@ -1,0 +1,139 @@
+"""Each source's payloads become the right canonical events; the traps are handled."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from schemas import topics
+from schemas.events import DeadLetter, OrderEvent, OrderRef, ShipmentEvent, WaybillLink
+from schemas.lifecycle import Status
+from schemas.normalize import Normalizer
+from schemas.privacy import Pseudonymizer
+from tests.support import example
+
+TMALL, APP = topics.RAW_ORDER_TOPICS["tmall"], topics.RAW_ORDER_TOPICS["app"]
+CARRIER_RESULT = example("carrier.json")[0]["lastResult"]
+
+
+def normalize(ids: Pseudonymizer, topic: str, payload: Any) -> list[Any] | DeadLetter:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+    return Normalizer(ids).normalize(topic, 0, 7, raw, 0)
+
+
+def ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def test_tmall_order_id_beyond_2_53_is_kept_exactly(ids: Pseudonymizer) -> None:
+    events = normalize(ids, TMALL, example("tmall.json")[0])
+    assert isinstance(events, list)
+    assert events[0].order == OrderRef("tmall", "3910028811452201538")
+
+
+def test_tmall_china_time_without_offset_is_utc_plus_8(ids: Pseudonymizer) -> None:
+    events = normalize(ids, TMALL, example("tmall.json")[0])
+    assert isinstance(events, list)
+    assert events[0].at_ms == ms("2026-11-21T02:00:02+00:00")
+
+
+def test_tmall_yuan_string_becomes_exact_fen(ids: Pseudonymizer) -> None:
+    events = normalize(ids, TMALL, example("tmall.json")[0])
+    assert isinstance(events, list)
+    assert events[0].amount_fen == 25900
+
+
+@pytest.mark.parametrize(
+    ("index", "status"), [(0, Status.CREATED), (1, Status.PAID), (2, Status.SHIPPED)], ids=["create", "pay", "ship"]
+)
+def test_tmall_trade_messages_map_to_lifecycle(ids: Pseudonymizer, index: int, status: Status) -> None:
+    events = normalize(ids, TMALL, example("tmall.json")[index])
+    assert isinstance(events, list)
+    assert events[0].status == status
+
+
+def test_tmall_ship_links_the_waybill_to_the_order(ids: Pseudonymizer) -> None:
+    events = normalize(ids, TMALL, example("tmall.json")[2])
+    assert events == [
+        OrderEvent(
+            OrderRef("tmall", "3910028811452201538"),
+            at_ms=ms("2026-11-21T15:12:09+08:00"),
+            source=TMALL,
+            status=Status.SHIPPED,
+            waybills=("YT7781234455661",),
+        ),
+        WaybillLink("YT7781234455661", OrderRef("tmall", "3910028811452201538")),
+    ]
+
+
+def test_app_keeps_offset_times_and_promise(ids: Pseudonymizer) -> None:
+    events = normalize(ids, APP, example("app.json")[0])
+    assert isinstance(events, list)
+    event = events[0]
+    assert (event.at_ms, event.promised_at_ms) == (ms("2026-11-21T10:01:11+08:00"), ms("2026-11-23T18:00:00+08:00"))
+    assert (event.amount_fen, event.region_code) == (12900, "440305")
+
+
+def test_app_customer_is_a_pseudonym_never_the_phone(ids: Pseudonymizer) -> None:
+    payload = example("app.json")[0]
+    events = normalize(ids, APP, payload)
+    assert isinstance(events, list)
+    assert events[0].customer_id == ids.pseudonym("member", "M00912233")
+    assert "13812345678" not in repr(events)
+
+
+def test_wms_outbound_scan_means_shipped(ids: Pseudonymizer) -> None:
+    events = normalize(ids, topics.RAW_WMS, example("wms.json")[2])
+    assert isinstance(events, list)
+    assert events[0].status == Status.SHIPPED
+    assert events[1] == WaybillLink("YT7781234455661", OrderRef("tmall", "3910028811452201538"))
+
+
+def test_carrier_push_takes_the_newest_scan_of_the_repeated_history(ids: Pseudonymizer) -> None:
+    events = normalize(ids, topics.RAW_CARRIER, example("carrier.json")[1])
+    assert events == [
+        ShipmentEvent(
+            "YT7781234455661", "yuantong", Status.DELIVERED, ms("2026-11-22T16:02:40+08:00"), topics.RAW_CARRIER
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (topics.RAW_CARRIER, b'{"status": "polling", "lastResult": {"nu": "YT77812', "malformed_json"),
+        (TMALL, b"\xff\xfe not utf-8", "not_utf8"),
+        (TMALL, b"[1, 2]", "not_an_object"),
+        (TMALL, {**example("tmall.json")[0], "topic": "taobao_trade_Unknown"}, "unknown_code"),
+        (TMALL, {**example("tmall.json")[0], "pub_time": "21/11/2026"}, "bad_time"),
+        (TMALL, {**example("tmall.json")[0], "content": "{not json"}, "malformed_json"),
+        (APP, {**example("app.json")[0], "ts": "2026-11-21T10:01:11"}, "bad_time"),
+        (APP, {**example("app.json")[0], "order_id": True}, "wrong_type"),
+        (APP, {**example("app.json")[0], "amount": "12.345"}, "wrong_type"),
+        (topics.RAW_WMS, {"event": "PACKED", "ts": "2026-11-21T06:40:00Z"}, "missing_field"),
+        (topics.RAW_CARRIER, {"lastResult": {**CARRIER_RESULT, "state": "99"}}, "unknown_code"),
+        (topics.RAW_GPS, example("gps.json")[0], "unknown_source"),
+    ],
+    ids=[
+        "truncated", "not-utf8", "array", "unknown-topic-code", "bad-china-time", "content-not-json",
+        "time-without-offset", "bool-id", "sub-fen-amount", "no-order-ref", "unknown-carrier-state", "unread-topic",
+    ],
+)  # fmt: skip
+def test_bad_payload_becomes_a_dead_letter_with_its_reason(
+    ids: Pseudonymizer, topic: str, payload: Any, reason: str
+) -> None:
+    outcome = normalize(ids, topic, payload)
+    assert isinstance(outcome, DeadLetter)
+    assert (outcome.reason, outcome.source_topic, outcome.offset) == (reason, topic, 7)
+    assert outcome.detail
+
+
+def test_dead_letter_keeps_the_payload_but_not_the_phone_number(ids: Pseudonymizer) -> None:
+    raw = b'{"event": "created", "phone": "+86 138-1234-5678", "ts": "bad"'
+    outcome = normalize(ids, APP, raw)
+    assert isinstance(outcome, DeadLetter)
+    assert b"5678" not in outcome.raw
+    assert outcome.raw == raw.replace(b"+86 138-1234-5678", ids.phone("13812345678").encode())

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobs.settings import Settings, SettingsError
+
+
+def test_environment_overrides_defaults_with_typed_values() -> None:
+    settings = Settings.from_env(
+        {"ORDERSCOPE_KAFKA_PORT": "19092", "ORDERSCOPE_STATE_DIR": "/tmp/x", "ORDERSCOPE_CHECKPOINT_DIR": "/tmp/c"}
+    )
+    assert settings.bootstrap_servers == "127.0.0.1:19092"
+    assert (settings.state_dir, settings.checkpoints) == (Path("/tmp/x"), Path("/tmp/c"))
+
+
+def test_explicit_urls_win_over_local_ports() -> None:
+    settings = Settings.from_env(
+        {
+            "ORDERSCOPE_CLICKHOUSE_URL": "https://ch.example:8443",
+            "ORDERSCOPE_KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+        }
+    )
+    assert (settings.clickhouse_endpoint, settings.bootstrap_servers) == ("https://ch.example:8443", "k1:9092,k2:9092")
+
+
+def test_bad_number_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="ORDERSCOPE_PARALLELISM='two'"):
+        Settings.from_env({"ORDERSCOPE_PARALLELISM": "two"})
