@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.clickhouse import ClickHouseTarget
+from connectors.clickhouse import ClickHouseTarget, migrate
 from connectors.local.process import ManagedProcess
+from jobs.cli import SQL_DIR, clickhouse, local_stack
+from jobs.settings import Settings
 from tests.support import free_port
 
 PASSWORD = "conformance-secret"
@@ -33,3 +35,24 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clic
         yield target
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real local stack (Kafka broker, ClickHouse server) on free ports, migrated; yields its ORDERSCOPE_* env."""
+    env = {
+        "ORDERSCOPE_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
+        "ORDERSCOPE_KAFKA_PORT": str(free_port()),
+        "ORDERSCOPE_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "ORDERSCOPE_CLICKHOUSE_PORT": str(free_port()),
+        "ORDERSCOPE_PARALLELISM": "2",
+        "ORDERSCOPE_CHECKPOINT_INTERVAL_MS": "1000",
+    }
+    settings = Settings.from_env(env)
+    stack = local_stack(settings)
+    try:
+        stack.up(fresh=True, report=print)
+        migrate(clickhouse(settings), SQL_DIR, report=print)
+        yield env
+    finally:
+        stack.down(report=print)

@@ -1,0 +1,75 @@
+"""The real stack end to end: a recording into Kafka, the Flink job, results in ClickHouse."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from jobs.cli import clickhouse
+from jobs.settings import Settings
+from tests.support import CONTRACT_EXAMPLES
+
+pytestmark = pytest.mark.integration
+
+TMALL_ORDER = "3910028811452201538"
+JOB_TIMEOUT_S = 300
+
+
+def orderscope(env: dict[str, str], *args: str) -> str:
+    """Run the `orderscope` command as a user would; returns what it printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, f"orderscope {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def database(env: dict[str, str]) -> Client:
+    return clickhouse(Settings.from_env(env)).connect()
+
+
+@pytest.fixture(scope="module")
+def first_run(stack_env: dict[str, str]) -> dict[str, str]:
+    orderscope(stack_env, "replay", str(CONTRACT_EXAMPLES / "orders.jsonl"))
+    output = orderscope(stack_env, "job", "run", "--until-idle", "3", "--fresh")
+    assert "all output written" in output
+    return stack_env
+
+
+def test_replayed_tmall_order_is_delivered_once_with_its_waybill(first_run: dict[str, str]) -> None:
+    rows = database(first_run).query(
+        "SELECT channel, status, waybills, amount_fen FROM orders_current FINAL WHERE order_id = {id:String}",
+        parameters={"id": TMALL_ORDER},
+    )
+    assert rows.result_rows == [("tmall", "delivered", ["YT7781234455661"], 25900)]
+
+
+def test_truncated_carrier_payload_is_a_dead_letter_with_reason(first_run: dict[str, str]) -> None:
+    rows = database(first_run).query(
+        "SELECT reason, detail, raw FROM dead_letters FINAL WHERE source_topic = 'raw.logistics.carrier'"
+    )
+    assert len(rows.result_rows) == 1
+    reason, detail, raw = rows.result_rows[0]
+    assert (reason, raw) == ("malformed_json", '{"status": "polling", "lastResult": {"nu": "YT77812')
+    assert "not valid JSON" in detail
+
+
+def test_restart_resumes_from_checkpoint_and_duplicates_change_nothing(first_run: dict[str, str]) -> None:
+    client = database(first_run)
+    before = client.query("SELECT count() FROM orders_current").result_rows
+    output = orderscope(first_run, "job", "run", "--until-idle", "2")
+    assert "resuming from" in output
+    assert client.query("SELECT count() FROM orders_current").result_rows == before, "input was processed twice"
+
+    orderscope(first_run, "replay", str(CONTRACT_EXAMPLES / "orders.jsonl"))  # the same traffic again
+    orderscope(first_run, "job", "run", "--until-idle", "2")
+    assert client.query("SELECT order_id, status FROM orders").result_rows == [(TMALL_ORDER, "delivered")]
