@@ -83,7 +83,7 @@ def _counts(settings: Settings) -> tuple[int, int]:
     client = clickhouse(settings).connect()
     orders, dead = client.query(
         "SELECT (SELECT count() FROM orders), (SELECT count() FROM dead_letters FINAL)"
-    ).first_row
+    ).result_rows[0]
     return int(orders), int(dead)
 
 
