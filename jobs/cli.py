@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
         return handler(Settings.from_env(), args)
-    except (SettingsError, StartupError, FileNotFoundError, ValueError) as error:
+    except (SettingsError, StartupError, FileNotFoundError, ValueError, RuntimeError) as error:
         say(f"error: {error}")
     except kafka.KafkaError as error:
         say(f"error: Kafka: {error}. Is the broker up? `orderscope stack status` tells.")
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {error}. Is ClickHouse up? `orderscope stack status` tells.")
     except Exception as error:
         if type(error).__module__.startswith("clickhouse_connect"):
-            say(f"error: ClickHouse: {error}")
+            hint = " Is ClickHouse up? `orderscope stack status` tells." if "Connection refused" in str(error) else ""
+            say(f"error: ClickHouse: {error}{hint}")
         else:
             raise
     return 1

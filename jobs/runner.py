@@ -55,8 +55,10 @@ def local_configuration(settings: Settings, restore_from: Path | None) -> dict[s
     return config
 
 
-def _embed_python_path() -> None:
-    """Thread mode embeds CPython in the JVM; it must find this project and its packages."""
+def _prepare_jvm_environment(settings: Settings) -> None:
+    """Set what the JVM that PyFlink launches reads from the environment: where its
+    logs go, and (thread mode embeds CPython in it) where this project and its packages are."""
+    os.environ["FLINK_LOG_DIR"] = str(settings.flink_log_dir)
     paths = [str(PROJECT_ROOT), *site.getsitepackages()]
     os.environ["PYTHONPATH"] = os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 
@@ -125,7 +127,7 @@ def run(settings: Settings, *, until_idle_s: float | None, fresh: bool, report: 
         shutil.rmtree(settings.checkpoints)
     restore_from = None if fresh else latest_checkpoint(settings.checkpoints)
     report(f"resuming from {restore_from}" if restore_from else "starting fresh from the earliest offsets")
-    _embed_python_path()
+    _prepare_jvm_environment(settings)
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
@@ -137,6 +139,7 @@ def run(settings: Settings, *, until_idle_s: float | None, fresh: bool, report: 
     client = env.execute_async(order_visibility.JOB_NAME)
     job_id = str(client.get_job_id())
     report(f"job {order_visibility.JOB_NAME} running (id {job_id}), checkpoints in {settings.checkpoints}")
+    report(f"Flink and job logs: {settings.flink_log_dir}")
     probe = kafka.OffsetProbe(settings.bootstrap_servers)
     watch = IdleWatch(settings, until_idle_s, sorted(ADAPTERS), report, probe) if until_idle_s is not None else None
     try:

@@ -66,6 +66,10 @@ class Settings:
         return self.clickhouse_url or f"http://127.0.0.1:{self.clickhouse_port}"
 
     @property
+    def flink_log_dir(self) -> Path:
+        return self.state_dir / "flink-logs"
+
+    @property
     def checkpoints(self) -> Path:
         return self.checkpoint_dir or self.state_dir / "checkpoints"
 

@@ -75,6 +75,10 @@ class LocalStack:
         )
         yield Part(self._clickhouse(), self.clickhouse.is_reachable, self.clickhouse.url)
 
+    def part(self, name: str) -> ManagedProcess:
+        """One part's process, by name ("kafka" or "clickhouse"), e.g. to stop and restart it."""
+        return next(part.process for part in self._parts() if part.process.name == name)
+
     def up(self, *, fresh: bool, report: Report) -> None:
         if fresh:
             self.down(report=report)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from jobs.cli import clickhouse
+from jobs.cli import clickhouse, local_stack
 from jobs.settings import Settings
 from tests.support import CONTRACT_EXAMPLES
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 TMALL_ORDER = "3910028811452201538"
 JOB_TIMEOUT_S = 300
+OUTAGE_S = 20
 
 
 def orderscope(env: dict[str, str], *args: str) -> str:
@@ -72,4 +74,30 @@ def test_restart_resumes_from_checkpoint_and_duplicates_change_nothing(first_run
 
     orderscope(first_run, "replay", str(CONTRACT_EXAMPLES / "orders.jsonl"))  # the same traffic again
     orderscope(first_run, "job", "run", "--until-idle", "2")
+    assert client.query("SELECT order_id, status FROM orders").result_rows == [(TMALL_ORDER, "delivered")]
+
+
+def test_clickhouse_outage_delays_output_but_loses_and_duplicates_nothing(first_run: dict[str, str]) -> None:
+    settings = Settings.from_env(first_run)
+    server = local_stack(settings).part("clickhouse")
+    client = database(first_run)
+    dead_letters_before = client.query("SELECT count() FROM dead_letters FINAL").result_rows[0][0]
+    server.stop()
+    orderscope(first_run, "replay", str(CONTRACT_EXAMPLES / "orders.jsonl"))
+    job = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "job", "run", "--until-idle", "2"],
+        env={**os.environ, **first_run},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(OUTAGE_S)  # the sink retries with backoff; checkpoints wait for it
+    assert job.poll() is None, "the job gave up during a short ClickHouse outage"
+    server.start()
+    output, _ = job.communicate(timeout=JOB_TIMEOUT_S)
+    assert job.returncode == 0, output[-3000:]
+    job_logs = "".join(log.read_text() for log in settings.flink_log_dir.glob("*.log"))
+    assert "rows to dead_letters failed" in job_logs, "the outage did not hit a write"
+    client = database(first_run)
+    assert client.query("SELECT count() FROM dead_letters FINAL").result_rows[0][0] == dead_letters_before + 1
     assert client.query("SELECT order_id, status FROM orders").result_rows == [(TMALL_ORDER, "delivered")]
