@@ -17,6 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyflink.common import Configuration
+from pyflink.datastream import StreamExecutionEnvironment
+
 from connectors import kafka
 from connectors.local import FLINK_JARS_DIR
 from jobs import order_visibility
@@ -128,9 +131,6 @@ def run(settings: Settings, *, until_idle_s: float | None, fresh: bool, report: 
     restore_from = None if fresh else latest_checkpoint(settings.checkpoints)
     report(f"resuming from {restore_from}" if restore_from else "starting fresh from the earliest offsets")
     _prepare_jvm_environment(settings)
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
-
     configuration = Configuration()
     for key, value in local_configuration(settings, restore_from).items():
         configuration.set_string(key, value)
