@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from schemas.adapters import ADAPTERS, Adapter
-from schemas.adapters.fields import Rejected, json_object
+from schemas.adapters.fields import Rejected
 from schemas.events import CanonicalEvent, DeadLetter
 from schemas.privacy import Pseudonymizer
 
@@ -50,4 +50,4 @@ class Normalizer:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise Rejected("not_utf8", f"payload is not UTF-8: {error}") from None
-        return adapter(json_object(text), self._ids, topic)
+        return adapter(text, self._ids, topic)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -39,19 +40,6 @@ def required(obj: dict[str, Any], name: str, kind: type[T] | tuple[type, ...]) -
     return value  # type: ignore[return-value]
 
 
-def optional(obj: dict[str, Any], name: str, kind: type[T] | tuple[type, ...]) -> T | None:
-    return required(obj, name, kind) if obj.get(name) is not None else None
-
-
-def identifier(obj: dict[str, Any], name: str) -> str:
-    """An id sent as a JSON integer or string, kept exactly (ints beyond 2^53 too)."""
-    value: int | str = required(obj, name, (int, str))
-    text = str(value).strip()
-    if not text:
-        raise Rejected("missing_field", f"field {name!r} is empty")
-    return text
-
-
 def china_time_ms(text: str, name: str) -> int:
     """'yyyy-MM-dd HH:mm:ss' in China time, without offset."""
     try:
@@ -82,7 +70,7 @@ def yuan_to_fen(value: str | int | Decimal, name: str) -> int:
     return int(amount)
 
 
-def code(table: dict[str, T], value: object, name: str) -> T:
+def code(table: Mapping[str, T], value: object, name: str) -> T:
     try:
         return table[str(value)]
     except KeyError:
@@ -92,3 +80,18 @@ def code(table: dict[str, T], value: object, name: str) -> T:
 def _names(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(k.__name__ for k in kinds)
+
+
+# Epoch times outside these years are a unit mix-up (seconds read as milliseconds or the reverse).
+_PLAUSIBLE_MS = (946_684_800_000, 4_102_444_800_000)  # 2000-01-01 .. 2100-01-01
+
+
+def epoch_ms(value: object, name: str, unit_ms: int) -> int:
+    """An epoch time in seconds (unit_ms=1000) or milliseconds (unit_ms=1), as milliseconds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Rejected("wrong_type", f"field {name!r} = {value!r} is not an integer epoch time")
+    millis = value * unit_ms
+    if not _PLAUSIBLE_MS[0] <= millis <= _PLAUSIBLE_MS[1]:
+        unit = "seconds" if unit_ms == 1000 else "milliseconds"
+        raise Rejected("bad_time", f"field {name!r} = {value} is not a plausible epoch time in {unit}")
+    return millis

@@ -81,7 +81,7 @@ def test_app_customer_is_a_pseudonym_never_the_phone(ids: Pseudonymizer) -> None
     payload = example("app.json")[0]
     events = normalize(ids, APP, payload)
     assert isinstance(events, list)
-    assert events[0].customer_id == ids.pseudonym("member", "M00912233")
+    assert events[0].customer_id == ids.pseudonym("member_id", "M00912233")
     assert "13812345678" not in repr(events)
 
 
@@ -107,7 +107,8 @@ def test_carrier_push_takes_the_newest_scan_of_the_repeated_history(ids: Pseudon
         (topics.RAW_CARRIER, b'{"status": "polling", "lastResult": {"nu": "YT77812', "malformed_json"),
         (TMALL, b"\xff\xfe not utf-8", "not_utf8"),
         (TMALL, b"[1, 2]", "not_an_object"),
-        (TMALL, {**example("tmall.json")[0], "topic": "taobao_trade_Unknown"}, "unknown_code"),
+        (TMALL, {**example("tmall.json")[0], "content": '{"tid": 1, "status": "WAIT_SOMETHING"}'}, "unknown_code"),
+        (TMALL, {**example("tmall.json")[0], "topic": "taobao_trade_Unknown", "content": '{"tid": 1}'}, "unknown_code"),
         (TMALL, {**example("tmall.json")[0], "pub_time": "21/11/2026"}, "bad_time"),
         (TMALL, {**example("tmall.json")[0], "content": "{not json"}, "malformed_json"),
         (APP, {**example("app.json")[0], "ts": "2026-11-21T10:01:11"}, "bad_time"),
@@ -118,8 +119,9 @@ def test_carrier_push_takes_the_newest_scan_of_the_repeated_history(ids: Pseudon
         (topics.RAW_GPS, example("gps.json")[0], "unknown_source"),
     ],
     ids=[
-        "truncated", "not-utf8", "array", "unknown-topic-code", "bad-china-time", "content-not-json",
-        "time-without-offset", "bool-id", "sub-fen-amount", "no-order-ref", "unknown-carrier-state", "unread-topic",
+        "truncated", "not-utf8", "array", "unknown-status-word", "unknown-topic-without-status", "bad-china-time",
+        "content-not-json", "time-without-offset", "bool-id", "sub-fen-amount", "no-order-ref",
+        "unknown-carrier-state", "unread-topic",
     ],
 )  # fmt: skip
 def test_bad_payload_becomes_a_dead_letter_with_its_reason(

@@ -19,6 +19,9 @@ VALID = [
     (topic, payload)
     for topic, name in (
         ("raw.orders.tmall", "tmall.json"),
+        ("raw.orders.douyin", "douyin.json"),
+        ("raw.orders.xiaohongshu", "xiaohongshu.json"),
+        ("raw.orders.wechat", "wechat.json"),
         ("raw.orders.app", "app.json"),
         ("raw.wms", "wms.json"),
         ("raw.logistics.carrier", "carrier.json"),
