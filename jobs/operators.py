@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import zlib
 from collections.abc import Iterator, Sequence
@@ -119,6 +121,27 @@ def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
         letter.reason,
         letter.detail,
         utc(letter.received_at_ms),
+    )
+
+
+def dead_letter_json(letter: DeadLetter) -> str:
+    """The dead-letter topic's record: the raw bytes exactly (base64), and as text when they are UTF-8."""
+    try:
+        text: str | None = letter.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return json.dumps(
+        {
+            "source_topic": letter.source_topic,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "reason": letter.reason,
+            "detail": letter.detail,
+            "received_at": utc(letter.received_at_ms).isoformat(),
+            "raw": text,
+            "raw_base64": base64.b64encode(letter.raw).decode(),
+        },
+        ensure_ascii=False,
     )
 
 

@@ -3,6 +3,7 @@
     raw.* topics ─► normalize ─┬─► order events ───────────────────────┐
                                ├─► carrier updates ─► resolve waybills ─┴─► track orders ─► orders_current
                                └─► dead letters ──────────────────────────────────────────► dead_letters
+                                                                                           + orderscope.dead_letters
 
 Submit it to a Flink cluster with `flink run -py jobs/order_visibility.py`;
 locally, `orderscope job run` runs it with checkpoints and resume.
@@ -14,12 +15,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyflink.common import Types
+from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 from pyflink.table import StreamTableEnvironment
 
 from connectors.clickhouse import ClickHouseTarget
 from jobs import operators
 from jobs.settings import Settings
+from schemas import topics
 from schemas.adapters import ADAPTERS
 from schemas.order_view import ORDER_COLUMNS
 
@@ -86,13 +91,38 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         settings.clickhouse_database,
     )
     _sink(order_rows, target, "orders_current", ORDER_COLUMNS, settings)
+    dead_letters = events.get_side_output(operators.DEAD_LETTERS)
     dead_letter_rows = (
-        events.get_side_output(operators.DEAD_LETTERS)
-        .map(operators.dead_letter_row, output_type=PICKLED)
+        dead_letters.map(operators.dead_letter_row, output_type=PICKLED)
         .name("dead letter rows")
         .uid("dead-letter-rows")
     )
     _sink(dead_letter_rows, target, "dead_letters", operators.DEAD_LETTER_COLUMNS, settings)
+    (
+        dead_letters.map(operators.dead_letter_json, output_type=Types.STRING())
+        .name("dead letter records")
+        .uid("dead-letter-records")
+        .sink_to(_dead_letter_topic(settings))
+        .name(f"kafka {topics.DEAD_LETTERS}")
+        .uid("kafka-dead-letters")
+    )
+
+
+def _dead_letter_topic(settings: Settings) -> KafkaSink:
+    """At-least-once: records are flushed before each checkpoint completes, visible at once to readers."""
+    serializer = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic(topics.DEAD_LETTERS)
+        .set_value_serialization_schema(SimpleStringSchema())
+        .build()
+    )
+    return (
+        KafkaSink.builder()
+        .set_bootstrap_servers(settings.bootstrap_servers)
+        .set_record_serializer(serializer)
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )
 
 
 def _sink(rows: DataStream, target: ClickHouseTarget, table: str, columns: Sequence[str], settings: Settings) -> None:

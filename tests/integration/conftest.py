@@ -12,7 +12,7 @@ from connectors.clickhouse import ClickHouseTarget, migrate
 from connectors.local.process import ManagedProcess
 from jobs.cli import SQL_DIR, clickhouse, local_stack
 from jobs.settings import Settings
-from tests.support import free_port
+from tests.support import free_ports
 
 PASSWORD = "conformance-secret"
 
@@ -21,7 +21,7 @@ PASSWORD = "conformance-secret"
 def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseTarget]:
     """The embedded ClickHouse HTTP server as its own process, as `orderscope stack up` runs it."""
     run_dir: Path = tmp_path_factory.mktemp("clickhouse")
-    port = free_port()
+    [port] = free_ports(1)
     server = ManagedProcess(
         "clickhouse",
         [sys.executable, "-m", "connectors.chdb_server", "--data-dir", str(run_dir / "data"), "--port", str(port),
@@ -40,11 +40,12 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clic
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real local stack (Kafka broker, ClickHouse server) on free ports, migrated; yields its ORDERSCOPE_* env."""
+    kafka_port, controller_port, clickhouse_port = free_ports(3)
     env = {
         "ORDERSCOPE_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
-        "ORDERSCOPE_KAFKA_PORT": str(free_port()),
-        "ORDERSCOPE_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "ORDERSCOPE_CLICKHOUSE_PORT": str(free_port()),
+        "ORDERSCOPE_KAFKA_PORT": str(kafka_port),
+        "ORDERSCOPE_KAFKA_CONTROLLER_PORT": str(controller_port),
+        "ORDERSCOPE_CLICKHOUSE_PORT": str(clickhouse_port),
         "ORDERSCOPE_PARALLELISM": "2",
         "ORDERSCOPE_CHECKPOINT_INTERVAL_MS": "1000",
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -9,9 +11,11 @@ import time
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from kafka import KafkaConsumer
 
 from jobs.cli import clickhouse, local_stack
 from jobs.settings import Settings
+from schemas import topics
 from tests.support import CONTRACT_EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -63,6 +67,20 @@ def test_truncated_carrier_payload_is_a_dead_letter_with_reason(first_run: dict[
     reason, detail, raw = rows.result_rows[0]
     assert (reason, raw) == ("malformed_json", '{"status": "polling", "lastResult": {"nu": "YT77812')
     assert "not valid JSON" in detail
+
+
+def test_dead_letters_are_also_published_to_their_topic(first_run: dict[str, str]) -> None:
+    consumer = KafkaConsumer(
+        topics.DEAD_LETTERS,
+        bootstrap_servers=Settings.from_env(first_run).bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    records = [json.loads(message.value) for message in consumer]
+    consumer.close()
+    truncated = [r for r in records if r["source_topic"] == "raw.logistics.carrier"]
+    assert truncated and truncated[0]["reason"] == "malformed_json"
+    assert base64.b64decode(truncated[0]["raw_base64"]) == b'{"status": "polling", "lastResult": {"nu": "YT77812'
 
 
 def test_restart_resumes_from_checkpoint_and_duplicates_change_nothing(first_run: dict[str, str]) -> None:
