@@ -12,7 +12,7 @@ from typing import Any
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
 from connectors.clickhouse import BatchWriter, ClickHouseTarget
 from schemas.events import DeadLetter, OrderEvent, OrderRef, ShipmentEvent, WaybillLink
@@ -65,15 +65,19 @@ def order_key(event: OrderEvent) -> str:
 
 
 class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by waybill: turns carrier updates into events of the order the waybill belongs to.
+    """Keyed by waybill: turns carrier scans into events of the order the waybill belongs to.
 
-    Updates that arrive before any source has linked the waybill to an order wait
-    in state (at most MAX_PENDING_SHIPMENT_EVENTS per waybill) until the link comes.
+    Each scan passes once, however often the carrier repeats it. Scans that arrive
+    before any source has linked the waybill to an order wait in state (at most
+    MAX_PENDING_SHIPMENT_EVENTS per waybill) until the link comes.
     """
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._order = runtime_context.get_state(ValueStateDescriptor("order", Types.PICKLED_BYTE_ARRAY()))
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
+        self._seen_scans = runtime_context.get_map_state(
+            MapStateDescriptor("seen-scans", Types.STRING(), Types.BOOLEAN())
+        )
 
     def process_element(self, event: ShipmentEvent | WaybillLink, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         if isinstance(event, WaybillLink):
@@ -82,6 +86,9 @@ class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
                 yield from (_addressed(shipment, event.order) for shipment in self._pending.get() or ())
                 self._pending.clear()
             return
+        if self._seen_scans.contains(event.scan_id):
+            return
+        self._seen_scans.put(event.scan_id, True)
         order: OrderRef | None = self._order.value()
         if order is not None:
             yield _addressed(event, order)
@@ -92,7 +99,9 @@ class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
 
 
 def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:
-    return OrderEvent(order=order, at_ms=shipment.at_ms, source=shipment.source, status=shipment.status)
+    return OrderEvent(
+        order=order, at_ms=shipment.at_ms, source=shipment.source, status=shipment.status, detail=shipment.location
+    )
 
 
 class TrackOrders(KeyedProcessFunction):  # type: ignore[misc]
@@ -110,6 +119,22 @@ class TrackOrders(KeyedProcessFunction):  # type: ignore[misc]
         row = updated.row()
         if row is not None:
             yield row
+
+
+JOURNEY_COLUMNS = ("channel", "order_id", "at", "event_id", "status", "source", "detail")
+
+
+def journey_row(event: OrderEvent) -> tuple[Any, ...]:
+    status = event.status.value if event.status else ""
+    return (
+        event.order.channel,
+        event.order.order_id,
+        utc(event.at_ms),
+        event.event_id,
+        status,
+        event.source,
+        event.detail,
+    )
 
 
 def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:

@@ -1,7 +1,8 @@
 """The order-visibility job: raw channel and logistics events in, orders_current out.
 
     raw.* topics ─► normalize ─┬─► order events ───────────────────────┐
-                               ├─► carrier updates ─► resolve waybills ─┴─► track orders ─► orders_current
+                               ├─► carrier scans ───► resolve waybills ─┴┬─► track orders ─► orders_current
+                               │                                         └─────────────────► order_events
                                └─► dead letters ──────────────────────────────────────────► dead_letters
                                                                                            + orderscope.dead_letters
 
@@ -74,12 +75,11 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         .name("resolve waybills")
         .uid("resolve-waybills")
     )
+    order_events = (
+        events.filter(operators.is_order_event).name("order events").uid("order-events").union(carrier_updates)
+    )
     order_rows = (
-        events.filter(operators.is_order_event)
-        .name("order events")
-        .uid("order-events")
-        .union(carrier_updates)
-        .key_by(operators.order_key, key_type=Types.STRING())
+        order_events.key_by(operators.order_key, key_type=Types.STRING())
         .process(operators.TrackOrders(), output_type=PICKLED)
         .name("track orders")
         .uid("track-orders")
@@ -91,6 +91,8 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         settings.clickhouse_database,
     )
     _sink(order_rows, target, "orders_current", ORDER_COLUMNS, settings)
+    journey_rows = order_events.map(operators.journey_row, output_type=PICKLED).name("journey rows").uid("journey-rows")
+    _sink(journey_rows, target, "order_events", operators.JOURNEY_COLUMNS, settings)
     dead_letters = events.get_side_output(operators.DEAD_LETTERS)
     dead_letter_rows = (
         dead_letters.map(operators.dead_letter_row, output_type=PICKLED)

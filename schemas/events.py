@@ -7,6 +7,7 @@ personal data in clear: customers are named by keyed pseudonyms.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from schemas.lifecycle import Status
@@ -35,17 +36,26 @@ class OrderEvent:
     amount_fen: int | None = None
     region_code: str | None = None
     promised_at_ms: int | None = None
+    detail: str = ""  # what the journey shows beside the status, e.g. a scan's location
+
+    @property
+    def event_id(self) -> str:
+        """Deterministic identity: the same fact told twice has the same id."""
+        fact = f"{self.source}|{self.order.key}|{self.status}|{self.at_ms}|{self.detail}"
+        return hashlib.blake2b(fact.encode(), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
 class ShipmentEvent:
-    """A carrier's update about one waybill; it reaches its order through a WaybillLink."""
+    """One carrier scan of one waybill; it reaches its order through a WaybillLink."""
 
     waybill: str
     carrier: str
-    status: Status
+    status: Status | None  # None: a scan whose wording maps to no lifecycle step
     at_ms: int
     source: str
+    scan_id: str
+    location: str = ""
 
 
 @dataclass(frozen=True, slots=True)

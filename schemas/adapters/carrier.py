@@ -1,10 +1,14 @@
-"""Tracking-aggregator pushes: the waybill's state now, dated by its newest scan.
+"""Tracking-aggregator pushes: every scan of the waybill's repeated history.
 
-Its code table lives in schemas/sources/carrier.yaml.
+Each push repeats the whole history, newest first; every scan becomes one
+ShipmentEvent with a stable scan_id, so the job counts each scan once however
+often it is repeated. The newest scan takes the push's `state` code; older
+ones their wording. Code tables live in schemas/sources/carrier.yaml.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,32 +25,55 @@ from schemas.privacy import Pseudonymizer
 class CarrierTracking:
     topic: str
     states: Mapping[str, Status]
+    scan_statuses: Mapping[str, Status]
 
     def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]:
         result = required(json_object(raw), "lastResult", dict)
+        waybill = required(result, "nu", str)
+        carrier = required(result, "com", str)
         scans = required(result, "data", list)
-        if not scans or not isinstance(scans[0], dict):
+        if not scans:
             raise Rejected("missing_field", "lastResult.data holds no scan")
+        state = code(self.states, required(result, "state", (str, int)), "state")
         return [
-            ShipmentEvent(
-                waybill=required(result, "nu", str),
-                carrier=required(result, "com", str),
-                status=code(self.states, required(result, "state", (str, int)), "state"),
-                at_ms=china_time_ms(required(scans[0], "time", str), "time"),
-                source=source,
-            )
+            self._scan(waybill, carrier, scan, state if newest else None, source)
+            for newest, scan in zip([True] + [False] * (len(scans) - 1), scans, strict=True)
         ]
+
+    def _scan(self, waybill: str, carrier: str, scan: Any, state: Status | None, source: str) -> ShipmentEvent:
+        if not isinstance(scan, dict):
+            raise Rejected("wrong_type", "a scan in lastResult.data is not an object")
+        time = required(scan, "time", str)
+        context = scan.get("context") if isinstance(scan.get("context"), str) else ""
+        location = scan.get("location") or scan.get("areaName") or ""
+        return ShipmentEvent(
+            waybill=waybill,
+            carrier=carrier,
+            status=state or self.scan_statuses.get(str(scan.get("status"))),
+            at_ms=china_time_ms(time, "time"),
+            source=source,
+            scan_id=hashlib.blake2b(f"{waybill}|{time}|{context}".encode(), digest_size=12).hexdigest(),
+            location=str(location),
+        )
 
 
 def carrier_tracking(path: Path, spec: dict[str, Any]) -> CarrierTracking:
     check = SpecChecker(path)
-    states = spec.get("states")
-    if not isinstance(states, dict) or not states:
-        raise check.fail("states", "required, a mapping of carrier state code to canonical status")
-    codes: dict[str, Status] = {}
-    for state, value in states.items():
-        status = check.status(value, f"states.{state}")
+    return CarrierTracking(
+        check.text(spec, "topic"),
+        _status_table(check, spec, "states"),
+        _status_table(check, spec, "scan_statuses"),
+    )
+
+
+def _status_table(check: SpecChecker, spec: dict[str, Any], key: str) -> dict[str, Status]:
+    table = spec.get(key)
+    if not isinstance(table, dict) or not table:
+        raise check.fail(key, "required, a mapping of carrier code to canonical status")
+    statuses: dict[str, Status] = {}
+    for carrier_code, value in table.items():
+        status = check.status(value, f"{key}.{carrier_code}")
         if status is None:
-            raise check.fail(f"states.{state}", "every carrier state needs a canonical status")
-        codes[str(state)] = status
-    return CarrierTracking(check.text(spec, "topic"), codes)
+            raise check.fail(f"{key}.{carrier_code}", "needs a canonical status")
+        statuses[str(carrier_code)] = status
+    return statuses

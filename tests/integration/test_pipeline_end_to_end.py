@@ -59,6 +59,20 @@ def test_replayed_tmall_order_is_delivered_once_with_its_waybill(first_run: dict
     assert rows.result_rows == [("tmall", "delivered", ["YT7781234455661"], 25900)]
 
 
+def test_carrier_scans_repeated_in_every_push_are_in_the_journey_once(first_run: dict[str, str]) -> None:
+    rows = database(first_run).query(
+        "SELECT status, detail FROM order_events FINAL "
+        "WHERE order_id = {id:String} AND source = 'raw.logistics.carrier' ORDER BY at",
+        parameters={"id": TMALL_ORDER},
+    )
+    assert rows.result_rows == [
+        ("in_transit", "西湖区文三路营业部"),
+        ("in_transit", "杭州转运中心"),
+        ("out_for_delivery", "西湖区文三路营业部"),
+        ("delivered", "浙江,杭州市,西湖区"),
+    ]
+
+
 def test_truncated_carrier_payload_is_a_dead_letter_with_reason(first_run: dict[str, str]) -> None:
     rows = database(first_run).query(
         "SELECT reason, detail, raw FROM dead_letters FINAL WHERE source_topic = 'raw.logistics.carrier'"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas import topics
-from schemas.events import DeadLetter, OrderEvent, OrderRef, ShipmentEvent, WaybillLink
+from schemas.events import DeadLetter, OrderEvent, OrderRef, WaybillLink
 from schemas.lifecycle import Status
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
@@ -92,13 +92,22 @@ def test_wms_outbound_scan_means_shipped(ids: Pseudonymizer) -> None:
     assert events[1] == WaybillLink("YT7781234455661", OrderRef("tmall", "3910028811452201538"))
 
 
-def test_carrier_push_takes_the_newest_scan_of_the_repeated_history(ids: Pseudonymizer) -> None:
-    events = normalize(ids, topics.RAW_CARRIER, example("carrier.json")[1])
-    assert events == [
-        ShipmentEvent(
-            "YT7781234455661", "yuantong", Status.DELIVERED, ms("2026-11-22T16:02:40+08:00"), topics.RAW_CARRIER
-        )
+def test_carrier_push_gives_every_scan_newest_with_the_push_state(ids: Pseudonymizer) -> None:
+    scans = normalize(ids, topics.RAW_CARRIER, example("carrier.json")[1])
+    assert isinstance(scans, list)
+    assert [(s.status, s.at_ms, s.location) for s in scans] == [
+        (Status.DELIVERED, ms("2026-11-22T16:02:40+08:00"), "浙江,杭州市,西湖区"),
+        (Status.OUT_FOR_DELIVERY, ms("2026-11-22T09:12:33+08:00"), "西湖区文三路营业部"),
+        (Status.IN_TRANSIT, ms("2026-11-21T21:40:12+08:00"), "杭州转运中心"),
+        (Status.IN_TRANSIT, ms("2026-11-21T15:30:02+08:00"), "西湖区文三路营业部"),
     ]
+
+
+def test_a_scan_repeated_in_a_later_push_keeps_its_scan_id(ids: Pseudonymizer) -> None:
+    first, later = (normalize(ids, topics.RAW_CARRIER, push) for push in example("carrier.json"))
+    assert isinstance(first, list) and isinstance(later, list)
+    assert {s.scan_id for s in first} < {s.scan_id for s in later}
+    assert len({s.scan_id for s in later}) == 4
 
 
 @pytest.mark.parametrize(
