@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pyflink.common import Row, Types
@@ -15,10 +15,23 @@ from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, 
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
 from connectors.clickhouse import BatchWriter, ClickHouseTarget
-from schemas.events import DeadLetter, OrderEvent, OrderRef, ShipmentEvent, WaybillLink
+from schemas.events import (
+    DeadLetter,
+    OrderEvent,
+    OrderModification,
+    OrderRef,
+    ServiceMessage,
+    ShipmentEvent,
+    Signal,
+    VehicleLoad,
+    VehiclePing,
+    WaybillLink,
+    WaybillPosition,
+)
 from schemas.normalize import Normalizer
 from schemas.order_view import OrderView, utc
 from schemas.privacy import Pseudonymizer
+from schemas.topics import RAW_GPS
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +69,51 @@ def is_waybill_event(event: object) -> bool:
     return isinstance(event, ShipmentEvent | WaybillLink)
 
 
-def waybill_of(event: ShipmentEvent | WaybillLink) -> str:
+def is_vehicle_event(event: object) -> bool:
+    return isinstance(event, VehicleLoad | VehiclePing)
+
+
+def is_instance_of(kind: type) -> Callable[[object], bool]:
+    return lambda event: isinstance(event, kind)
+
+
+def waybill_of(event: ShipmentEvent | WaybillLink | WaybillPosition) -> str:
     return event.waybill
+
+
+def vehicle_of(event: VehicleLoad | VehiclePing) -> str:
+    return event.vehicle_id
+
+
+class TrackVehicles(KeyedProcessFunction):  # type: ignore[misc]
+    """Keyed by vehicle: which waybills it carries (its latest manifest) and where it is.
+
+    A ping newer than the last passed on, by at least interval_ms of event time, is
+    passed on to every waybill on board; late and repeated pings are not.
+    """
+
+    def __init__(self, interval_ms: int) -> None:
+        self._interval_ms = interval_ms
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._load = runtime_context.get_state(ValueStateDescriptor("load", Types.PICKLED_BYTE_ARRAY()))
+        self._passed_on_ms = runtime_context.get_state(ValueStateDescriptor("passed-on", Types.LONG()))
+
+    def process_element(self, event: VehicleLoad | VehiclePing, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        if isinstance(event, VehicleLoad):
+            current: VehicleLoad | None = self._load.value()
+            if current is None or event.departed_at_ms >= current.departed_at_ms:
+                self._load.update(event)
+            return
+        load: VehicleLoad | None = self._load.value()
+        passed_on = self._passed_on_ms.value()
+        if load is None or event.at_ms < load.departed_at_ms:
+            return
+        if passed_on is not None and event.at_ms < passed_on + self._interval_ms:
+            return
+        self._passed_on_ms.update(event.at_ms)
+        for waybill in load.waybills:
+            yield WaybillPosition(waybill, event.at_ms, event.lat, event.lon, event.vehicle_id)
 
 
 def order_key(event: OrderEvent) -> str:
@@ -79,7 +135,15 @@ class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
             MapStateDescriptor("seen-scans", Types.STRING(), Types.BOOLEAN())
         )
 
-    def process_element(self, event: ShipmentEvent | WaybillLink, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+    def process_element(
+        self, event: ShipmentEvent | WaybillLink | WaybillPosition, ctx: KeyedProcessFunction.Context
+    ) -> Iterator[Any]:
+        if isinstance(event, WaybillPosition):
+            linked: OrderRef | None = self._order.value()
+            if linked is not None:  # positions of unlinked waybills are not worth keeping
+                detail = f"vehicle {event.vehicle_id}"
+                yield OrderEvent(linked, event.at_ms, RAW_GPS, detail=detail, position=(event.lat, event.lon))
+            return
         if isinstance(event, WaybillLink):
             if self._order.value() is None:
                 self._order.update(event.order)
@@ -134,6 +198,35 @@ def journey_row(event: OrderEvent) -> tuple[Any, ...]:
         status,
         event.source,
         event.detail,
+    )
+
+
+MODIFICATION_COLUMNS = ("channel", "order_id", "at", "kind", "succeeded", "error")
+SERVICE_MESSAGE_COLUMNS = ("channel", "order_id", "customer_id", "at", "intents")
+SIGNAL_COLUMNS = ("kind", "subject", "at", "until", "level", "lat", "lon", "delay_min")
+
+
+def modification_row(change: OrderModification) -> tuple[Any, ...]:
+    order = change.order
+    return (order.channel, order.order_id, utc(change.at_ms), change.kind, change.succeeded, change.error)
+
+
+def service_message_row(message: ServiceMessage) -> tuple[Any, ...]:
+    at = utc(message.at_ms)
+    return (message.channel, message.order_id, message.customer_id, at, list(message.intents))
+
+
+def signal_row(signal: Signal) -> tuple[Any, ...]:
+    until = utc(signal.until_ms) if signal.until_ms is not None else None
+    return (
+        signal.kind,
+        signal.subject,
+        utc(signal.at_ms),
+        until,
+        signal.level,
+        signal.lat,
+        signal.lon,
+        signal.delay_min,
     )
 
 

@@ -1,8 +1,10 @@
 """The order-visibility job: raw channel and logistics events in, orders_current out.
 
-    raw.* topics ─► normalize ─┬─► order events ───────────────────────┐
-                               ├─► carrier scans ───► resolve waybills ─┴┬─► track orders ─► orders_current
-                               │                                         └─────────────────► order_events
+    raw.* topics ─► normalize ─┬─► order events ──────────────────────────┐
+                               ├─► carrier scans, manifests ─┐            │
+                               ├─► GPS ─► track vehicles ────┴► resolve ──┴┬─► track orders ─► orders_current
+                               │                                waybills   └─────────────────► order_events
+                               ├─► modifications, service messages, signals ─────────────────► their tables
                                └─► dead letters ──────────────────────────────────────────► dead_letters
                                                                                            + orderscope.dead_letters
 
@@ -27,6 +29,7 @@ from jobs import operators
 from jobs.settings import Settings
 from schemas import topics
 from schemas.adapters import ADAPTERS
+from schemas.events import OrderModification, ServiceMessage, Signal
 from schemas.order_view import ORDER_COLUMNS
 
 JOB_NAME = "order-visibility"
@@ -66,10 +69,20 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     events = (
         records.process(operators.Normalize(settings.pii_key), output_type=PICKLED).name("normalize").uid("normalize")
     )
+    positions = (
+        events.filter(operators.is_vehicle_event)
+        .name("vehicle events")
+        .uid("vehicle-events")
+        .key_by(operators.vehicle_of, key_type=Types.STRING())
+        .process(operators.TrackVehicles(settings.position_update_interval_ms), output_type=PICKLED)
+        .name("track vehicles")
+        .uid("track-vehicles")
+    )
     carrier_updates = (
         events.filter(operators.is_waybill_event)
         .name("waybill events")
         .uid("waybill-events")
+        .union(positions)
         .key_by(operators.waybill_of, key_type=Types.STRING())
         .process(operators.ResolveWaybills(), output_type=PICKLED)
         .name("resolve waybills")
@@ -93,6 +106,18 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     _sink(order_rows, target, "orders_current", ORDER_COLUMNS, settings)
     journey_rows = order_events.map(operators.journey_row, output_type=PICKLED).name("journey rows").uid("journey-rows")
     _sink(journey_rows, target, "order_events", operators.JOURNEY_COLUMNS, settings)
+    for kind, to_row, table, columns in (
+        (OrderModification, operators.modification_row, "modifications", operators.MODIFICATION_COLUMNS),
+        (ServiceMessage, operators.service_message_row, "service_messages", operators.SERVICE_MESSAGE_COLUMNS),
+        (Signal, operators.signal_row, "signals", operators.SIGNAL_COLUMNS),
+    ):
+        rows = (
+            events.filter(operators.is_instance_of(kind))
+            .map(to_row, output_type=PICKLED)
+            .name(f"{table} rows")
+            .uid(f"{table}-rows")
+        )
+        _sink(rows, target, table, columns, settings)
     dead_letters = events.get_side_output(operators.DEAD_LETTERS)
     dead_letter_rows = (
         dead_letters.map(operators.dead_letter_row, output_type=PICKLED)

@@ -43,6 +43,8 @@ class Settings:
     # ClickHouse sink: a batch is written when it is this old or this large.
     sink_flush_interval_ms: int = 500
     sink_max_batch_rows: int = 5000
+    # A vehicle's GPS position is passed on to the orders it carries at most this often (event time).
+    position_update_interval_ms: int = 300_000
     # Key of the keyed hash that turns personal identifiers into pseudonyms.
     # The default is for local development only; production sets a secret.
     pii_key: str = "orderscope-local-development-key"

@@ -37,6 +37,7 @@ class OrderEvent:
     region_code: str | None = None
     promised_at_ms: int | None = None
     detail: str = ""  # what the journey shows beside the status, e.g. a scan's location
+    position: tuple[float, float] | None = None  # (lat, lon) of the vehicle carrying the order
 
     @property
     def event_id(self) -> str:
@@ -67,6 +68,76 @@ class WaybillLink:
 
 
 @dataclass(frozen=True, slots=True)
+class VehicleLoad:
+    """A line-haul manifest: these waybills left origin_hub on this vehicle."""
+
+    vehicle_id: str
+    waybills: tuple[str, ...]
+    origin_hub: str
+    dest_hub: str
+    departed_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class VehiclePing:
+    """A telematics fix (pings without a fix are dropped by the adapter)."""
+
+    vehicle_id: str
+    at_ms: int
+    lat: float
+    lon: float
+    speed_kmh: float
+
+
+@dataclass(frozen=True, slots=True)
+class WaybillPosition:
+    """Where a waybill is, known from the vehicle that carries it; routed to its order."""
+
+    waybill: str
+    at_ms: int
+    lat: float
+    lon: float
+    vehicle_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderModification:
+    """An attempt to change an order (address, expedite, cancel, items) and how it ended."""
+
+    order: OrderRef
+    at_ms: int
+    kind: str
+    succeeded: bool
+    error: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceMessage:
+    """A buyer's message to customer service, reduced to its intents (the text is not kept)."""
+
+    channel: str
+    order_id: str  # empty when the buyer named no order
+    customer_id: str
+    at_ms: int
+    intents: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """An external condition: a weather warning, port congestion or a traffic incident."""
+
+    kind: str
+    subject: str  # region code, port code or road
+    at_ms: int
+    until_ms: int | None
+    level: str  # warning colour, congestion index or incident severity, as text
+    lat: float | None = None
+    lon: float | None = None
+    delay_min: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A payload that could not be understood, kept as received with the reason."""
 
@@ -79,4 +150,6 @@ class DeadLetter:
     received_at_ms: int
 
 
-CanonicalEvent = OrderEvent | ShipmentEvent | WaybillLink
+CanonicalEvent = (
+    OrderEvent | ShipmentEvent | WaybillLink | VehicleLoad | VehiclePing | OrderModification | ServiceMessage | Signal
+)

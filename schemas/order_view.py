@@ -13,6 +13,7 @@ from schemas.lifecycle import StatusTrack
 ORDER_COLUMNS = (
     "channel", "order_id", "customer_id", "status", "status_at", "updated_at",
     "waybills", "amount_fen", "region_code", "promised_at", "version",
+    "position_lat", "position_lon", "position_at",
 )  # fmt: skip
 
 
@@ -27,6 +28,7 @@ class OrderView:
     promised_at_ms: int | None = None
     updated_at_ms: int = 0
     version: int = 0
+    position: tuple[float, float, int] | None = None  # lat, lon, when
 
     def apply(self, event: OrderEvent) -> OrderView:
         """The view after the event; the same object when the event changes nothing."""
@@ -39,8 +41,14 @@ class OrderView:
             region_code=event.region_code or self.region_code,
             promised_at_ms=event.promised_at_ms or self.promised_at_ms,
             updated_at_ms=max(self.updated_at_ms, event.at_ms),
+            position=self._newer_position(event),
         )
         return self if merged == self else replace(merged, version=self.version + 1)
+
+    def _newer_position(self, event: OrderEvent) -> tuple[float, float, int] | None:
+        if event.position is None or (self.position is not None and self.position[2] >= event.at_ms):
+            return self.position
+        return (*event.position, event.at_ms)
 
     def row(self) -> tuple[Any, ...] | None:
         """The orders_current row, or None while no source has said what state the order is in."""
@@ -60,6 +68,7 @@ class OrderView:
             self.region_code,
             utc(self.promised_at_ms) if self.promised_at_ms is not None else None,
             self.version,
+            *((self.position[0], self.position[1], utc(self.position[2])) if self.position else (None, None, None)),
         )
 
 

@@ -10,13 +10,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
-from schemas.adapters.carrier import carrier_tracking
+from schemas.adapters import carrier, logistics, service, signals
 from schemas.events import CanonicalEvent
 from schemas.mapping import SOURCES_DIR, MappingError, SpecChecker, read_spec
 from schemas.privacy import Pseudonymizer
 
 Adapter = Callable[[str, Pseudonymizer, str], list[CanonicalEvent]]
+
+
+class Source(Protocol):
+    @property
+    def topic(self) -> str: ...
+
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]: ...
+
+
+# Sources with a structure of their own, by the `adapter:` name their file gives.
+STRUCTURED: dict[str, Callable[[Path, dict[str, Any]], Source]] = {
+    "carrier_tracking": carrier.from_spec,
+    "gps_pings": logistics.gps_from_spec,
+    "manifests": logistics.manifests_from_spec,
+    "modifications": service.modifications_from_spec,
+    "service_messages": service.service_messages_from_spec,
+    "signals": signals.from_spec,
+}
 
 
 def load_adapters(folder: Path = SOURCES_DIR) -> dict[str, Adapter]:
@@ -26,16 +45,14 @@ def load_adapters(folder: Path = SOURCES_DIR) -> dict[str, Adapter]:
         spec = read_spec(path)
         kind = spec.pop("adapter", None)
         if kind is None:
-            mapping = SpecChecker(path).order_mapping(spec)
-            topic, adapter = mapping.topic, mapping.adapt
-        elif kind == "carrier_tracking":
-            tracking = carrier_tracking(path, spec)
-            topic, adapter = tracking.topic, tracking.adapt
+            source: Source = SpecChecker(path).order_mapping(spec)
+        elif kind in STRUCTURED:
+            source = STRUCTURED[kind](path, spec)
         else:
-            raise MappingError(f"{path}: adapter: {kind!r} is unknown; known: carrier_tracking")
-        if topic in adapters:
-            raise MappingError(f"{path}: topic: {topic} is already read by another source file")
-        adapters[topic] = adapter
+            raise MappingError(f"{path}: adapter: {kind!r} is unknown; known: {', '.join(STRUCTURED)}")
+        if source.topic in adapters:
+            raise MappingError(f"{path}: topic: {source.topic} is already read by another source file")
+        adapters[source.topic] = source.adapt
     return adapters
 
 

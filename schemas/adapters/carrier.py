@@ -57,7 +57,7 @@ class CarrierTracking:
         )
 
 
-def carrier_tracking(path: Path, spec: dict[str, Any]) -> CarrierTracking:
+def from_spec(path: Path, spec: dict[str, Any]) -> CarrierTracking:
     check = SpecChecker(path)
     return CarrierTracking(
         check.text(spec, "topic"),

@@ -40,6 +40,12 @@ def required(obj: dict[str, Any], name: str, kind: type[T] | tuple[type, ...]) -
     return value  # type: ignore[return-value]
 
 
+def number(obj: dict[str, Any], name: str) -> float:
+    """A JSON number of any form (integer, decimal, float), as a float."""
+    value: float | Decimal = required(obj, name, (int, float, Decimal))
+    return float(value)
+
+
 def china_time_ms(text: str, name: str) -> int:
     """'yyyy-MM-dd HH:mm:ss' in China time, without offset."""
     try:

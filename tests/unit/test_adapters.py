@@ -125,7 +125,7 @@ def test_a_scan_repeated_in_a_later_push_keeps_its_scan_id(ids: Pseudonymizer) -
         (APP, {**example("app.json")[0], "amount": "12.345"}, "wrong_type"),
         (topics.RAW_WMS, {"event": "PACKED", "ts": "2026-11-21T06:40:00Z"}, "missing_field"),
         (topics.RAW_CARRIER, {"lastResult": {**CARRIER_RESULT, "state": "99"}}, "unknown_code"),
-        (topics.RAW_GPS, example("gps.json")[0], "unknown_source"),
+        ("raw.orders.kuaishou", example("app.json")[0], "unknown_source"),
     ],
     ids=[
         "truncated", "not-utf8", "array", "unknown-status-word", "unknown-topic-without-status", "bad-china-time",

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from schemas.events import OrderEvent, OrderRef
 from schemas.lifecycle import LIFECYCLE, Status, StatusTrack
-from schemas.order_view import OrderView
+from schemas.order_view import ORDER_COLUMNS, OrderView
 
 ORDER = OrderRef("tmall", "1")
 
@@ -79,7 +79,15 @@ def test_view_row_holds_the_current_status_and_a_late_step_adds_no_version() -> 
         view = view.apply(event)
     row = view.row()
     assert row is not None
-    assert (row[0], row[1], row[2], row[3], row[6], row[-1]) == ("tmall", "1", "c1", "shipped", ["W1"], 2)
+    named = dict(zip(ORDER_COLUMNS, row, strict=True))
+    assert [named[c] for c in ("channel", "order_id", "customer_id", "status", "waybills", "version")] == [
+        "tmall",
+        "1",
+        "c1",
+        "shipped",
+        ["W1"],
+        2,
+    ]
 
 
 def test_order_without_any_status_has_no_row_yet() -> None:
