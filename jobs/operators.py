@@ -88,8 +88,10 @@ def vehicle_of(event: VehicleLoad | VehiclePing) -> str:
 class TrackVehicles(KeyedProcessFunction):  # type: ignore[misc]
     """Keyed by vehicle: which waybills it carries (its latest manifest) and where it is.
 
-    A ping newer than the last passed on, by at least interval_ms of event time, is
-    passed on to every waybill on board; late and repeated pings are not.
+    A ping newer than the last one passed on, by at least interval_ms of event
+    time, goes to every waybill on board; late and repeated pings do not. The
+    manifest and the pings come on different topics, so either may be first: the
+    newest ping is kept and passed on when its manifest arrives.
     """
 
     def __init__(self, interval_ms: int) -> None:
@@ -97,23 +99,34 @@ class TrackVehicles(KeyedProcessFunction):  # type: ignore[misc]
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._load = runtime_context.get_state(ValueStateDescriptor("load", Types.PICKLED_BYTE_ARRAY()))
+        self._newest_ping = runtime_context.get_state(ValueStateDescriptor("newest-ping", Types.PICKLED_BYTE_ARRAY()))
         self._passed_on_ms = runtime_context.get_state(ValueStateDescriptor("passed-on", Types.LONG()))
 
     def process_element(self, event: VehicleLoad | VehiclePing, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        ping: VehiclePing | None = self._newest_ping.value()
         if isinstance(event, VehicleLoad):
             current: VehicleLoad | None = self._load.value()
-            if current is None or event.departed_at_ms >= current.departed_at_ms:
-                self._load.update(event)
+            if current is not None and event.departed_at_ms < current.departed_at_ms:
+                return
+            self._load.update(event)
+            self._passed_on_ms.clear()
+        elif ping is None or event.at_ms > ping.at_ms:
+            self._newest_ping.update(event)
+            ping = event
+        else:
             return
+        yield from self._pass_on(ping)
+
+    def _pass_on(self, ping: VehiclePing | None) -> Iterator[WaybillPosition]:
         load: VehicleLoad | None = self._load.value()
         passed_on = self._passed_on_ms.value()
-        if load is None or event.at_ms < load.departed_at_ms:
+        if load is None or ping is None or ping.at_ms < load.departed_at_ms:
             return
-        if passed_on is not None and event.at_ms < passed_on + self._interval_ms:
+        if passed_on is not None and ping.at_ms < passed_on + self._interval_ms:
             return
-        self._passed_on_ms.update(event.at_ms)
+        self._passed_on_ms.update(ping.at_ms)
         for waybill in load.waybills:
-            yield WaybillPosition(waybill, event.at_ms, event.lat, event.lon, event.vehicle_id)
+            yield WaybillPosition(waybill, ping.at_ms, ping.lat, ping.lon, ping.vehicle_id)
 
 
 def order_key(event: OrderEvent) -> str:
@@ -125,7 +138,8 @@ class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
 
     Each scan passes once, however often the carrier repeats it. Scans that arrive
     before any source has linked the waybill to an order wait in state (at most
-    MAX_PENDING_SHIPMENT_EVENTS per waybill) until the link comes.
+    MAX_PENDING_SHIPMENT_EVENTS per waybill) until the link comes; of positions,
+    only the newest waits.
     """
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -134,21 +148,26 @@ class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
         self._seen_scans = runtime_context.get_map_state(
             MapStateDescriptor("seen-scans", Types.STRING(), Types.BOOLEAN())
         )
+        self._position = runtime_context.get_state(ValueStateDescriptor("position", Types.PICKLED_BYTE_ARRAY()))
 
     def process_element(
         self, event: ShipmentEvent | WaybillLink | WaybillPosition, ctx: KeyedProcessFunction.Context
     ) -> Iterator[Any]:
         if isinstance(event, WaybillPosition):
             linked: OrderRef | None = self._order.value()
-            if linked is not None:  # positions of unlinked waybills are not worth keeping
-                detail = f"vehicle {event.vehicle_id}"
-                yield OrderEvent(linked, event.at_ms, RAW_GPS, detail=detail, position=(event.lat, event.lon))
+            if linked is not None:
+                yield _located(event, linked)
+            elif (waiting := self._position.value()) is None or event.at_ms > waiting.at_ms:
+                self._position.update(event)
             return
         if isinstance(event, WaybillLink):
             if self._order.value() is None:
                 self._order.update(event.order)
                 yield from (_addressed(shipment, event.order) for shipment in self._pending.get() or ())
                 self._pending.clear()
+                if (waiting := self._position.value()) is not None:
+                    yield _located(waiting, event.order)
+                    self._position.clear()
             return
         if self._seen_scans.contains(event.scan_id):
             return
@@ -160,6 +179,11 @@ class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
             self._pending.add(event)
         else:
             log.warning("dropping carrier update for unlinked waybill %s: too many pending", event.waybill)
+
+
+def _located(position: WaybillPosition, order: OrderRef) -> OrderEvent:
+    detail = f"vehicle {position.vehicle_id}"
+    return OrderEvent(order, position.at_ms, RAW_GPS, detail=detail, position=(position.lat, position.lon))
 
 
 def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:

@@ -44,3 +44,7 @@ CREATE TABLE IF NOT EXISTS signals
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (kind, subject, at);
+
+-- A view's columns are fixed when it is created: recreate `orders` to show the new ones.
+CREATE OR REPLACE VIEW orders AS
+SELECT * FROM orders_current FINAL;

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -16,7 +17,7 @@ from kafka import KafkaConsumer
 from jobs.cli import clickhouse, local_stack
 from jobs.settings import Settings
 from schemas import topics
-from tests.support import CONTRACT_EXAMPLES
+from tests.support import CONTRACT_EXAMPLES, example
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +44,36 @@ def database(env: dict[str, str]) -> Client:
     return clickhouse(Settings.from_env(env)).connect()
 
 
+DEPARTED_MS = 1795266000000  # the example manifest's departed_at
+PINGS = [  # the example vehicle after its departure; the last one has no fix
+    {"vehicle_id": "浙A·D3K21", "ts": DEPARTED_MS + 600_000, "lat": 30.21, "lon": 120.21, "speed_kmh": 60.0},
+    {"vehicle_id": "浙A·D3K21", "ts": DEPARTED_MS + 1_200_000, "lat": 30.25, "lon": 120.13, "speed_kmh": 42.5},
+    {"vehicle_id": "浙A·D3K21", "ts": DEPARTED_MS + 1_300_000, "lat": 0.0, "lon": 0.0, "speed_kmh": 0.0},
+]
+
+
+def other_sources_recording(folder: Path) -> Path:
+    """The contract examples of the sources orders.jsonl does not tell, as one recording."""
+    messages = [
+        *(("raw.logistics.manifest", p) for p in example("manifest.json")),
+        *(("raw.logistics.gps", p) for p in PINGS),
+        *(("raw.oms.modifications", p) for p in example("modifications.json")),
+        *(("raw.cs.messages", p) for p in example("cs_messages.json")),
+        *(("raw.signals", p) for p in example("signals.json")),
+    ]
+    path = folder / "other_sources.jsonl"
+    lines = (
+        json.dumps({"topic": topic, "key": None, "value": json.dumps(payload, ensure_ascii=False), "ts_ms": 0})
+        for topic, payload in messages
+    )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def first_run(stack_env: dict[str, str]) -> dict[str, str]:
     orderscope(stack_env, "replay", str(CONTRACT_EXAMPLES / "orders.jsonl"))
+    orderscope(stack_env, "replay", str(other_sources_recording(Path(stack_env["ORDERSCOPE_STATE_DIR"]))))
     output = orderscope(stack_env, "job", "run", "--until-idle", "3", "--fresh")
     assert "all output written" in output
     return stack_env
@@ -70,6 +98,41 @@ def test_carrier_scans_repeated_in_every_push_are_in_the_journey_once(first_run:
         ("in_transit", "杭州转运中心"),
         ("out_for_delivery", "西湖区文三路营业部"),
         ("delivered", "浙江,杭州市,西湖区"),
+    ]
+
+
+def test_vehicle_position_reaches_the_order_through_manifest_and_waybill(first_run: dict[str, str]) -> None:
+    client = database(first_run)
+    position = client.query(
+        "SELECT position_lat, position_lon, toUnixTimestamp64Milli(position_at) "
+        "FROM orders WHERE order_id = {id:String}",
+        parameters={"id": TMALL_ORDER},
+    )
+    assert position.result_rows == [(30.25, 120.13, DEPARTED_MS + 1_200_000)]
+    departures = client.query(
+        "SELECT status, detail FROM order_events FINAL "
+        "WHERE order_id = {id:String} AND source = 'raw.logistics.manifest'",
+        parameters={"id": TMALL_ORDER},
+    )
+    assert departures.result_rows == [("in_transit", "HZ-HUB-1 → HZ-XH-STATION-3, vehicle 浙A·D3K21")]
+
+
+def test_modifications_messages_and_signals_land_in_their_tables(first_run: dict[str, str]) -> None:
+    client = database(first_run)
+    assert client.query("SELECT channel, kind, succeeded, error FROM modifications FINAL ORDER BY at").result_rows == [
+        ("douyin", "address_change", True, ""),
+        ("tmall", "expedite", False, "SYSTEM_LOCKED"),
+    ]
+    messages = client.query("SELECT channel, intents, customer_id FROM service_messages FINAL ORDER BY at")
+    assert [row[:2] for row in messages.result_rows] == [("douyin", ["urgent"]), ("tmall", ["chase"])]
+    tmall_customer = client.query(
+        "SELECT customer_id FROM orders WHERE order_id = {id:String}", parameters={"id": TMALL_ORDER}
+    )
+    assert messages.result_rows[1][2] == tmall_customer.result_rows[0][0], "the buyer's message joins the buyer's order"
+    assert client.query("SELECT kind FROM signals FINAL ORDER BY kind").result_rows == [
+        ("port_congestion",),
+        ("traffic_incident",),
+        ("weather_rainstorm",),
     ]
 
 
