@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 from pyflink.common import Row, Types
@@ -16,6 +16,8 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, Va
 
 from connectors.clickhouse import BatchWriter, ClickHouseTarget
 from schemas.events import (
+    CustomerAssignment,
+    CustomerLink,
     DeadLetter,
     OrderEvent,
     OrderModification,
@@ -28,6 +30,7 @@ from schemas.events import (
     WaybillLink,
     WaybillPosition,
 )
+from schemas.identity import IdentityGraph, identifier_kind
 from schemas.normalize import Normalizer
 from schemas.order_view import OrderView, utc
 from schemas.privacy import Pseudonymizer
@@ -129,7 +132,7 @@ class TrackVehicles(KeyedProcessFunction):  # type: ignore[misc]
             yield WaybillPosition(waybill, ping.at_ms, ping.lat, ping.lon, ping.vehicle_id)
 
 
-def order_key(event: OrderEvent) -> str:
+def order_key(event: OrderEvent | CustomerAssignment) -> str:
     return event.order.key
 
 
@@ -192,13 +195,87 @@ def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:
     )
 
 
+class MapStateDict(MutableMapping[str, Any]):
+    """Flink MapState seen as a dict, so that pure logic written against dicts runs on state."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def __getitem__(self, key: str) -> Any:
+        if not self._state.contains(key):
+            raise KeyError(key)
+        return self._state.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._state.put(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._state.remove(key)
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self._state.contains(key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state.keys())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+CUSTOMER_LINKS = OutputTag("customer-links", Types.PICKLED_BYTE_ARRAY())
+ALL_CUSTOMERS = "all"
+
+
+def has_identities(event: object) -> bool:
+    return isinstance(event, OrderEvent) and bool(event.identities)
+
+
+def all_customers(event: object) -> str:
+    """One key for identity resolution: merges can join any two customers."""
+    return ALL_CUSTOMERS
+
+
+class ResolveCustomers(KeyedProcessFunction):  # type: ignore[misc]
+    """One identity graph (schemas/identity.py) in keyed state: orders get their customer,
+    identifiers their link (side output); merges move every order and link they touch."""
+
+    def __init__(self, strong_kinds: frozenset[str]) -> None:
+        self._strong_kinds = strong_kinds
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        parents = runtime_context.get_map_state(MapStateDescriptor("parents", Types.STRING(), Types.STRING()))
+        components = runtime_context.get_map_state(
+            MapStateDescriptor("components", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+        )
+        self._graph = IdentityGraph(MapStateDict(parents), MapStateDict(components), self._strong_kinds)
+        self._version = runtime_context.get_state(ValueStateDescriptor("version", Types.LONG()))
+
+    def process_element(self, event: OrderEvent, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        memberships = self._graph.observe(event.order.key, event.identities)
+        if not memberships:
+            return
+        version = (self._version.value() or 0) + 1
+        self._version.update(version)
+        for membership in memberships:
+            if membership.is_order:
+                channel, order_id = membership.member.split("|", 1)
+                yield CustomerAssignment(OrderRef(channel, order_id), membership.customer_id)
+            else:
+                kind = identifier_kind(membership.member)
+                strong = kind in self._strong_kinds
+                yield CUSTOMER_LINKS, CustomerLink(membership.member, kind, membership.customer_id, strong, version)
+
+
 class TrackOrders(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by order: merges each event into the order's view; emits the row when it changed."""
+    """Keyed by order: merges each event (and customer assignment) into the order's view;
+    emits the row when it changed."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._view = runtime_context.get_state(ValueStateDescriptor("view", Types.PICKLED_BYTE_ARRAY()))
 
-    def process_element(self, event: OrderEvent, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+    def process_element(
+        self, event: OrderEvent | CustomerAssignment, ctx: KeyedProcessFunction.Context
+    ) -> Iterator[Any]:
         view: OrderView = self._view.value() or OrderView(event.order)
         updated = view.apply(event)
         if updated is view:
@@ -225,8 +302,15 @@ def journey_row(event: OrderEvent) -> tuple[Any, ...]:
     )
 
 
+CUSTOMER_LINK_COLUMNS = ("identity", "kind", "customer_id", "strong", "version")
+
+
+def customer_link_row(link: CustomerLink) -> tuple[Any, ...]:
+    return (link.identity, link.kind, link.customer_id, link.strong, link.version)
+
+
 MODIFICATION_COLUMNS = ("channel", "order_id", "at", "kind", "succeeded", "error")
-SERVICE_MESSAGE_COLUMNS = ("channel", "order_id", "customer_id", "at", "intents")
+SERVICE_MESSAGE_COLUMNS = ("channel", "order_id", "identity", "at", "intents")
 SIGNAL_COLUMNS = ("kind", "subject", "at", "until", "level", "lat", "lon", "delay_min")
 
 
@@ -237,7 +321,7 @@ def modification_row(change: OrderModification) -> tuple[Any, ...]:
 
 def service_message_row(message: ServiceMessage) -> tuple[Any, ...]:
     at = utc(message.at_ms)
-    return (message.channel, message.order_id, message.customer_id, at, list(message.intents))
+    return (message.channel, message.order_id, message.identity, at, list(message.intents))
 
 
 def signal_row(signal: Signal) -> tuple[Any, ...]:

@@ -1,12 +1,12 @@
 """The order-visibility job: raw channel and logistics events in, orders_current out.
 
-    raw.* topics ─► normalize ─┬─► order events ──────────────────────────┐
-                               ├─► carrier scans, manifests ─┐            │
-                               ├─► GPS ─► track vehicles ────┴► resolve ──┴┬─► track orders ─► orders_current
-                               │                                waybills   └─────────────────► order_events
-                               ├─► modifications, service messages, signals ─────────────────► their tables
-                               └─► dead letters ──────────────────────────────────────────► dead_letters
-                                                                                           + orderscope.dead_letters
+    raw.* ─► normalize ─┬─ order events ───────────────────────────────┐
+                        ├─ carrier scans, manifests ─────┐                  │
+                        ├─ GPS ─► track vehicles ────────┴─► resolve waybills ─┤
+                        ├─ buyer identifiers ─► resolve customers ─────────────┼─► track orders ─► orders_current
+                        │                       └──────────────► customer_links └─────────────────► order_events
+                        ├─ modifications, service messages, signals ──────────────────────────────► their tables
+                        └─ dead letters ──────────────────────────► dead_letters, orderscope.dead_letters
 
 Submit it to a Flink cluster with `flink run -py jobs/order_visibility.py`;
 locally, `orderscope job run` runs it with checkpoints and resume.
@@ -30,6 +30,7 @@ from jobs.settings import Settings
 from schemas import topics
 from schemas.adapters import ADAPTERS
 from schemas.events import OrderModification, ServiceMessage, Signal
+from schemas.identity import load_strong_kinds
 from schemas.order_view import ORDER_COLUMNS
 
 JOB_NAME = "order-visibility"
@@ -91,8 +92,18 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     order_events = (
         events.filter(operators.is_order_event).name("order events").uid("order-events").union(carrier_updates)
     )
+    customers = (
+        events.filter(operators.has_identities)
+        .name("identified order events")
+        .uid("identified-order-events")
+        .key_by(operators.all_customers, key_type=Types.STRING())
+        .process(operators.ResolveCustomers(load_strong_kinds()), output_type=PICKLED)
+        .name("resolve customers")
+        .uid("resolve-customers")
+    )
     order_rows = (
-        order_events.key_by(operators.order_key, key_type=Types.STRING())
+        order_events.union(customers)
+        .key_by(operators.order_key, key_type=Types.STRING())
         .process(operators.TrackOrders(), output_type=PICKLED)
         .name("track orders")
         .uid("track-orders")
@@ -106,6 +117,13 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     _sink(order_rows, target, "orders_current", ORDER_COLUMNS, settings)
     journey_rows = order_events.map(operators.journey_row, output_type=PICKLED).name("journey rows").uid("journey-rows")
     _sink(journey_rows, target, "order_events", operators.JOURNEY_COLUMNS, settings)
+    link_rows = (
+        customers.get_side_output(operators.CUSTOMER_LINKS)
+        .map(operators.customer_link_row, output_type=PICKLED)
+        .name("customer link rows")
+        .uid("customer-link-rows")
+    )
+    _sink(link_rows, target, "customer_links", operators.CUSTOMER_LINK_COLUMNS, settings)
     for kind, to_row, table, columns in (
         (OrderModification, operators.modification_row, "modifications", operators.MODIFICATION_COLUMNS),
         (ServiceMessage, operators.service_message_row, "service_messages", operators.SERVICE_MESSAGE_COLUMNS),

@@ -31,7 +31,7 @@ class OrderEvent:
     at_ms: int
     source: str
     status: Status | None = None
-    customer_id: str | None = None
+    identities: tuple[str, ...] = ()  # keyed pseudonyms of the buyer's identifiers, strongest first
     waybills: tuple[str, ...] = ()
     amount_fen: int | None = None
     region_code: str | None = None
@@ -118,7 +118,7 @@ class ServiceMessage:
 
     channel: str
     order_id: str  # empty when the buyer named no order
-    customer_id: str
+    identity: str  # pseudonym of the buyer's identifier; customer_links names its customer
     at_ms: int
     intents: tuple[str, ...]
 
@@ -135,6 +135,25 @@ class Signal:
     lat: float | None = None
     lon: float | None = None
     delay_min: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerAssignment:
+    """The order belongs to this customer (identity resolution; changes when customers merge)."""
+
+    order: OrderRef
+    customer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerLink:
+    """An identifier (as its pseudonym) belongs to this customer."""
+
+    identity: str
+    kind: str
+    customer_id: str
+    strong: bool
+    version: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ class OrderMapping:
             at_ms=self._time(payload, self._required(payload, "at"), "at"),
             source=source,
             status=self._status(payload),
-            customer_id=self._customer(payload, ids),
+            identities=self._identities(payload, ids),
             waybills=(waybill,) if waybill else (),
             amount_fen=self._fen(amount) if amount is not None else None,
             region_code=self._text_field(payload, "region_code"),
@@ -157,12 +157,20 @@ class OrderMapping:
         fields = ", ".join(".".join(rule.field) for rule in self.status)
         raise Rejected("missing_field", f"none of the status fields is present ({fields})")
 
-    def _customer(self, payload: dict[str, Any], ids: Pseudonymizer) -> str | None:
-        for kind, paths in self.identities:
-            value = lookup(payload, paths)
-            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-                return ids.phone(str(value)) if kind == "phone" else ids.pseudonym(kind, str(value))
-        return None
+    def _identities(self, payload: dict[str, Any], ids: Pseudonymizer) -> tuple[str, ...]:
+        return identities_in(payload, self.identities, ids)
+
+
+def identities_in(
+    payload: dict[str, Any], kinds: Sequence[tuple[str, Sequence[FieldPath]]], ids: Pseudonymizer
+) -> tuple[str, ...]:
+    """The pseudonyms of every identifier present, in the order the mapping lists them."""
+    found = []
+    for kind, paths in kinds:
+        value = lookup(payload, paths)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            found.append(ids.phone(str(value)) if kind == "phone" else ids.pseudonym(kind, str(value)))
+    return tuple(found)
 
 
 def lookup(payload: Any, candidates: Sequence[FieldPath]) -> Any:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.events import OrderEvent, OrderRef
+from schemas.events import CustomerAssignment, OrderEvent, OrderRef
 from schemas.lifecycle import StatusTrack
 
 # The columns of orders_current (sql/001_orders_current.sql), in row order.
@@ -30,12 +30,13 @@ class OrderView:
     version: int = 0
     position: tuple[float, float, int] | None = None  # lat, lon, when
 
-    def apply(self, event: OrderEvent) -> OrderView:
+    def apply(self, event: OrderEvent | CustomerAssignment) -> OrderView:
         """The view after the event; the same object when the event changes nothing."""
+        if isinstance(event, CustomerAssignment):
+            return self._with_customer(event.customer_id)
         merged = replace(
             self,
             track=self.track.observe(event.status, event.at_ms) if event.status else self.track,
-            customer_id=self.customer_id or event.customer_id or "",
             waybills=self.waybills + tuple(w for w in event.waybills if w not in self.waybills),
             amount_fen=self.amount_fen if event.amount_fen is None else event.amount_fen,
             region_code=event.region_code or self.region_code,
@@ -44,6 +45,11 @@ class OrderView:
             position=self._newer_position(event),
         )
         return self if merged == self else replace(merged, version=self.version + 1)
+
+    def _with_customer(self, customer_id: str) -> OrderView:
+        if customer_id == self.customer_id:
+            return self
+        return replace(self, customer_id=customer_id, version=self.version + 1)
 
     def _newer_position(self, event: OrderEvent) -> tuple[float, float, int] | None:
         if event.position is None or (self.position is not None and self.position[2] >= event.at_ms):

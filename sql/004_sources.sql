@@ -24,12 +24,26 @@ CREATE TABLE IF NOT EXISTS service_messages
 (
     channel     LowCardinality(String),
     order_id    String,                        -- '' when the buyer named no order
-    customer_id String,                        -- keyed pseudonym
+    identity    String,                        -- pseudonym of the buyer's identifier: see customer_links
     at          DateTime64(3, 'UTC'),
     intents     Array(LowCardinality(String))  -- chase, urgent, exchange, complaint
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (channel, customer_id, at, order_id);
+ORDER BY (channel, identity, at, order_id);
+
+-- Which customer each identifier belongs to (identity resolution, schemas/identity.py).
+-- When two customers turn out to be one, their identifiers get a new version here
+-- and their orders a new customer_id in orders_current.
+CREATE TABLE IF NOT EXISTS customer_links
+(
+    identity    String,                        -- keyed pseudonym, e.g. phone_…, tmall_buyer_…
+    kind        LowCardinality(String),        -- phone, phone_token, member_id, device_id, ...
+    customer_id String,
+    strong      Bool,                          -- strong identifiers join customers; weak ones only follow
+    version     UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY identity;
 
 CREATE TABLE IF NOT EXISTS signals
 (

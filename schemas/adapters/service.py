@@ -9,7 +9,7 @@ from typing import Any
 
 from schemas.adapters.fields import Rejected, code, epoch_ms, iso_time_ms, json_object, required
 from schemas.events import CanonicalEvent, OrderEvent, OrderModification, OrderRef, ServiceMessage
-from schemas.mapping import FieldPath, SpecChecker, lookup
+from schemas.mapping import FieldPath, SpecChecker, identities_in
 from schemas.privacy import Pseudonymizer
 
 
@@ -57,7 +57,7 @@ class ServiceMessages:
             order_id=str(order_id).strip()
             if isinstance(order_id, str | int) and not isinstance(order_id, bool)
             else "",
-            customer_id=self._customer(channel, payload, ids),
+            identity=next(iter(identities_in(payload, self.identities.get(channel, ()), ids)), ""),
             at_ms=epoch_ms(required(payload, "ts", int), "ts", unit_ms=1000),
             intents=tuple(name for name, words in self.intents.items() if any(w in text for w in words)),
         )
@@ -65,13 +65,6 @@ class ServiceMessages:
             return [message]
         detail = f"service message: {', '.join(message.intents) or 'no intent found'}"
         return [message, OrderEvent(OrderRef(channel, message.order_id), message.at_ms, source, detail=detail)]
-
-    def _customer(self, channel: str, payload: dict[str, Any], ids: Pseudonymizer) -> str:
-        for kind, paths in self.identities.get(channel, ()):
-            value = lookup(payload, paths)
-            if isinstance(value, str) and value.strip():
-                return ids.phone(value) if kind == "phone" else ids.pseudonym(kind, value)
-        return ""
 
 
 def modifications_from_spec(path: Path, spec: dict[str, Any]) -> Modifications:

@@ -81,7 +81,11 @@ def test_app_customer_is_a_pseudonym_never_the_phone(ids: Pseudonymizer) -> None
     payload = example("app.json")[0]
     events = normalize(ids, APP, payload)
     assert isinstance(events, list)
-    assert events[0].customer_id == ids.pseudonym("member_id", "M00912233")
+    assert events[0].identities == (
+        ids.pseudonym("member_id", "M00912233"),
+        ids.phone("13812345678"),
+        ids.pseudonym("device_id", "a8f3c2d1-77e0-4c5b-9d1e-0c2f4b6a8e11"),
+    )
     assert "13812345678" not in repr(events)
 
 

@@ -37,7 +37,10 @@ def test_douyin_json_string_inside_json_epoch_seconds_and_exact_big_id(ids: Pseu
     [event] = events(ids, "raw.orders.douyin", example("douyin.json")[0])
     assert event.order == OrderRef("douyin", "6921847710293847112")
     assert (event.status, event.at_ms, event.amount_fen) == (Status.CREATED, 1763690410_000, 12900)
-    assert event.customer_id == ids.pseudonym("phone_token", "pt_5c1f0e9a77")
+    assert event.identities == (
+        ids.pseudonym("phone_token", "pt_5c1f0e9a77"),
+        ids.pseudonym("douyin_open_id", "dyx_8Hq2ZkQm1v"),
+    )
 
 
 def test_douyin_address_change_is_no_lifecycle_step_but_updates_region(ids: Pseudonymizer) -> None:
@@ -56,10 +59,10 @@ def test_xiaohongshu_epoch_milliseconds_and_customs_code(ids: Pseudonymizer) -> 
     assert (event.order.order_id, event.status, event.at_ms) == ("P781190344110291", Status.CUSTOMS, 1763700555123)
 
 
-def test_wechat_order_id_beyond_2_53_and_unionid_wins_over_openid(ids: Pseudonymizer) -> None:
+def test_wechat_order_id_beyond_2_53_and_unionid_before_openid(ids: Pseudonymizer) -> None:
     [event] = events(ids, "raw.orders.wechat", example("wechat.json")[0])
     assert event.order == OrderRef("wechat", "3720948812004412817")
-    assert event.customer_id == ids.pseudonym("wechat_unionid", "o6_bmasdasdsad6_2sgVt7hMZOPfL")
+    assert event.identities[0] == ids.pseudonym("wechat_unionid", "o6_bmasdasdsad6_2sgVt7hMZOPfL")
     assert event.amount_fen == 8800
 
 
@@ -75,7 +78,7 @@ def test_pos_csv_sale_is_completed_with_exact_yuan(ids: Pseudonymizer) -> None:
         at_ms=ms("2026-11-21T10:03:00+08:00"),
         source="raw.orders.pos",
         status=Status.COMPLETED,
-        customer_id=ids.phone("13812345678"),
+        identities=(ids.phone("13812345678"),),
         amount_fen=8950,
     )
 
@@ -83,7 +86,8 @@ def test_pos_csv_sale_is_completed_with_exact_yuan(ids: Pseudonymizer) -> None:
 def test_same_phone_in_any_format_is_the_same_pseudonym(ids: Pseudonymizer) -> None:
     app = events(ids, "raw.orders.app", {**example("app.json")[0], "member_id": None})[0]
     pos = events(ids, "raw.orders.pos", example("pos.json")["lines"][0])[0]
-    assert app.customer_id == pos.customer_id == ids.phone("+86 138-1234-5678")
+    assert ids.phone("+86 138-1234-5678") in app.identities
+    assert pos.identities == (ids.phone("+86 138-1234-5678"),)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from random import Random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import OrderEvent, OrderRef
+from schemas.events import CustomerAssignment, OrderEvent, OrderRef
 from schemas.lifecycle import LIFECYCLE, Status, StatusTrack
 from schemas.order_view import ORDER_COLUMNS, OrderView
 
@@ -69,10 +69,11 @@ def test_duplicate_event_changes_nothing_and_emits_nothing() -> None:
     assert once.version == 1
 
 
-def test_view_row_holds_the_current_status_and_a_late_step_adds_no_version() -> None:
+def test_view_row_holds_status_customer_and_waybills_and_a_late_step_adds_no_version() -> None:
     view = OrderView(ORDER)
     for event in (
-        OrderEvent(ORDER, at_ms=100, source="t", status=Status.CREATED, customer_id="c1"),
+        OrderEvent(ORDER, at_ms=100, source="t", status=Status.CREATED),
+        CustomerAssignment(ORDER, "c1"),
         OrderEvent(ORDER, at_ms=300, source="t", status=Status.SHIPPED, waybills=("W1",)),
         OrderEvent(ORDER, at_ms=200, source="t", status=Status.PAID),
     ):
@@ -86,7 +87,7 @@ def test_view_row_holds_the_current_status_and_a_late_step_adds_no_version() -> 
         "c1",
         "shipped",
         ["W1"],
-        2,
+        3,
     ]
 
 

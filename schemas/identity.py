@@ -1,0 +1,125 @@
+"""One customer behind many identifiers: an incremental union-find over pseudonyms.
+
+Every order is a node, and so is every identifier seen with it (already a keyed
+pseudonym such as `phone_…` or `tmall_buyer_…`). A strong identifier joins its
+order's component; components that come to share a strong identifier merge,
+and every order and identifier of the merged component follows the surviving
+customer id. A weak identifier (a shared family tablet's device id) is linked
+to the customer it was seen with but never merges two customers.
+
+The customer id is derived from the smallest strong identifier of the
+component, so it is the same whatever order the events arrived in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+IDENTITY_CONFIG = Path(__file__).parent / "identity.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A member (an order key, or an identifier pseudonym) now belongs to customer_id."""
+
+    member: str
+    customer_id: str
+    is_order: bool
+
+
+def identifier_kind(pseudonym: str) -> str:
+    return pseudonym.rsplit("_", 1)[0]
+
+
+def load_strong_kinds(path: Path = IDENTITY_CONFIG) -> frozenset[str]:
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(spec, dict) or not isinstance(spec.get("strong"), list):
+        raise ValueError(f"{path}: strong: required, the list of identifier kinds that join customers")
+    return frozenset(map(str, spec["strong"]))
+
+
+class IdentityGraph:
+    """Union-find whose state lives in the given mappings (plain dicts in tests, Flink state in the job).
+
+    parents: member -> parent member (roots are absent); components: root -> its members.
+    """
+
+    ORDER_PREFIX = "order:"
+
+    def __init__(
+        self,
+        parents: MutableMapping[str, str],
+        components: MutableMapping[str, list[str]],
+        strong_kinds: frozenset[str],
+    ) -> None:
+        self._parents = parents
+        self._components = components
+        self._strong = strong_kinds
+
+    def observe(self, order_key: str, identifiers: Sequence[str]) -> list[Membership]:
+        """Record that these identifiers were seen with this order.
+
+        Returns the membership of every member whose customer changed (merges
+        included) and of every member seen for the first time.
+        """
+        order = self.ORDER_PREFIX + order_key
+        nodes = [order, *identifiers]
+        first_seen = [node for node in nodes if node not in self._parents and node not in self._components]
+        before = {root: (self.customer_of(root), self._members(root)) for root in {self._find(n) for n in nodes}}
+        root = self._find(order)
+        for identifier in identifiers:
+            if identifier_kind(identifier) in self._strong:
+                root = self._union(root, self._find(identifier))
+        for identifier in identifiers:
+            if identifier_kind(identifier) not in self._strong and self._find(identifier) == identifier:
+                self._attach_weak(root, identifier)
+        customer = self.customer_of(root)
+        if not customer:
+            return []
+        moved = {m for old_customer, members in before.values() if old_customer != customer for m in members}
+        return [self._membership(member, customer) for member in sorted(moved.union(first_seen))]
+
+    def customer_of(self, member: str) -> str:
+        strong = [m for m in self._components.get(self._find(member), [member]) if self._is_strong(m)]
+        if not strong:
+            return ""
+        return "cust_" + hashlib.blake2b(min(strong).encode(), digest_size=10).hexdigest()
+
+    def _members(self, root: str) -> list[str]:
+        return list(self._components.get(root, [root]))
+
+    def _membership(self, member: str, customer_id: str) -> Membership:
+        is_order = member.startswith(self.ORDER_PREFIX)
+        return Membership(member.removeprefix(self.ORDER_PREFIX), customer_id, is_order)
+
+    def _is_strong(self, member: str) -> bool:
+        return not member.startswith(self.ORDER_PREFIX) and identifier_kind(member) in self._strong
+
+    def _find(self, member: str) -> str:
+        path = []
+        while (parent := self._parents.get(member)) is not None:
+            path.append(member)
+            member = parent
+        for visited in path[:-1]:  # path compression
+            self._parents[visited] = member
+        return member
+
+    def _union(self, a: str, b: str) -> str:
+        if a == b:
+            return a
+        members_a, members_b = self._components.get(a, [a]), self._components.get(b, [b])
+        big, small = (a, b) if len(members_a) >= len(members_b) else (b, a)
+        self._parents[small] = big
+        self._components[big] = (members_a + members_b) if big == a else (members_b + members_a)
+        self._components.pop(small, None)
+        return big
+
+    def _attach_weak(self, root: str, identifier: str) -> None:
+        """A weak identifier is remembered with the component it was first seen in, without joining it."""
+        self._parents[identifier] = root
+        self._components[root] = [*self._components.get(root, [root]), identifier]
