@@ -1,0 +1,102 @@
+"""Named incidents injected into a simulated day, and the signals that announce them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from connectors.simulator import payloads
+from connectors.simulator.world import CITIES, Carrier, City
+from schemas import topics
+
+if TYPE_CHECKING:
+    from connectors.simulator.simulation import Message, OrderTruth
+
+HOUR = 3_600_000
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What goes wrong on the day; the baseline has only everyday trouble."""
+
+    name: str
+    rain_city: City | None = None  # a rainstorm over this city delays its deliveries
+    backlog_carrier: str | None = None  # a hub backlog at this carrier delays its parcels
+    port_congestion: bool = False  # cross-border (Xiaohongshu) parcels wait at the port
+    failing_channel: str | None = None  # this channel's order modifications mostly fail
+    unpicked_share: float = 0.0  # parcels shipped but never picked up by the carrier
+    silent_tracker_share: float = 0.0  # vehicles whose GPS goes silent after departure
+
+    @property
+    def incidents(self) -> list[str]:
+        switches = {
+            "rainstorm": self.rain_city,
+            "hub_backlog": self.backlog_carrier,
+            "port_congestion": self.port_congestion,
+            "modification_failures": self.failing_channel,
+            "never_picked_up": self.unpicked_share,
+            "silent_trackers": self.silent_tracker_share,
+        }
+        return [name for name, on in switches.items() if on]
+
+    def delay_hours(self, rng: random.Random, order: OrderTruth, carrier: Carrier, city: City) -> float:
+        delay = 0.0
+        if self.rain_city is not None and city.region_code == self.rain_city.region_code:
+            delay += rng.uniform(12, 36)
+            order.incidents.append("rainstorm")
+        if carrier.code == self.backlog_carrier:
+            delay += rng.uniform(24, 48)
+            order.incidents.append("hub_backlog")
+        if self.port_congestion and order.channel == "xiaohongshu":
+            delay += rng.uniform(24, 72)
+            order.incidents.append("port_congestion")
+        return delay
+
+    def never_picked_up(self, rng: random.Random, order: OrderTruth, carrier: Carrier) -> bool:
+        if rng.random() < self.unpicked_share:
+            order.incidents.append("never_picked_up")
+            return True
+        return False
+
+    def modification_fails(self, rng: random.Random, order: OrderTruth) -> bool:
+        if order.channel == self.failing_channel:
+            order.incidents.append("modification_failures")
+            return rng.random() < 0.4
+        return rng.random() < 0.02
+
+    def tracker_goes_silent(self, rng: random.Random) -> bool:
+        return rng.random() < self.silent_tracker_share
+
+    def signals(self, rng: random.Random, start_ms: int) -> Iterator[Message]:
+        from connectors.simulator.simulation import Message
+
+        for payload, at in self._signal_payloads(rng, start_ms):
+            yield Message(topics.RAW_SIGNALS, None, payloads.dumps(payload), at)
+
+    def _signal_payloads(self, rng: random.Random, start_ms: int) -> Iterator[tuple[dict[str, Any], int]]:
+        everyday = rng.choice(CITIES)
+        yield _weather(everyday, "fog", "blue", start_ms + 6 * HOUR), start_ms + 6 * HOUR
+        yield {"type": "port_congestion", "port": "CNSHA", "index": 62 if not self.port_congestion else 91,
+               "ts": payloads.iso_utc(start_ms + 8 * HOUR)}, start_ms + 8 * HOUR  # fmt: skip
+        yield {"type": "traffic_incident", "road": "G15", "lat": 30.91, "lon": 121.12, "severity": 2,
+               "expected_delay_min": 30, "ts": payloads.iso_utc(start_ms + 9 * HOUR)}, start_ms + 9 * HOUR  # fmt: skip
+        if self.rain_city is not None:
+            yield _weather(self.rain_city, "rainstorm", "orange", start_ms + 10 * HOUR), start_ms + 10 * HOUR
+
+
+def _weather(city: City, phenomenon: str, level: str, issued: int) -> dict[str, Any]:
+    return {"type": "weather_warning", "region_code": city.region_code, "phenomenon": phenomenon, "level": level,
+            "issued_at": payloads.iso_china(issued), "expires_at": payloads.iso_china(issued + 12 * HOUR)}  # fmt: skip
+
+
+SCENARIOS = {
+    "baseline": Scenario("baseline"),
+    "rainstorm": Scenario("rainstorm", rain_city=CITIES[2]),
+    "hub_backlog": Scenario("hub_backlog", backlog_carrier="zhongtong"),
+    "port_congestion": Scenario("port_congestion", port_congestion=True),
+    "modification_failures": Scenario("modification_failures", failing_channel="douyin"),
+    "never_picked_up": Scenario("never_picked_up", unpicked_share=0.05),
+    "silent_trackers": Scenario("silent_trackers", silent_tracker_share=0.2),
+}
