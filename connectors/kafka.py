@@ -77,6 +77,12 @@ class OffsetProbe:
         self._admin.close()
 
 
+def _wait_until(moment: float) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
 @dataclass(frozen=True)
 class RecordedMessage:
     """One line of a recording (shared/contracts/README.md §6)."""
@@ -109,10 +115,11 @@ def replay(
     messages: Iterable[RecordedMessage],
     *,
     realtime: bool = False,
+    rate: float | None = None,
     on_progress: Callable[[int], None] = lambda sent: None,
 ) -> int:
-    """Produce the messages in order, as fast as possible or, with realtime,
-    keeping the gaps between their recorded times. Records are stamped with the
+    """Produce the messages in order: as fast as possible, at `rate` messages per
+    second, or (realtime) keeping the gaps between their recorded times. Records are stamped with the
     time they are produced now: a broker rejects timestamps far in the future,
     and a replay is a new production. Returns how many were sent."""
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, retries=5)
@@ -124,9 +131,9 @@ def replay(
         for message in messages:
             if realtime:
                 first_ts = message.ts_ms if first_ts is None else first_ts
-                delay = (message.ts_ms - first_ts) / 1000 - (time.monotonic() - started)
-                if delay > 0:
-                    time.sleep(delay)
+                _wait_until(started + (message.ts_ms - first_ts) / 1000)
+            elif rate:
+                _wait_until(started + sent / rate)
             future = producer.send(
                 message.topic,
                 key=message.key.encode() if message.key is not None else None,

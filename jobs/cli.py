@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from connectors import kafka
 from connectors.clickhouse import ClickHouseTarget, migrate
 from connectors.local.process import StartupError
 from connectors.local.stack import LocalStack
+from connectors.simulator.scenarios import SCENARIOS
 from jobs.settings import PROJECT_ROOT, Settings, SettingsError
 from schemas.topics import ALL_TOPICS
 
 SQL_DIR = PROJECT_ROOT / "sql"
 READABLE_FORMAT = "PrettyCompactMonoBlock"
+DEFAULT_START = datetime.fromisoformat("2026-11-21T00:00:00+08:00")
 
 
 def say(message: str) -> None:
@@ -95,6 +99,35 @@ def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from connectors.simulator.simulation import simulate
+
+    say(f"simulating {args.orders} orders (scenario {args.scenario}, seed {args.seed}) ...")
+    simulation = simulate(args.orders, args.seed, args.start, args.scenario)
+    truth_path: Path = args.truth or (
+        args.out.with_suffix(".truth.json") if args.out else settings.state_dir / "truth.json"
+    )
+    truth_path.parent.mkdir(parents=True, exist_ok=True)
+    truth_path.write_text(json.dumps(simulation.truth(args.seed, args.scenario), ensure_ascii=False, indent=1))
+    total = len(simulation.messages)
+    say(f"{total} raw messages, {len(simulation.malformed)} of them malformed; ground truth in {truth_path}")
+    if args.out:
+        with args.out.open("w", encoding="utf-8") as out:
+            for message in simulation.messages:
+                out.write(json.dumps(message.line(), ensure_ascii=True) + "\n")
+        say(f"recording written to {args.out}")
+        return 0
+    recorded = (kafka.RecordedMessage(**message.line()) for message in simulation.messages)
+    every = max(total // 20, 1)
+    kafka.replay(
+        settings.bootstrap_servers,
+        recorded,
+        rate=args.rate,
+        on_progress=lambda n: say(f"  {n}/{total} sent") if n % every == 0 or n == total else None,
+    )
+    return 0
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
@@ -129,6 +162,17 @@ def parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--format", help=f"any ClickHouse output format (default: {READABLE_FORMAT})")
     sql.set_defaults(handler=cmd_sql)
+
+    simulate = commands.add_parser("simulate", help="generate realistic traffic for every source, with ground truth")
+    simulate.add_argument("--orders", type=int, default=2000)
+    simulate.add_argument("--seed", type=int, default=1, help="same seed, same output")
+    simulate.add_argument("--scenario", default="baseline", choices=sorted(SCENARIOS))
+    simulate.add_argument("--start", type=datetime.fromisoformat, default=DEFAULT_START, help="ISO-8601, with offset")
+    target = simulate.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, help="write a recording (JSON Lines) instead of producing to Kafka")
+    target.add_argument("--rate", type=float, help="events per second into Kafka (default: as fast as possible)")
+    simulate.add_argument("--truth", type=Path, help="ground-truth file (default: beside --out, or in the state dir)")
+    simulate.set_defaults(handler=cmd_simulate)
 
     demo = commands.add_parser("demo", help="stack up, migrate, run the job, replay, show the result")
     demo.add_argument("--recording", type=Path, default=PROJECT_ROOT.parent / "shared/contracts/examples/orders.jsonl")

@@ -81,7 +81,12 @@ class IdentityGraph:
         customer = self.customer_of(root)
         if not customer:
             return []
-        moved = {m for old_customer, members in before.values() if old_customer != customer for m in members}
+        moved = {
+            member
+            for old_root, (old_customer, members) in before.items()
+            if old_customer != customer and self._find(old_root) == root  # merged here, not merely touched
+            for member in members
+        }
         return [self._membership(member, customer) for member in sorted(moved.union(first_seen))]
 
     def customer_of(self, member: str) -> str:

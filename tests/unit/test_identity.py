@@ -44,6 +44,14 @@ def test_weak_identifier_never_merges_customers() -> None:
     assert g.customer_of("order:app|A1") != g.customer_of("order:app|A2")
 
 
+def test_a_shared_weak_identifier_moves_nobody() -> None:
+    g = graph()
+    g.observe("app|A1", ["member_id_m1", "device_id_tablet"])
+    second = g.observe("app|A2", ["member_id_m2", "device_id_tablet"])
+    assert {m.member for m in second} == {"app|A2", "member_id_m2"}
+    assert all(m.customer_id == g.customer_of("order:app|A2") for m in second)
+
+
 def test_final_customers_do_not_depend_on_arrival_order() -> None:
     sightings = [
         ("app|A1", ["member_id_m1", "phone_p1"]),

@@ -1,0 +1,71 @@
+"""A simulated day of 2,000 orders through the real stack, checked against the simulator's ground truth."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.cli import clickhouse
+from jobs.settings import Settings
+from tests.integration.test_pipeline_end_to_end import orderscope
+
+pytestmark = pytest.mark.integration
+
+ORDERS = 2000
+
+
+@pytest.fixture(scope="module")
+def simulated_day(stack_env: dict[str, str]) -> tuple[dict[str, Any], Any]:
+    folder = Path(stack_env["ORDERSCOPE_STATE_DIR"])
+    recording = folder / "day.jsonl"
+    orderscope(stack_env, "simulate", "--orders", str(ORDERS), "--seed", "11", "--scenario", "rainstorm",
+               "--out", str(recording))  # fmt: skip
+    orderscope(stack_env, "replay", str(recording))
+    orderscope(stack_env, "job", "run", "--until-idle", "5", "--fresh")
+    truth = json.loads(recording.with_suffix(".truth.json").read_text())
+    return truth, clickhouse(Settings.from_env(stack_env)).connect()
+
+
+def test_every_order_is_in_orders_current_once_with_its_true_final_status(
+    simulated_day: tuple[dict[str, Any], Any],
+) -> None:
+    truth, client = simulated_day
+    rows = client.query("SELECT channel, order_id, status FROM orders").result_rows
+    assert len(rows) == len({(channel, order_id) for channel, order_id, _ in rows}) == ORDERS
+    expected = {(o["channel"], o["order_id"]): o["status"] for o in truth["orders"]}
+    wrong = {(c, o): (s, expected.get((c, o))) for c, o, s in rows if expected.get((c, o)) != s}
+    assert not wrong, f"{len(wrong)} orders with a wrong status, e.g. {list(wrong.items())[:5]}"
+
+
+def test_every_malformed_payload_is_a_dead_letter(simulated_day: tuple[dict[str, Any], Any]) -> None:
+    truth, client = simulated_day
+    rows = client.query("SELECT source_topic, count() FROM dead_letters FINAL GROUP BY source_topic").result_rows
+    assert dict(rows) == Counter(m["topic"] for m in truth["malformed"])
+
+
+def test_customers_are_joined_exactly_as_the_truth_says(simulated_day: tuple[dict[str, Any], Any]) -> None:
+    truth, client = simulated_day
+    customer_of = {
+        (c, o): cid for c, o, cid in client.query("SELECT channel, order_id, customer_id FROM orders").result_rows
+    }
+    expected: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for order in truth["orders"]:
+        if order["identity_family"]:
+            expected[order["identity_family"]].add((order["channel"], order["order_id"]))
+    actual: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for key, customer in customer_of.items():
+        if customer:
+            actual[customer].add(key)
+    assert sorted(map(sorted, actual.values())) == sorted(map(sorted, expected.values()))
+    assert any(len(group) > 1 for group in expected.values()), "the day should hold repeat customers"
+
+
+def test_rainstorm_orders_arrive_later_than_the_rest(simulated_day: tuple[dict[str, Any], Any]) -> None:
+    truth, _ = simulated_day
+    affected = set(truth["incidents"]["rainstorm"])
+    assert affected, "the scenario affected no order"
+    assert all(o["delivered_at_ms"] for o in truth["orders"] if f"{o['channel']}|{o['order_id']}" in affected)
