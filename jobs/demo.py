@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from connectors import kafka
 from connectors.clickhouse import migrate
+from connectors.simulator.simulation import simulate
 from jobs.cli import SQL_DIR, clickhouse, local_stack
 from jobs.settings import Settings
 
@@ -20,7 +22,16 @@ JOB_START_TIMEOUT_S = 180.0
 SETTLE_S = 5.0
 RESULTS_TIMEOUT_S = 180.0
 
-SAMPLE_QUERY = "SELECT channel, order_id, status, status_at, waybills FROM orders ORDER BY updated_at DESC LIMIT 10"
+DEMO_ORDERS = 1000
+DEMO_START = datetime.fromisoformat("2026-11-21T00:00:00+08:00")
+SAMPLE_QUERIES = (
+    "SELECT channel, status, count() AS orders FROM orders GROUP BY channel, status ORDER BY channel, orders DESC",
+    "SELECT customer_id, count() AS orders, groupArray(channel) AS channels FROM orders "
+    "WHERE customer_id != '' GROUP BY customer_id ORDER BY orders DESC LIMIT 5",
+    "SELECT at, status, source, detail FROM order_events FINAL "
+    "WHERE (channel, order_id) = (SELECT 'tmall', '3910028811452201538') ORDER BY at",
+    "SELECT source_topic, reason, dead_letters FROM dead_letter_counts ORDER BY dead_letters DESC LIMIT 8",
+)
 
 
 def run_demo(settings: Settings, recording: Path, report: Report) -> int:
@@ -33,9 +44,15 @@ def run_demo(settings: Settings, recording: Path, report: Report) -> int:
     job_log = settings.state_dir / "job.log"
     job = _start_job(job_log, report)
     try:
-        report(f"== 4/5 replaying {recording}")
+        report(f"== 4/5 traffic: {recording.name}, then a simulated day of {DEMO_ORDERS} orders")
         sent = kafka.replay(settings.bootstrap_servers, kafka.read_recording(recording))
-        report(f"sent {sent} raw events into Kafka")
+        day = simulate(DEMO_ORDERS, seed=int(time.time()), start=DEMO_START)
+        sent += kafka.replay(
+            settings.bootstrap_servers,
+            (kafka.RecordedMessage(**message.line()) for message in day.messages),
+            on_progress=lambda n: report(f"  {n} simulated events sent") if n % 5000 == 0 else None,
+        )
+        report(f"sent {sent} raw events into Kafka ({len(day.malformed)} of them deliberately malformed)")
         report("== 5/5 waiting for the results in ClickHouse")
         _wait_until_settled(settings, job, report)
         _show(settings, job, sent, job_log, report)
@@ -111,15 +128,13 @@ def _show(settings: Settings, job: subprocess.Popen[bytes], sent: int, log: Path
     orders, dead = _counts(settings)
     report(f"\n== {sent} raw events in; {orders} orders and {dead} dead letters in ClickHouse")
     client = clickhouse(settings).connect()
-    report(f'\n$ orderscope sql "{SAMPLE_QUERY}"')
-    report(client.raw_query(SAMPLE_QUERY, fmt="PrettyCompactMonoBlock").decode())
-    dead_query = "SELECT source_topic, reason, dead_letters FROM dead_letter_counts"
-    report(f'$ orderscope sql "{dead_query}"')
-    report(client.raw_query(dead_query, fmt="PrettyCompactMonoBlock").decode())
+    for query in SAMPLE_QUERIES:
+        report(f'\n$ orderscope sql "{query}"')
+        report(client.raw_query(query, fmt="PrettyCompactMonoBlock").decode())
     report("== Query further")
     report('  .venv/bin/orderscope sql "SELECT status, count() FROM orders GROUP BY status"')
     report(
         f"  curl '{settings.clickhouse_endpoint}/?database={settings.clickhouse_database}' --data-binary 'SHOW TABLES'"
     )
     report(f"  any ClickHouse client (clickhouse-connect, Grafana, Superset) at {settings.clickhouse_endpoint}")
-    report("  more traffic: .venv/bin/orderscope replay FILE   (format: shared/contracts/README.md §6)")
+    report("  more traffic: .venv/bin/orderscope simulate --orders 5000 --rate 500 --scenario rainstorm")
