@@ -191,7 +191,12 @@ def _located(position: WaybillPosition, order: OrderRef) -> OrderEvent:
 
 def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:
     return OrderEvent(
-        order=order, at_ms=shipment.at_ms, source=shipment.source, status=shipment.status, detail=shipment.location
+        order=order,
+        at_ms=shipment.at_ms,
+        source=shipment.source,
+        status=shipment.status,
+        detail=shipment.location,
+        position=shipment.position,
     )
 
 

@@ -57,6 +57,7 @@ class ShipmentEvent:
     source: str
     scan_id: str
     location: str = ""
+    position: tuple[float, float] | None = None  # (lat, lon) of the scan's area
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,22 @@ class CarrierTracking:
             source=source,
             scan_id=hashlib.blake2b(f"{waybill}|{time}|{context}".encode(), digest_size=12).hexdigest(),
             location=str(location),
+            position=_area_center(scan.get("areaCenter")),
         )
+
+
+def _area_center(value: object) -> tuple[float, float] | None:
+    """`areaCenter` is "lon,lat", longitude first; returned as (lat, lon). Absent is fine, malformed is not."""
+    if value is None or value == "":
+        return None
+    try:
+        lon_text, lat_text = str(value).split(",")
+        lat, lon = float(lat_text), float(lon_text)
+    except ValueError:
+        raise Rejected("bad_coordinates", f"areaCenter {value!r} is not 'lon,lat'") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise Rejected("bad_coordinates", f"areaCenter {value!r} is out of range")
+    return lat, lon
 
 
 def from_spec(path: Path, spec: dict[str, Any]) -> CarrierTracking:

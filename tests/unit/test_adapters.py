@@ -107,6 +107,18 @@ def test_carrier_push_gives_every_scan_newest_with_the_push_state(ids: Pseudonym
     ]
 
 
+def test_carrier_area_center_is_longitude_first(ids: Pseudonymizer) -> None:
+    scans = normalize(ids, topics.RAW_CARRIER, example("carrier.json")[0])
+    assert isinstance(scans, list)
+    assert scans[0].position == (30.274084, 120.155070)
+
+
+def test_a_scan_without_area_center_has_no_position(ids: Pseudonymizer) -> None:
+    scans = normalize(ids, topics.RAW_CARRIER, example("carrier.json")[1])
+    assert isinstance(scans, list)
+    assert scans[1].position is None  # the out-for-delivery scan gives no areaCenter
+
+
 def test_a_scan_repeated_in_a_later_push_keeps_its_scan_id(ids: Pseudonymizer) -> None:
     first, later = (normalize(ids, topics.RAW_CARRIER, push) for push in example("carrier.json"))
     assert isinstance(first, list) and isinstance(later, list)
@@ -129,12 +141,15 @@ def test_a_scan_repeated_in_a_later_push_keeps_its_scan_id(ids: Pseudonymizer) -
         (APP, {**example("app.json")[0], "amount": "12.345"}, "wrong_type"),
         (topics.RAW_WMS, {"event": "PACKED", "ts": "2026-11-21T06:40:00Z"}, "missing_field"),
         (topics.RAW_CARRIER, {"lastResult": {**CARRIER_RESULT, "state": "99"}}, "unknown_code"),
+        (topics.RAW_CARRIER, {"lastResult": {**CARRIER_RESULT, "data": [{**CARRIER_RESULT["data"][0],
+                                                                         "areaCenter": "30.27,195.1"}]}},
+         "bad_coordinates"),
         ("raw.orders.kuaishou", example("app.json")[0], "unknown_source"),
     ],
     ids=[
         "truncated", "not-utf8", "array", "unknown-status-word", "unknown-topic-without-status", "bad-china-time",
         "content-not-json", "time-without-offset", "bool-id", "sub-fen-amount", "no-order-ref",
-        "unknown-carrier-state", "unread-topic",
+        "unknown-carrier-state", "area-center-out-of-range", "unread-topic",
     ],
 )  # fmt: skip
 def test_bad_payload_becomes_a_dead_letter_with_its_reason(
