@@ -64,20 +64,9 @@ class Normalize(ProcessFunction):  # type: ignore[misc]
             yield from outcome
 
 
-def is_order_event(event: object) -> bool:
-    return isinstance(event, OrderEvent)
-
-
-def is_waybill_event(event: object) -> bool:
-    return isinstance(event, ShipmentEvent | WaybillLink)
-
-
-def is_vehicle_event(event: object) -> bool:
-    return isinstance(event, VehicleLoad | VehiclePing)
-
-
-def is_instance_of(kind: type) -> Callable[[object], bool]:
-    return lambda event: isinstance(event, kind)
+def is_instance_of(*kinds: type) -> Callable[[object], bool]:
+    """A filter for a stream of mixed canonical events."""
+    return lambda event: isinstance(event, kinds)
 
 
 def waybill_of(event: ShipmentEvent | WaybillLink | WaybillPosition) -> str:

@@ -29,7 +29,16 @@ from jobs import operators
 from jobs.settings import Settings
 from schemas import topics
 from schemas.adapters import ADAPTERS
-from schemas.events import OrderModification, ServiceMessage, Signal
+from schemas.events import (
+    OrderEvent,
+    OrderModification,
+    ServiceMessage,
+    ShipmentEvent,
+    Signal,
+    VehicleLoad,
+    VehiclePing,
+    WaybillLink,
+)
 from schemas.identity import load_strong_kinds
 from schemas.order_view import ORDER_COLUMNS
 
@@ -71,7 +80,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         records.process(operators.Normalize(settings.pii_key), output_type=PICKLED).name("normalize").uid("normalize")
     )
     positions = (
-        events.filter(operators.is_vehicle_event)
+        events.filter(operators.is_instance_of(VehicleLoad, VehiclePing))
         .name("vehicle events")
         .uid("vehicle-events")
         .key_by(operators.vehicle_of, key_type=Types.STRING())
@@ -80,7 +89,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         .uid("track-vehicles")
     )
     carrier_updates = (
-        events.filter(operators.is_waybill_event)
+        events.filter(operators.is_instance_of(ShipmentEvent, WaybillLink))
         .name("waybill events")
         .uid("waybill-events")
         .union(positions)
@@ -90,7 +99,10 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         .uid("resolve-waybills")
     )
     order_events = (
-        events.filter(operators.is_order_event).name("order events").uid("order-events").union(carrier_updates)
+        events.filter(operators.is_instance_of(OrderEvent))
+        .name("order events")
+        .uid("order-events")
+        .union(carrier_updates)
     )
     customers = (
         events.filter(operators.has_identities)
