@@ -29,16 +29,6 @@ from jobs import operators
 from jobs.settings import Settings
 from schemas import topics
 from schemas.adapters import ADAPTERS
-from schemas.events import (
-    OrderEvent,
-    OrderModification,
-    ServiceMessage,
-    ShipmentEvent,
-    Signal,
-    VehicleLoad,
-    VehiclePing,
-    WaybillLink,
-)
 from schemas.identity import load_strong_kinds
 from schemas.order_view import ORDER_COLUMNS
 
@@ -80,34 +70,23 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         records.process(operators.Normalize(settings.pii_key), output_type=PICKLED).name("normalize").uid("normalize")
     )
     positions = (
-        events.filter(operators.is_instance_of(VehicleLoad, VehiclePing))
-        .name("vehicle events")
-        .uid("vehicle-events")
+        events.get_side_output(operators.VEHICLE_EVENTS)
         .key_by(operators.vehicle_of, key_type=Types.STRING())
         .process(operators.TrackVehicles(settings.position_update_interval_ms), output_type=PICKLED)
         .name("track vehicles")
         .uid("track-vehicles")
     )
     carrier_updates = (
-        events.filter(operators.is_instance_of(ShipmentEvent, WaybillLink))
-        .name("waybill events")
-        .uid("waybill-events")
+        events.get_side_output(operators.WAYBILL_EVENTS)
         .union(positions)
         .key_by(operators.waybill_of, key_type=Types.STRING())
         .process(operators.ResolveWaybills(), output_type=PICKLED)
         .name("resolve waybills")
         .uid("resolve-waybills")
     )
-    order_events = (
-        events.filter(operators.is_instance_of(OrderEvent))
-        .name("order events")
-        .uid("order-events")
-        .union(carrier_updates)
-    )
+    order_events = events.union(carrier_updates)
     customers = (
-        events.filter(operators.has_identities)
-        .name("identified order events")
-        .uid("identified-order-events")
+        events.get_side_output(operators.IDENTIFIED_ORDERS)
         .key_by(operators.all_customers, key_type=Types.STRING())
         .process(operators.ResolveCustomers(load_strong_kinds()), output_type=PICKLED)
         .name("resolve customers")
@@ -120,41 +99,24 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         .name("track orders")
         .uid("track-orders")
     )
-    target = ClickHouseTarget(
-        settings.clickhouse_endpoint,
-        settings.clickhouse_user,
-        settings.clickhouse_password,
-        settings.clickhouse_database,
-    )
-    _sink(order_rows, target, "orders_current", ORDER_COLUMNS, settings)
-    journey_rows = order_events.map(operators.journey_row, output_type=PICKLED).name("journey rows").uid("journey-rows")
-    _sink(journey_rows, target, "order_events", operators.JOURNEY_COLUMNS, settings)
-    link_rows = (
-        customers.get_side_output(operators.CUSTOMER_LINKS)
-        .map(operators.customer_link_row, output_type=PICKLED)
-        .name("customer link rows")
-        .uid("customer-link-rows")
-    )
-    _sink(link_rows, target, "customer_links", operators.CUSTOMER_LINK_COLUMNS, settings)
-    for kind, to_row, table, columns in (
-        (OrderModification, operators.modification_row, "modifications", operators.MODIFICATION_COLUMNS),
-        (ServiceMessage, operators.service_message_row, "service_messages", operators.SERVICE_MESSAGE_COLUMNS),
-        (Signal, operators.signal_row, "signals", operators.SIGNAL_COLUMNS),
+    sink = _ClickHouseSinks(settings)
+    sink(order_rows, tuple, "orders_current", ORDER_COLUMNS)
+    sink(order_events, operators.journey_row, "order_events", operators.JOURNEY_COLUMNS)
+    links = customers.get_side_output(operators.CUSTOMER_LINKS)
+    sink(links, operators.customer_link_row, "customer_links", operators.CUSTOMER_LINK_COLUMNS)
+    for tag, to_row, table, columns in (
+        (operators.MODIFICATIONS, operators.modification_row, "modifications", operators.MODIFICATION_COLUMNS),
+        (
+            operators.SERVICE_MESSAGES,
+            operators.service_message_row,
+            "service_messages",
+            operators.SERVICE_MESSAGE_COLUMNS,
+        ),
+        (operators.SIGNALS, operators.signal_row, "signals", operators.SIGNAL_COLUMNS),
     ):
-        rows = (
-            events.filter(operators.is_instance_of(kind))
-            .map(to_row, output_type=PICKLED)
-            .name(f"{table} rows")
-            .uid(f"{table}-rows")
-        )
-        _sink(rows, target, table, columns, settings)
+        sink(events.get_side_output(tag), to_row, table, columns)
     dead_letters = events.get_side_output(operators.DEAD_LETTERS)
-    dead_letter_rows = (
-        dead_letters.map(operators.dead_letter_row, output_type=PICKLED)
-        .name("dead letter rows")
-        .uid("dead-letter-rows")
-    )
-    _sink(dead_letter_rows, target, "dead_letters", operators.DEAD_LETTER_COLUMNS, settings)
+    sink(dead_letters, operators.dead_letter_row, "dead_letters", operators.DEAD_LETTER_COLUMNS)
     (
         dead_letters.map(operators.dead_letter_json, output_type=Types.STRING())
         .name("dead letter records")
@@ -163,6 +125,39 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         .name(f"kafka {topics.DEAD_LETTERS}")
         .uid("kafka-dead-letters")
     )
+
+
+class _ClickHouseSinks:
+    """Each stream into its table: one map makes the row and picks its shard, then a batching sink per shard."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._target = ClickHouseTarget(
+            settings.clickhouse_endpoint,
+            settings.clickhouse_user,
+            settings.clickhouse_password,
+            settings.clickhouse_database,
+        )
+
+    def __call__(self, stream: DataStream, to_row: Callable[[Any], Any], table: str, columns: Sequence[str]) -> None:
+        shards = 4 * self._settings.parallelism
+        (
+            stream.map(operators.Sharded(to_row, shards), output_type=PICKLED)
+            .name(f"{table} rows")
+            .uid(f"{table}-rows")
+            .key_by(operators.shard_key, key_type=Types.INT())
+            .process(
+                operators.ClickHouseBatchSink(
+                    self._target,
+                    table,
+                    columns,
+                    self._settings.sink_flush_interval_ms,
+                    self._settings.sink_max_batch_rows,
+                )
+            )
+            .name(f"clickhouse {table}")
+            .uid(f"clickhouse-{table}")
+        )
 
 
 def _dead_letter_topic(settings: Settings) -> KafkaSink:
@@ -179,24 +174,6 @@ def _dead_letter_topic(settings: Settings) -> KafkaSink:
         .set_record_serializer(serializer)
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
         .build()
-    )
-
-
-def _sink(rows: DataStream, target: ClickHouseTarget, table: str, columns: Sequence[str], settings: Settings) -> None:
-    shards = 4 * settings.parallelism
-    shard: Callable[[Any], Any] = lambda row: (operators.shard_of(row, shards), row)  # noqa: E731
-    (
-        rows.map(shard, output_type=PICKLED)
-        .name(f"shard {table}")
-        .uid(f"shard-{table}")
-        .key_by(lambda sharded: sharded[0], key_type=Types.INT())
-        .process(
-            operators.ClickHouseBatchSink(
-                target, table, columns, settings.sink_flush_interval_ms, settings.sink_max_batch_rows
-            )
-        )
-        .name(f"clickhouse {table}")
-        .uid(f"clickhouse-{table}")
     )
 
 
