@@ -50,11 +50,27 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
         client.close()
 
 
+def forget_group_offsets(bootstrap_servers: str, group: str) -> None:
+    """Delete a consumer group's committed offsets (a fresh start must not look caught up)."""
+    probe = OffsetProbe(bootstrap_servers)
+    try:
+        committed = probe.committed_offsets(group)
+        if committed:
+            probe.admin.delete_group_offsets(group, list(committed))
+        left = probe.committed_offsets(group)
+    finally:
+        probe.close()
+    if left:
+        raise RuntimeError(
+            f"could not delete the committed offsets of consumer group {group}: {sorted(map(str, left))}"
+        )
+
+
 class OffsetProbe:
     """Reads topics' end offsets and a consumer group's committed offsets, on long-lived clients."""
 
     def __init__(self, bootstrap_servers: str) -> None:
-        self._admin = admin(bootstrap_servers)
+        self.admin = admin(bootstrap_servers)
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="orderscope-offsets")
 
     def end_offsets(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
@@ -67,14 +83,14 @@ class OffsetProbe:
 
     def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
         try:
-            offsets = self._admin.list_group_offsets({group: None}).get(group, {})
+            offsets = self.admin.list_group_offsets({group: None}).get(group, {})
         except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
             return {}  # the group's coordinator is still starting: nothing committed yet
         return {tp: meta.offset for tp, meta in offsets.items()}
 
     def close(self) -> None:
         self._consumer.close()
-        self._admin.close()
+        self.admin.close()
 
 
 def _wait_until(moment: float) -> None:

@@ -126,8 +126,10 @@ def _newest_checkpoint_id(job_checkpoints: Path, completed: bool) -> int:
 
 def run(settings: Settings, *, until_idle_s: float | None, fresh: bool, report: Report) -> None:
     """Run the job until idle (when until_idle_s is given) or until interrupted."""
-    if fresh and settings.checkpoints.exists():
-        shutil.rmtree(settings.checkpoints)
+    if fresh:
+        shutil.rmtree(settings.checkpoints, ignore_errors=True)
+        # Offsets committed by an earlier run would make a fresh run look caught up before it read anything.
+        kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
     restore_from = None if fresh else latest_checkpoint(settings.checkpoints)
     report(f"resuming from {restore_from}" if restore_from else "starting fresh from the earliest offsets")
     _prepare_jvm_environment(settings)

@@ -14,6 +14,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer
 
+from connectors import kafka
 from jobs.cli import clickhouse, local_stack
 from jobs.settings import Settings
 from schemas import topics
@@ -211,3 +212,14 @@ def test_clickhouse_outage_delays_output_but_loses_and_duplicates_nothing(first_
     client = database(first_run)
     assert client.query("SELECT count() FROM dead_letters FINAL").result_rows[0][0] == dead_letters_before + 1
     assert client.query("SELECT order_id, status FROM orders").result_rows == [(TMALL_ORDER, "delivered")]
+
+
+def test_a_fresh_run_forgets_the_offsets_an_earlier_run_committed(first_run: dict[str, str]) -> None:
+    settings = Settings.from_env(first_run)
+    probe = kafka.OffsetProbe(settings.bootstrap_servers)
+    try:
+        assert probe.committed_offsets(settings.consumer_group), "the earlier runs committed offsets"
+        kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
+        assert probe.committed_offsets(settings.consumer_group) == {}
+    finally:
+        probe.close()
