@@ -91,12 +91,13 @@ class IdleWatch:
         now = time.monotonic()
         ends = self.probe.end_offsets(self.topics)
         if ends != self._ends:
-            self._ends, self._ends_changed_at, self._drained_at = ends, now, None
+            self._ends, self._ends_changed_at = ends, now
         committed = self.probe.committed_offsets(self.settings.consumer_group)
         behind = sum(max(end - committed.get(tp, 0), 0) for tp, end in ends.items())
         self._progress(now, behind, sum(ends.values()))
         if behind or now - self._ends_changed_at < self.idle_s:
-            self._drained_at = None
+            # New input restarts the drain: a checkpoint noted before it proves nothing about its output.
+            self._drained_at, self._last_seen_checkpoint = None, None
             return False
         if self._drained_at is None:
             self._drained_at = now
