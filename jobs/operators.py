@@ -266,8 +266,7 @@ class ResolveCustomers(KeyedProcessFunction):  # type: ignore[misc]
         self._version.update(version)
         for membership in memberships:
             if membership.is_order:
-                channel, order_id = membership.member.split("|", 1)
-                yield CustomerAssignment(OrderRef(channel, order_id), membership.customer_id)
+                yield CustomerAssignment(OrderRef.from_key(membership.member), membership.customer_id)
             else:
                 kind = identifier_kind(membership.member)
                 strong = kind in self._strong_kinds

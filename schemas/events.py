@@ -22,6 +22,11 @@ class OrderRef:
     def key(self) -> str:
         return f"{self.channel}|{self.order_id}"
 
+    @classmethod
+    def from_key(cls, key: str) -> OrderRef:
+        channel, order_id = key.split("|", 1)
+        return cls(channel, order_id)
+
 
 @dataclass(frozen=True, slots=True)
 class OrderEvent:

@@ -205,7 +205,8 @@ class World:
         }
         self._emit(topics.RAW_ORDER_TOPICS["pos"], fact["order_id"], payloads.channel_payload(line), fact["at_ms"])
         truth.status = "completed"
-        truth.identity_family = truth.identity_family if member else ""  # fmt: skip
+        if not member:
+            truth.identity_family = ""  # a sale without a member's phone names no customer
 
     def _online_order(self, channel: Channel, person: Person, fact: dict[str, Any], truth: OrderTruth) -> None:
         r = self.rng
