@@ -141,7 +141,7 @@ class OrderMapping:
             if isinstance(amount, bool) or not isinstance(amount, int):
                 raise Rejected("wrong_type", f"amount {amount!r} is not a whole number of fen")
             return amount
-        if isinstance(amount, bool) or not isinstance(amount, Decimal | int | str):
+        if isinstance(amount, bool) or not isinstance(amount, Decimal | int | float | str):
             raise Rejected("wrong_type", f"amount {amount!r} is not an amount in yuan")
         return yuan_to_fen(amount, "amount")
 
