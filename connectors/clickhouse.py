@@ -122,11 +122,13 @@ class BatchWriter:
         target: ClickHouseTarget,
         table: str,
         columns: Sequence[str],
+        column_types: Sequence[str],
         give_up_after_s: float = 120.0,
     ) -> None:
         self._target = target
         self._table = table
         self._columns = list(columns)
+        self._column_types = list(column_types)  # given, so that an insert needs no schema round trip
         self._give_up_after_s = give_up_after_s
         self._client: Client | None = None
 
@@ -134,7 +136,9 @@ class BatchWriter:
         delay, deadline = 0.5, time.monotonic() + self._give_up_after_s
         while True:
             try:
-                self._connection().insert(self._table, rows, column_names=self._columns)
+                self._connection().insert(
+                    self._table, rows, column_names=self._columns, column_type_names=self._column_types
+                )
                 return
             except Exception as error:
                 self._client = None

@@ -1,12 +1,14 @@
-"""The Flink functions of the order-visibility job; each wraps pure logic from schemas/."""
+"""The Flink functions of the order-visibility job: thin shells around schemas/stages.py.
+
+Each works on micro-batches (jobs/batches.py): one Python call per batch and lane,
+not per record, because the per-record operator call is what costs in PyFlink.
+"""
 
 from __future__ import annotations
 
-import base64
-import json
-import logging
-import zlib
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+import time
+from collections import defaultdict
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from pyflink.common import Row, Types
@@ -15,433 +17,384 @@ from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, 
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
 from connectors.clickhouse import BatchWriter, ClickHouseTarget
+from jobs.batches import Batch, Lanes, by_lane, framed
+from schemas.event_time import EventClock, WatermarkMerge
 from schemas.events import (
-    CustomerAssignment,
-    CustomerLink,
+    CanonicalEvent,
     DeadLetter,
     OrderEvent,
     OrderModification,
-    OrderRef,
     ServiceMessage,
     ShipmentEvent,
     Signal,
     VehicleLoad,
     VehiclePing,
     WaybillLink,
-    WaybillPosition,
 )
-from schemas.identity import IdentityGraph, identifier_kind
 from schemas.normalize import Normalizer
-from schemas.order_view import OrderView, utc
 from schemas.privacy import Pseudonymizer
-from schemas.topics import RAW_GPS
+from schemas.stages import (
+    DAY_MS,
+    CustomerStage,
+    OrderStage,
+    Retention,
+    Stage,
+    VehicleStage,
+    WaybillStage,
+    order_key,
+    vehicle_of,
+    waybill_of,
+)
+from schemas.tables import (
+    CUSTOMER_LINKS,
+    DEAD_LETTERS,
+    EVENT_TIME,
+    MODIFICATIONS,
+    ORDER_EVENTS,
+    ORDERS_CURRENT,
+    SERVICE_MESSAGES,
+    SIGNALS,
+    TABLES,
+    dead_letter_json,
+    utc,
+)
+from schemas.tables import (
+    Row as TableRow,
+)
 
-log = logging.getLogger(__name__)
-
-DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
-WAYBILL_EVENTS = OutputTag("waybill-events", Types.PICKLED_BYTE_ARRAY())
-VEHICLE_EVENTS = OutputTag("vehicle-events", Types.PICKLED_BYTE_ARRAY())
-IDENTIFIED_ORDERS = OutputTag("identified-orders", Types.PICKLED_BYTE_ARRAY())
-MODIFICATIONS = OutputTag("modifications", Types.PICKLED_BYTE_ARRAY())
-SERVICE_MESSAGES = OutputTag("service-messages", Types.PICKLED_BYTE_ARRAY())
-SIGNALS = OutputTag("signals", Types.PICKLED_BYTE_ARRAY())
-# Where Normalize sends each kind of canonical event; order events go to its main output.
-# Routing there, rather than filtering a mixed stream, saves a Python operator hop per record per filter.
-ROUTES: dict[type, OutputTag] = {
-    ShipmentEvent: WAYBILL_EVENTS,
-    WaybillLink: WAYBILL_EVENTS,
-    VehicleLoad: VEHICLE_EVENTS,
-    VehiclePing: VEHICLE_EVENTS,
-    OrderModification: MODIFICATIONS,
-    ServiceMessage: SERVICE_MESSAGES,
-    Signal: SIGNALS,
-}
-DEAD_LETTER_COLUMNS = ("source_topic", "partition", "offset", "raw", "reason", "detail", "received_at")
-MAX_PENDING_SHIPMENT_EVENTS = 100
+PICKLED = Types.PICKLED_BYTE_ARRAY()
+VEHICLE_BATCHES = OutputTag("vehicle-batches", PICKLED)
+WAYBILL_BATCHES = OutputTag("waybill-batches", PICKLED)
+CUSTOMER_BATCHES = OutputTag("customer-batches", PICKLED)
+WRITES = OutputTag("writes", PICKLED)
+DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
+CUSTOMER_LANE = 0  # identity resolution is one graph: its merges can join any two customers
+STATELESS_TABLES = {OrderModification: MODIFICATIONS, ServiceMessage: SERVICE_MESSAGES, Signal: SIGNALS}
+Writes = tuple[int, dict[str, list[TableRow]]]  # writer key, rows by table
 
 
-class Normalize(ProcessFunction):  # type: ignore[misc]
-    """Raw Kafka records in; order events out, every other kind and dead letters to their side outputs."""
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
-    def __init__(self, pii_key: str) -> None:
+
+def lane_of(batch: Batch) -> int:
+    return batch.lane
+
+
+def writer_key_of(writes: Writes) -> int:
+    return writes[0]
+
+
+def event_time_of(event: CanonicalEvent) -> int | None:
+    if isinstance(event, VehicleLoad):
+        return event.departed_at_ms
+    return getattr(event, "at_ms", None)
+
+
+class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
+    """A micro-batch of raw Kafka records in; canonical events out, by lane, to the stage that owns
+    each kind; rows of the tables that need no state straight to the writer; dead letters also as
+    records for their Kafka topic. Tracks event time per source."""
+
+    def __init__(self, pii_key: str, lanes: Lanes, out_of_orderness_ms: int, idleness_ms: int) -> None:
         self._pii_key = pii_key
-        self._normalizer: Normalizer | None = None
+        self._lanes = lanes
+        self._out_of_orderness_ms = out_of_orderness_ms
+        self._idleness_ms = idleness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._normalizer = Normalizer(Pseudonymizer(self._pii_key))
+        self._clock = EventClock(self._out_of_orderness_ms, self._idleness_ms)
+        subtask = runtime_context.get_index_of_this_subtask()
+        self._name = f"normalize-{subtask}"
+        self._writer_key = self._lanes.writer_keys[subtask]
+        self._reported_at_ms = 0
 
-    def process_element(self, record: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        assert self._normalizer is not None
-        outcome = self._normalizer.normalize(
-            record.topic, record.partition, record.offset, bytes(record.payload or b""), record.received_at_ms
-        )
-        if isinstance(outcome, DeadLetter):
-            yield DEAD_LETTERS, outcome
-            return
-        for event in outcome:
-            if isinstance(event, OrderEvent):
-                yield event
-                if event.identities:
-                    yield IDENTIFIED_ORDERS, event
-            else:
-                yield ROUTES[type(event)], event
+    def process_element(self, batch: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        now = now_ms()
+        routed: dict[str, list[Any]] = defaultdict(list)
+        rows: dict[str, list[TableRow]] = defaultdict(list)
+        for payload, topic, partition, offset, received_at_ms in zip(
+            batch.payloads, batch.topics, batch.partitions, batch.offsets, batch.received_at_ms, strict=True
+        ):
+            outcome = self._normalizer.normalize(topic, partition, offset, bytes(payload or b""), received_at_ms)
+            if isinstance(outcome, DeadLetter):
+                rows[DEAD_LETTERS.name].append(DEAD_LETTERS.row(outcome))
+                yield DEAD_LETTER_RECORDS, dead_letter_json(outcome)
+                continue
+            for event in outcome:
+                self._route(event, routed, rows)
+                if (at_ms := event_time_of(event)) is not None:
+                    self._clock.observe(topic, at_ms, now)
+        watermark = self._clock.watermark(now)
+        lanes = self._lanes
+        yield from framed(by_lane(routed["orders"], lanes, order_key), lanes, self._name, watermark)
+        for tag, kind, key in (
+            (VEHICLE_BATCHES, "vehicles", vehicle_of),
+            (WAYBILL_BATCHES, "waybills", waybill_of),
+        ):
+            for element in framed(by_lane(routed[kind], lanes, key), lanes, self._name, watermark):
+                yield tag, element
+        if routed["customers"]:
+            yield CUSTOMER_BATCHES, Batch(CUSTOMER_LANE, True, self._name, watermark, routed["customers"])
+        if now - self._reported_at_ms > 5000:
+            rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark))
+            self._reported_at_ms = now
+        if rows:
+            yield WRITES, (self._writer_key, dict(rows))
 
-
-def waybill_of(event: ShipmentEvent | WaybillLink | WaybillPosition) -> str:
-    return event.waybill
-
-
-def vehicle_of(event: VehicleLoad | VehiclePing) -> str:
-    return event.vehicle_id
-
-
-class TrackVehicles(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by vehicle: which waybills it carries (its latest manifest) and where it is.
-
-    A ping newer than the last one passed on, by at least interval_ms of event
-    time, goes to every waybill on board; late and repeated pings do not. The
-    manifest and the pings come on different topics, so either may be first: the
-    newest ping is kept and passed on when its manifest arrives.
-    """
-
-    def __init__(self, interval_ms: int) -> None:
-        self._interval_ms = interval_ms
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._load = runtime_context.get_state(ValueStateDescriptor("load", Types.PICKLED_BYTE_ARRAY()))
-        self._newest_ping = runtime_context.get_state(ValueStateDescriptor("newest-ping", Types.PICKLED_BYTE_ARRAY()))
-        self._passed_on_ms = runtime_context.get_state(ValueStateDescriptor("passed-on", Types.LONG()))
-
-    def process_element(self, event: VehicleLoad | VehiclePing, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        ping: VehiclePing | None = self._newest_ping.value()
-        if isinstance(event, VehicleLoad):
-            current: VehicleLoad | None = self._load.value()
-            if current is not None and event.departed_at_ms < current.departed_at_ms:
-                return
-            self._load.update(event)
-            self._passed_on_ms.clear()
-        elif ping is None or event.at_ms > ping.at_ms:
-            self._newest_ping.update(event)
-            ping = event
+    @staticmethod
+    def _route(event: CanonicalEvent, routed: dict[str, list[Any]], rows: dict[str, list[TableRow]]) -> None:
+        if isinstance(event, OrderEvent):
+            routed["orders"].append(event)
+            if event.identities:
+                routed["customers"].append(event)
+        elif isinstance(event, ShipmentEvent | WaybillLink):
+            routed["waybills"].append(event)
+        elif isinstance(event, VehicleLoad | VehiclePing):
+            routed["vehicles"].append(event)
         else:
-            return
-        yield from self._pass_on(ping)
+            table = STATELESS_TABLES[type(event)]
+            rows[table.name].append(table.row(event))
 
-    def _pass_on(self, ping: VehiclePing | None) -> Iterator[WaybillPosition]:
-        load: VehicleLoad | None = self._load.value()
-        passed_on = self._passed_on_ms.value()
-        if load is None or ping is None or ping.at_ms < load.departed_at_ms:
-            return
-        if passed_on is not None and ping.at_ms < passed_on + self._interval_ms:
-            return
-        self._passed_on_ms.update(ping.at_ms)
-        for waybill in load.waybills:
-            yield WaybillPosition(waybill, ping.at_ms, ping.lat, ping.lon, ping.vehicle_id)
-
-
-def order_key(event: OrderEvent | CustomerAssignment) -> str:
-    return event.order.key
+    def _event_time_rows(self, now: int, watermark: int) -> list[TableRow]:
+        clock, reported = self._clock, utc(now)
+        rows = [
+            (self._name, source, utc(state.newest_ms), utc(clock.source_watermark(source)),
+             clock.is_idle(source, now), reported)
+            for source, state in sorted(clock.sources.items())
+        ]  # fmt: skip
+        if rows:
+            newest = max(state.newest_ms for state in clock.sources.values())
+            rows.append((self._name, "*", utc(newest), utc(max(watermark, 0)), False, reported))
+        return rows
 
 
-class ResolveWaybills(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by waybill: turns carrier scans into events of the order the waybill belongs to.
-
-    Each scan passes once, however often the carrier repeats it. Scans that arrive
-    before any source has linked the waybill to an order wait in state (at most
-    MAX_PENDING_SHIPMENT_EVENTS per waybill) until the link comes; of positions,
-    only the newest waits.
-    """
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._order = runtime_context.get_state(ValueStateDescriptor("order", Types.PICKLED_BYTE_ARRAY()))
-        self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
-        self._seen_scans = runtime_context.get_map_state(
-            MapStateDescriptor("seen-scans", Types.STRING(), Types.BOOLEAN())
-        )
-        self._position = runtime_context.get_state(ValueStateDescriptor("position", Types.PICKLED_BYTE_ARRAY()))
-
-    def process_element(
-        self, event: ShipmentEvent | WaybillLink | WaybillPosition, ctx: KeyedProcessFunction.Context
-    ) -> Iterator[Any]:
-        if isinstance(event, WaybillPosition):
-            linked: OrderRef | None = self._order.value()
-            if linked is not None:
-                yield _located(event, linked)
-            elif (waiting := self._position.value()) is None or event.at_ms > waiting.at_ms:
-                self._position.update(event)
-            return
-        if isinstance(event, WaybillLink):
-            if self._order.value() is None:
-                self._order.update(event.order)
-                yield from (_addressed(shipment, event.order) for shipment in self._pending.get() or ())
-                self._pending.clear()
-                if (waiting := self._position.value()) is not None:
-                    yield _located(waiting, event.order)
-                    self._position.clear()
-            return
-        if self._seen_scans.contains(event.scan_id):
-            return
-        self._seen_scans.put(event.scan_id, True)
-        order: OrderRef | None = self._order.value()
-        if order is not None:
-            yield _addressed(event, order)
-        elif len(list(self._pending.get() or ())) < MAX_PENDING_SHIPMENT_EVENTS:
-            self._pending.add(event)
-        else:
-            log.warning("dropping carrier update for unlinked waybill %s: too many pending", event.waybill)
-
-
-def _located(position: WaybillPosition, order: OrderRef) -> OrderEvent:
-    detail = f"vehicle {position.vehicle_id}"
-    return OrderEvent(order, position.at_ms, RAW_GPS, detail=detail, position=(position.lat, position.lon))
-
-
-def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:
-    return OrderEvent(
-        order=order,
-        at_ms=shipment.at_ms,
-        source=shipment.source,
-        status=shipment.status,
-        detail=shipment.location,
-        position=shipment.position,
-    )
-
-
-class MapStateDict(MutableMapping[str, Any]):
+class MapStateDict(MutableMapping[Any, Any]):
     """Flink MapState seen as a dict, so that pure logic written against dicts runs on state."""
 
     def __init__(self, state: Any) -> None:
         self._state = state
 
-    def __getitem__(self, key: str) -> Any:
-        if not self._state.contains(key):
-            raise KeyError(key)
-        return self._state.get(key)
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self._state.get(key)  # one state access; stored values are never None
+        return default if value is None else value
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __getitem__(self, key: Any) -> Any:
+        value = self._state.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
         self._state.put(key, value)
 
-    def __delitem__(self, key: str) -> None:
+    def __delitem__(self, key: Any) -> None:
         self._state.remove(key)
 
     def __contains__(self, key: object) -> bool:
         return bool(self._state.contains(key))
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._state.keys())
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._state.keys()))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
 
-CUSTOMER_LINKS = OutputTag("customer-links", Types.PICKLED_BYTE_ARRAY())
-ALL_CUSTOMERS = "all"
+def map_state(runtime_context: RuntimeContext, name: str, key_type: Any = None) -> MapStateDict:
+    descriptor = MapStateDescriptor(name, key_type or Types.STRING(), PICKLED)
+    return MapStateDict(runtime_context.get_map_state(descriptor))
 
 
-def all_customers(event: object) -> str:
-    """One key for identity resolution: merges can join any two customers."""
-    return ALL_CUSTOMERS
+class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
+    """Keyed by lane: applies its stage to each batch, keeps what it makes in memory, and passes it
+    on when a batch that ends an upstream call arrives (jobs/batches.py says why that is safe).
+    Sweeps expired entities of a lane once per day of event time."""
+
+    NAME = ""
+
+    def __init__(self, lanes: Lanes) -> None:
+        self._lanes = lanes
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        subtask = runtime_context.get_index_of_this_subtask()
+        self._name = f"{self.NAME}-{subtask}"
+        self._writer_key = self._lanes.writer_keys[subtask]
+        self._watermarks = WatermarkMerge()
+        self._swept_day = runtime_context.get_state(ValueStateDescriptor("swept-day", Types.LONG()))
+        self.stage = self.make_stage(runtime_context)
+
+    def make_stage(self, runtime_context: RuntimeContext) -> Stage[Any] | CustomerStage:
+        raise NotImplementedError
+
+    def take(self, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def release(self, watermark_ms: int) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def process_element(self, batch: Batch, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        watermark = self._watermarks.update(batch.upstream, batch.watermark_ms)
+        self.take(batch.items)
+        self._sweep(watermark)
+        if batch.last:
+            yield from self.release(watermark)
+
+    def _sweep(self, watermark_ms: int) -> None:
+        day = watermark_ms // DAY_MS
+        if isinstance(self.stage, Stage) and day > (self._swept_day.value() or 0):
+            self.stage.sweep(watermark_ms)
+            self._swept_day.update(day)
 
 
-class ResolveCustomers(KeyedProcessFunction):  # type: ignore[misc]
-    """One identity graph (schemas/identity.py) in keyed state: orders get their customer,
-    identifiers their link (side output); merges move every order and link they touch."""
+class TrackVehicles(LaneOperator):
+    NAME = "vehicles"
 
-    def __init__(self, strong_kinds: frozenset[str]) -> None:
+    def __init__(self, lanes: Lanes, interval_ms: int, retention: Retention) -> None:
+        super().__init__(lanes)
+        self._interval_ms = interval_ms
+        self._retention = retention
+
+    def make_stage(self, runtime_context: RuntimeContext) -> VehicleStage:
+        self._positions: list[Any] = []
+        entities, expiry = map_state(runtime_context, "vehicles"), map_state(runtime_context, "expiry", Types.LONG())
+        return VehicleStage(entities, expiry, self._interval_ms, self._retention)
+
+    def take(self, items: list[Any]) -> None:
+        assert isinstance(self.stage, VehicleStage)
+        self._positions.extend(self.stage.apply(items))
+
+    def release(self, watermark_ms: int) -> Iterator[Batch]:
+        positions, self._positions = self._positions, []
+        yield from framed(by_lane(positions, self._lanes, waybill_of), self._lanes, self._name, watermark_ms)
+
+
+class ResolveWaybills(LaneOperator):
+    NAME = "waybills"
+
+    def __init__(self, lanes: Lanes, retention: Retention) -> None:
+        super().__init__(lanes)
+        self._retention = retention
+
+    def make_stage(self, runtime_context: RuntimeContext) -> WaybillStage:
+        self._events: list[Any] = []
+        entities, expiry = map_state(runtime_context, "waybills"), map_state(runtime_context, "expiry", Types.LONG())
+        return WaybillStage(entities, expiry, self._retention)
+
+    def take(self, items: list[Any]) -> None:
+        assert isinstance(self.stage, WaybillStage)
+        self._events.extend(self.stage.apply(items))
+
+    def release(self, watermark_ms: int) -> Iterator[Batch]:
+        events, self._events = self._events, []
+        yield from framed(by_lane(events, self._lanes, order_key), self._lanes, self._name, watermark_ms)
+
+
+class ResolveCustomers(LaneOperator):
+    NAME = "customers"
+
+    def __init__(self, lanes: Lanes, strong_kinds: frozenset[str]) -> None:
+        super().__init__(lanes)
         self._strong_kinds = strong_kinds
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        parents = runtime_context.get_map_state(MapStateDescriptor("parents", Types.STRING(), Types.STRING()))
-        components = runtime_context.get_map_state(
-            MapStateDescriptor("components", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
-        )
-        self._graph = IdentityGraph(MapStateDict(parents), MapStateDict(components), self._strong_kinds)
-        self._version = runtime_context.get_state(ValueStateDescriptor("version", Types.LONG()))
+    def make_stage(self, runtime_context: RuntimeContext) -> CustomerStage:
+        self._assignments: list[Any] = []
+        self._links: list[TableRow] = []
+        parents, components = map_state(runtime_context, "parents"), map_state(runtime_context, "components")
+        return CustomerStage(parents, components, self._strong_kinds)
 
-    def process_element(self, event: OrderEvent, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        memberships = self._graph.observe(event.order.key, event.identities)
-        if not memberships:
-            return
-        version = (self._version.value() or 0) + 1
-        self._version.update(version)
-        for membership in memberships:
-            if membership.is_order:
-                yield CustomerAssignment(OrderRef.from_key(membership.member), membership.customer_id)
-            else:
-                kind = identifier_kind(membership.member)
-                strong = kind in self._strong_kinds
-                yield CUSTOMER_LINKS, CustomerLink(membership.member, kind, membership.customer_id, strong, version)
+    def take(self, items: list[Any]) -> None:
+        assert isinstance(self.stage, CustomerStage)
+        assignments, links = self.stage.apply(items)
+        self._assignments.extend(assignments)
+        self._links.extend(CUSTOMER_LINKS.row(link) for link in links)
+
+    def release(self, watermark_ms: int) -> Iterator[Any]:
+        assignments, self._assignments = self._assignments, []
+        links, self._links = self._links, []
+        yield from framed(by_lane(assignments, self._lanes, order_key), self._lanes, self._name, watermark_ms)
+        if links:
+            yield WRITES, (self._writer_key, {CUSTOMER_LINKS.name: links})
 
 
-class TrackOrders(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by order: merges each event (and customer assignment) into the order's view;
-    emits the row when it changed."""
+class TrackOrders(LaneOperator):
+    NAME = "orders"
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._view = runtime_context.get_state(ValueStateDescriptor("view", Types.PICKLED_BYTE_ARRAY()))
+    def __init__(self, lanes: Lanes, retention: Retention) -> None:
+        super().__init__(lanes)
+        self._retention = retention
 
-    def process_element(
-        self, event: OrderEvent | CustomerAssignment, ctx: KeyedProcessFunction.Context
-    ) -> Iterator[Any]:
-        view: OrderView = self._view.value() or OrderView(event.order)
-        updated = view.apply(event)
-        if updated is view:
-            return
-        self._view.update(updated)
-        row = updated.row()
-        if row is not None:
-            yield row
+    def make_stage(self, runtime_context: RuntimeContext) -> OrderStage:
+        self._current: list[TableRow] = []
+        self._journey: list[TableRow] = []
+        entities, expiry = map_state(runtime_context, "orders"), map_state(runtime_context, "expiry", Types.LONG())
+        return OrderStage(entities, expiry, self._retention)
 
+    def take(self, items: list[Any]) -> None:
+        assert isinstance(self.stage, OrderStage)
+        rows = self.stage.apply(items)
+        self._current.extend(rows.current)
+        self._journey.extend(rows.journey)
 
-JOURNEY_COLUMNS = ("channel", "order_id", "at", "event_id", "status", "source", "detail")
-
-
-def journey_row(event: OrderEvent) -> tuple[Any, ...]:
-    status = event.status.value if event.status else ""
-    return (
-        event.order.channel,
-        event.order.order_id,
-        utc(event.at_ms),
-        event.event_id,
-        status,
-        event.source,
-        event.detail,
-    )
+    def release(self, watermark_ms: int) -> Iterator[Writes]:
+        rows = {ORDERS_CURRENT.name: self._current, ORDER_EVENTS.name: self._journey}
+        self._current, self._journey = [], []
+        yield self._writer_key, {table: table_rows for table, table_rows in rows.items() if table_rows}
 
 
-CUSTOMER_LINK_COLUMNS = ("identity", "kind", "customer_id", "strong", "version")
+class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]
+    """Writes rows to ClickHouse in few large inserts: one per table per flush of a subtask's buffer.
 
-
-def customer_link_row(link: CustomerLink) -> tuple[Any, ...]:
-    return (link.identity, link.kind, link.customer_id, link.strong, link.version)
-
-
-MODIFICATION_COLUMNS = ("channel", "order_id", "at", "kind", "succeeded", "error")
-SERVICE_MESSAGE_COLUMNS = ("channel", "order_id", "identity", "at", "intents")
-SIGNAL_COLUMNS = ("kind", "subject", "at", "until", "level", "lat", "lon", "delay_min")
-
-
-def modification_row(change: OrderModification) -> tuple[Any, ...]:
-    order = change.order
-    return (order.channel, order.order_id, utc(change.at_ms), change.kind, change.succeeded, change.error)
-
-
-def service_message_row(message: ServiceMessage) -> tuple[Any, ...]:
-    at = utc(message.at_ms)
-    return (message.channel, message.order_id, message.identity, at, list(message.intents))
-
-
-def signal_row(signal: Signal) -> tuple[Any, ...]:
-    until = utc(signal.until_ms) if signal.until_ms is not None else None
-    return (
-        signal.kind,
-        signal.subject,
-        utc(signal.at_ms),
-        until,
-        signal.level,
-        signal.lat,
-        signal.lon,
-        signal.delay_min,
-    )
-
-
-def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
-    return (
-        letter.source_topic,
-        letter.partition,
-        letter.offset,
-        letter.raw,
-        letter.reason,
-        letter.detail,
-        utc(letter.received_at_ms),
-    )
-
-
-def dead_letter_json(letter: DeadLetter) -> str:
-    """The dead-letter topic's record: the raw bytes exactly (base64), and as text when they are UTF-8."""
-    try:
-        text: str | None = letter.raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    return json.dumps(
-        {
-            "source_topic": letter.source_topic,
-            "partition": letter.partition,
-            "offset": letter.offset,
-            "reason": letter.reason,
-            "detail": letter.detail,
-            "received_at": utc(letter.received_at_ms).isoformat(),
-            "raw": text,
-            "raw_base64": base64.b64encode(letter.raw).decode(),
-        },
-        ensure_ascii=False,
-    )
-
-
-class Sharded:
-    """Makes a row from an event and pairs it with a stable shard, from the row's identity (first two columns)."""
-
-    def __init__(self, to_row: Callable[[Any], tuple[Any, ...]], shards: int) -> None:
-        self._to_row = to_row
-        self._shards = shards
-
-    def __call__(self, event: Any) -> tuple[int, tuple[Any, ...]]:
-        row = self._to_row(event)
-        return zlib.crc32(f"{row[0]}|{row[1]}".encode()) % self._shards, row
-
-
-def shard_key(sharded: tuple[int, tuple[Any, ...]]) -> int:
-    return sharded[0]
-
-
-class ClickHouseBatchSink(KeyedProcessFunction):  # type: ignore[misc]
-    """Writes rows to one ClickHouse table in batches, keyed by shard.
-
-    Rows wait in keyed state, so a checkpoint taken before they are written
-    holds them; a batch is written when its first row is flush_interval_ms old
-    (one processing-time timer per shard, not per row) or when it reaches
-    max_rows. A write that keeps failing fails the task and Flink restores the
-    batch from the last checkpoint: at-least-once, and idempotent because every
-    target table is a ReplacingMergeTree keyed by the row's identity.
+    Rows wait in keyed state (one key per subtask), so a checkpoint taken before they
+    are written holds them; the buffer is written when its first rows are
+    flush_interval_ms old or when it holds max_rows. A write that keeps failing
+    fails the task, and Flink restores the buffer from the last checkpoint:
+    at-least-once, and idempotent because every table is a ReplacingMergeTree keyed
+    by the row's identity (schemas/tables.py).
     """
 
-    def __init__(
-        self, target: ClickHouseTarget, table: str, columns: Sequence[str], flush_interval_ms: int, max_rows: int
-    ) -> None:
+    def __init__(self, target: ClickHouseTarget, flush_interval_ms: int, max_rows: int) -> None:
         self._target = target
-        self._table = table
-        self._columns = tuple(columns)
         self._flush_interval_ms = flush_interval_ms
         self._max_rows = max_rows
-        self._writer: BatchWriter | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._writer = BatchWriter(self._target, self._table, self._columns)
-        self._rows = runtime_context.get_list_state(ListStateDescriptor("rows", Types.PICKLED_BYTE_ARRAY()))
-        self._count = runtime_context.get_state(ValueStateDescriptor("count", Types.INT()))
+        self._writers = {
+            table.name: BatchWriter(self._target, table.name, table.column_names, table.column_types)
+            for table in TABLES.values()
+        }
+        self._chunks = runtime_context.get_list_state(ListStateDescriptor("chunks", PICKLED))
+        self._buffered = runtime_context.get_state(ValueStateDescriptor("buffered-rows", Types.LONG()))
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        for writer in getattr(self, "_writers", {}).values():
+            writer.close()
 
-    def process_element(self, sharded: tuple[int, tuple[Any, ...]], ctx: KeyedProcessFunction.Context) -> None:
-        self._rows.add(sharded[1])
-        count = (self._count.value() or 0) + 1
-        if count >= self._max_rows:
+    def process_element(self, writes: Writes, ctx: KeyedProcessFunction.Context) -> None:
+        rows_by_table = writes[1]
+        if not rows_by_table:
+            return
+        self._chunks.add(rows_by_table)
+        before = self._buffered.value() or 0
+        buffered = before + sum(map(len, rows_by_table.values()))
+        if buffered >= self._max_rows:
             self._flush()
             return
-        if count == 1:
+        if before == 0:
             timers = ctx.timer_service()
             timers.register_processing_time_timer(timers.current_processing_time() + self._flush_interval_ms)
-        self._count.update(count)
+        self._buffered.update(buffered)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> None:
         self._flush()
 
     def _flush(self) -> None:
-        assert self._writer is not None
-        rows = list(self._rows.get() or ())
-        if rows:
-            self._writer.write(rows)
-        self._rows.clear()
-        self._count.clear()
+        rows: dict[str, list[TableRow]] = defaultdict(list)
+        for chunk in self._chunks.get() or ():
+            for table, table_rows in chunk.items():
+                rows[table].extend(table_rows)
+        for table, table_rows in rows.items():
+            self._writers[table].write(table_rows)
+        self._chunks.clear()
+        self._buffered.clear()

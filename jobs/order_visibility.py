@@ -1,36 +1,42 @@
 """The order-visibility job: raw channel and logistics events in, orders_current out.
 
-    raw.* ─► normalize ─┬─ order events ───────────────────────────────┐
-                        ├─ carrier scans, manifests ─────┐                  │
-                        ├─ GPS ─► track vehicles ────────┴─► resolve waybills ─┤
-                        ├─ buyer identifiers ─► resolve customers ─────────────┼─► track orders ─► orders_current
-                        │                       └──────────────► customer_links └─────────────────► order_events
-                        ├─ modifications, service messages, signals ──────────────────────────────► their tables
-                        └─ dead letters ──────────────────────────► dead_letters, orderscope.dead_letters
+    raw.* ─► micro-batches (Flink SQL: a processing-time window per Kafka partition group)
+          ─► normalize ─┬─ order events ──────────────────────────────────────────┐
+                        ├─ GPS, manifests ─► track vehicles ─┐                       │
+                        ├─ carrier scans, waybill links ─────┴► resolve waybills ──────┤
+                        ├─ buyer identifiers ─► resolve customers ─────────────────────┼─► track orders
+                        │                            └─ customer_links ──┐              │
+                        ├─ modifications, service messages, signals, ───┴──────────────┴─► ClickHouse writer
+                        │  dead letters, event-time reports
+                        └─ dead letters ─► orderscope.dead_letters
 
-Submit it to a Flink cluster with `flink run -py jobs/order_visibility.py`;
+Every Python operator works on micro-batches, keyed by lane (jobs/batches.py); only
+the writer keeps rows across calls, in state, and writes them in few large inserts.
+
+Submit it to a Flink cluster with `orderscope job submit` (`flink run -py jobs/order_visibility.py`);
 locally, `orderscope job run` runs it with checkpoints and resume.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pyflink.common import Types
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
 from connectors.clickhouse import ClickHouseTarget
 from jobs import operators
+from jobs.batches import Lanes
 from jobs.settings import Settings
 from schemas import topics
 from schemas.adapters import ADAPTERS
 from schemas.identity import load_strong_kinds
-from schemas.order_view import ORDER_COLUMNS
+from schemas.stages import Retention
 
 JOB_NAME = "order-visibility"
 PICKLED = Types.PICKLED_BYTE_ARRAY()
@@ -44,7 +50,8 @@ def kafka_source_ddl(settings: Settings, topics: Sequence[str]) -> str:
             `topic` STRING METADATA FROM 'topic' VIRTUAL,
             `partition` INT METADATA FROM 'partition' VIRTUAL,
             `offset` BIGINT METADATA FROM 'offset' VIRTUAL,
-            `produced_at` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
+            `produced_at` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+            `arrived` AS PROCTIME()
         ) WITH (
             'connector' = 'kafka',
             'topic' = '{";".join(topics)}',
@@ -56,108 +63,95 @@ def kafka_source_ddl(settings: Settings, topics: Sequence[str]) -> str:
         )"""
 
 
+def micro_batches_sql(settings: Settings) -> str:
+    """One row per window and partition group: the records of that window, as parallel arrays.
+
+    A processing-time window fires on its own clock, so a batch waits at most one window."""
+    return f"""
+        SELECT MOD(`partition`, {settings.parallelism}) AS partition_group,
+               ARRAY_AGG(payload) AS payloads,
+               ARRAY_AGG(`topic`) AS topics,
+               ARRAY_AGG(`partition`) AS partitions,
+               ARRAY_AGG(`offset`) AS offsets,
+               ARRAY_AGG(UNIX_TIMESTAMP(CAST(produced_at AS STRING)) * 1000
+                         + EXTRACT(MILLISECOND FROM produced_at)) AS received_at_ms
+        FROM TABLE(TUMBLE(TABLE raw_records, DESCRIPTOR(arrived), INTERVAL '{settings.batch_window_ms}' MILLISECOND))
+        GROUP BY window_start, window_end, MOD(`partition`, {settings.parallelism})"""
+
+
+def lanes_for(settings: Settings) -> Lanes:
+    """Lanes and the subtask that owns each, by Flink's own key-group assignment of the lane key
+    (PyFlink keys by a one-field Row holding it)."""
+    jvm = get_gateway().jvm
+    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+
+    def owner_of(key: int) -> int:
+        row = jvm.org.apache.flink.types.Row.of(key)
+        return int(assignment.assignKeyToParallelOperator(row, settings.max_parallelism, settings.parallelism))
+
+    return Lanes.assigned(settings.lanes, settings.parallelism, owner_of)
+
+
 def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
+    env.set_max_parallelism(settings.max_parallelism)
+    lanes = lanes_for(settings)
+    retention = Retention()
     table_env = StreamTableEnvironment.create(env)
     table_env.execute_sql(kafka_source_ddl(settings, sorted(ADAPTERS)))
-    records = table_env.to_data_stream(
-        table_env.sql_query(
-            "SELECT payload, `topic`, `partition`, `offset`, "
-            "UNIX_TIMESTAMP(CAST(produced_at AS STRING)) * 1000 + EXTRACT(MILLISECOND FROM produced_at) "
-            "AS received_at_ms FROM raw_records"
-        )
+    batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings)))
+    if settings.parallelism > 1:
+        batches = batches.rebalance()  # partition groups hashed to subtasks may collide; batches spread evenly
+    normalize = operators.NormalizeBatches(
+        settings.pii_key, lanes, settings.out_of_orderness_ms, settings.source_idleness_ms
     )
-    events = (
-        records.process(operators.Normalize(settings.pii_key), output_type=PICKLED).name("normalize").uid("normalize")
+    normalized = batches.process(normalize, output_type=PICKLED).name("normalize").uid("normalize")
+    positions = _keyed(
+        normalized.get_side_output(operators.VEHICLE_BATCHES),
+        operators.TrackVehicles(lanes, settings.position_update_interval_ms, retention),
+        "track vehicles",
     )
-    positions = (
-        events.get_side_output(operators.VEHICLE_EVENTS)
-        .key_by(operators.vehicle_of, key_type=Types.STRING())
-        .process(operators.TrackVehicles(settings.position_update_interval_ms), output_type=PICKLED)
-        .name("track vehicles")
-        .uid("track-vehicles")
+    waybill_events = _keyed(
+        normalized.get_side_output(operators.WAYBILL_BATCHES).union(positions),
+        operators.ResolveWaybills(lanes, retention),
+        "resolve waybills",
     )
-    carrier_updates = (
-        events.get_side_output(operators.WAYBILL_EVENTS)
-        .union(positions)
-        .key_by(operators.waybill_of, key_type=Types.STRING())
-        .process(operators.ResolveWaybills(), output_type=PICKLED)
-        .name("resolve waybills")
-        .uid("resolve-waybills")
+    customers = _keyed(
+        normalized.get_side_output(operators.CUSTOMER_BATCHES),
+        operators.ResolveCustomers(lanes, load_strong_kinds()),
+        "resolve customers",
     )
-    order_events = events.union(carrier_updates)
-    customers = (
-        events.get_side_output(operators.IDENTIFIED_ORDERS)
-        .key_by(operators.all_customers, key_type=Types.STRING())
-        .process(operators.ResolveCustomers(load_strong_kinds()), output_type=PICKLED)
-        .name("resolve customers")
-        .uid("resolve-customers")
+    order_rows = _keyed(
+        normalized.union(waybill_events, customers), operators.TrackOrders(lanes, retention), "track orders"
     )
-    order_rows = (
-        order_events.union(customers)
-        .key_by(operators.order_key, key_type=Types.STRING())
-        .process(operators.TrackOrders(), output_type=PICKLED)
-        .name("track orders")
-        .uid("track-orders")
+    writes = order_rows.union(normalized.get_side_output(operators.WRITES), customers.get_side_output(operators.WRITES))
+    target = ClickHouseTarget(
+        settings.clickhouse_endpoint,
+        settings.clickhouse_user,
+        settings.clickhouse_password,
+        settings.clickhouse_database,
     )
-    sink = _ClickHouseSinks(settings)
-    sink(order_rows, tuple, "orders_current", ORDER_COLUMNS)
-    sink(order_events, operators.journey_row, "order_events", operators.JOURNEY_COLUMNS)
-    links = customers.get_side_output(operators.CUSTOMER_LINKS)
-    sink(links, operators.customer_link_row, "customer_links", operators.CUSTOMER_LINK_COLUMNS)
-    for tag, to_row, table, columns in (
-        (operators.MODIFICATIONS, operators.modification_row, "modifications", operators.MODIFICATION_COLUMNS),
-        (
-            operators.SERVICE_MESSAGES,
-            operators.service_message_row,
-            "service_messages",
-            operators.SERVICE_MESSAGE_COLUMNS,
-        ),
-        (operators.SIGNALS, operators.signal_row, "signals", operators.SIGNAL_COLUMNS),
-    ):
-        sink(events.get_side_output(tag), to_row, table, columns)
-    dead_letters = events.get_side_output(operators.DEAD_LETTERS)
-    sink(dead_letters, operators.dead_letter_row, "dead_letters", operators.DEAD_LETTER_COLUMNS)
+    writer = operators.ClickHouseWriter(target, settings.sink_flush_interval_ms, settings.sink_max_batch_rows)
     (
-        dead_letters.map(operators.dead_letter_json, output_type=Types.STRING())
-        .name("dead letter records")
-        .uid("dead-letter-records")
+        writes.key_by(operators.writer_key_of, key_type=Types.INT())
+        .process(writer)
+        .name("clickhouse writer")
+        .uid("clickhouse-writer")
+    )
+    (
+        normalized.get_side_output(operators.DEAD_LETTER_RECORDS)
         .sink_to(_dead_letter_topic(settings))
         .name(f"kafka {topics.DEAD_LETTERS}")
         .uid("kafka-dead-letters")
     )
 
 
-class _ClickHouseSinks:
-    """Each stream into its table: one map makes the row and picks its shard, then a batching sink per shard."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._target = ClickHouseTarget(
-            settings.clickhouse_endpoint,
-            settings.clickhouse_user,
-            settings.clickhouse_password,
-            settings.clickhouse_database,
-        )
-
-    def __call__(self, stream: DataStream, to_row: Callable[[Any], Any], table: str, columns: Sequence[str]) -> None:
-        shards = 4 * self._settings.parallelism
-        (
-            stream.map(operators.Sharded(to_row, shards), output_type=PICKLED)
-            .name(f"{table} rows")
-            .uid(f"{table}-rows")
-            .key_by(operators.shard_key, key_type=Types.INT())
-            .process(
-                operators.ClickHouseBatchSink(
-                    self._target,
-                    table,
-                    columns,
-                    self._settings.sink_flush_interval_ms,
-                    self._settings.sink_max_batch_rows,
-                )
-            )
-            .name(f"clickhouse {table}")
-            .uid(f"clickhouse-{table}")
-        )
+def _keyed(stream: DataStream, function: operators.LaneOperator, name: str) -> DataStream:
+    return (
+        stream.key_by(operators.lane_of, key_type=Types.INT())
+        .process(function, output_type=PICKLED)
+        .name(name)
+        .uid(name.replace(" ", "-"))
+    )
 
 
 def _dead_letter_topic(settings: Settings) -> KafkaSink:

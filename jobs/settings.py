@@ -38,11 +38,20 @@ class Settings:
     clickhouse_database: str = "orderscope"
     # Flink
     parallelism: int = 1
+    # State is split into this many lanes, fixed for the life of a job's checkpoints; parallelism may not exceed it.
+    lanes: int = 16
+    max_parallelism: int = 128
     checkpoint_dir: Path | None = None
     checkpoint_interval_ms: int = 2000
-    # ClickHouse sink: a batch is written when it is this old or this large.
-    sink_flush_interval_ms: int = 500
-    sink_max_batch_rows: int = 5000
+    # Raw records are processed in micro-batches of this much processing time.
+    batch_window_ms: int = 200
+    # Event time: a source's watermark trails its newest event by this much; a source silent
+    # for longer than the idleness timeout (processing time) holds no one back.
+    out_of_orderness_ms: int = 60_000
+    source_idleness_ms: int = 10_000
+    # ClickHouse writer: buffered rows are written when the oldest is this old or when there are this many.
+    sink_flush_interval_ms: int = 300
+    sink_max_batch_rows: int = 50_000
     # A vehicle's GPS position is passed on to the orders it carries at most this often (event time).
     position_update_interval_ms: int = 300_000
     # Key of the keyed hash that turns personal identifiers into pseudonyms.

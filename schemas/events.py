@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from schemas.compact import compact_pickle
 from schemas.lifecycle import Status
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class OrderRef:
     channel: str
@@ -28,6 +30,7 @@ class OrderRef:
         return cls(channel, order_id)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class OrderEvent:
     """Something a source says about one order."""
@@ -50,7 +53,13 @@ class OrderEvent:
         fact = f"{self.source}|{self.order.key}|{self.status}|{self.at_ms}|{self.detail}"
         return hashlib.blake2b(fact.encode(), digest_size=12).hexdigest()
 
+    @property
+    def fact_id(self) -> int:
+        """The event id as a number (its first 8 bytes): what an order remembers of each fact."""
+        return int(self.event_id[:16], 16)
 
+
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ShipmentEvent:
     """One carrier scan of one waybill; it reaches its order through a WaybillLink."""
@@ -65,6 +74,7 @@ class ShipmentEvent:
     position: tuple[float, float] | None = None  # (lat, lon) of the scan's area
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class WaybillLink:
     """A waybill belongs to an order (said by a channel's ship event or the WMS)."""
@@ -73,6 +83,7 @@ class WaybillLink:
     order: OrderRef
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class VehicleLoad:
     """A line-haul manifest: these waybills left origin_hub on this vehicle."""
@@ -84,6 +95,7 @@ class VehicleLoad:
     departed_at_ms: int
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class VehiclePing:
     """A telematics fix (pings without a fix are dropped by the adapter)."""
@@ -95,6 +107,7 @@ class VehiclePing:
     speed_kmh: float
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class WaybillPosition:
     """Where a waybill is, known from the vehicle that carries it; routed to its order."""
@@ -106,6 +119,7 @@ class WaybillPosition:
     vehicle_id: str
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class OrderModification:
     """An attempt to change an order (address, expedite, cancel, items) and how it ended."""
@@ -118,6 +132,7 @@ class OrderModification:
     source: str
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ServiceMessage:
     """A buyer's message to customer service, reduced to its intents (the text is not kept)."""
@@ -129,6 +144,7 @@ class ServiceMessage:
     intents: tuple[str, ...]
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Signal:
     """An external condition: a weather warning, port congestion or a traffic incident."""
@@ -143,14 +159,17 @@ class Signal:
     delay_min: int | None = None
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class CustomerAssignment:
     """The order belongs to this customer (identity resolution; changes when customers merge)."""
 
     order: OrderRef
     customer_id: str
+    generation: int  # size of the customer's identity component: a later assignment has a larger one
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class CustomerLink:
     """An identifier (as its pseudonym) belongs to this customer."""
@@ -162,6 +181,7 @@ class CustomerLink:
     version: int
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A payload that could not be understood, kept as received with the reason."""

@@ -30,6 +30,7 @@ class Membership:
     member: str
     customer_id: str
     is_order: bool
+    generation: int  # members in the customer's component: only grows, so the newest membership is the largest
 
 
 def identifier_kind(pseudonym: str) -> str:
@@ -81,13 +82,14 @@ class IdentityGraph:
         customer = self.customer_of(root)
         if not customer:
             return []
+        generation = len(self._members(root))
         moved = {
             member
             for old_root, (old_customer, members) in before.items()
             if old_customer != customer and self._find(old_root) == root  # merged here, not merely touched
             for member in members
         }
-        return [self._membership(member, customer) for member in sorted(moved.union(first_seen))]
+        return [self._membership(member, customer, generation) for member in sorted(moved.union(first_seen))]
 
     def customer_of(self, member: str) -> str:
         strong = [m for m in self._components.get(self._find(member), [member]) if self._is_strong(m)]
@@ -98,9 +100,9 @@ class IdentityGraph:
     def _members(self, root: str) -> list[str]:
         return list(self._components.get(root, [root]))
 
-    def _membership(self, member: str, customer_id: str) -> Membership:
+    def _membership(self, member: str, customer_id: str, generation: int) -> Membership:
         is_order = member.startswith(self.ORDER_PREFIX)
-        return Membership(member.removeprefix(self.ORDER_PREFIX), customer_id, is_order)
+        return Membership(member.removeprefix(self.ORDER_PREFIX), customer_id, is_order, generation)
 
     def _is_strong(self, member: str) -> bool:
         return not member.startswith(self.ORDER_PREFIX) and identifier_kind(member) in self._strong

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from schemas.compact import compact_pickle
+
 
 class Status(StrEnum):
     CREATED = "created"
@@ -50,6 +52,7 @@ _SIDE_PRECEDENCE = {
 }
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class StatusTrack:
     """The furthest lifecycle step reached and the latest side state, each with its time."""

@@ -26,6 +26,7 @@ from schemas.adapters.fields import (
     json_object,
     yuan_to_fen,
 )
+from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, OrderEvent, OrderRef, WaybillLink
 from schemas.lifecycle import Status
 from schemas.privacy import Pseudonymizer
@@ -72,7 +73,7 @@ class OrderMapping:
     status: tuple[StatusRule, ...]
     identities: tuple[tuple[str, tuple[FieldPath, ...]], ...]
 
-    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]:
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str, recent: RecentScans) -> list[CanonicalEvent]:
         payload = self._payload(raw)
         order = OrderRef(self._channel(payload), self._identifier(payload, "order_id"))
         waybill = self._text_field(payload, "waybill")

@@ -11,6 +11,7 @@ import logging
 
 from schemas.adapters import ADAPTERS, Adapter
 from schemas.adapters.fields import Rejected
+from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, DeadLetter
 from schemas.privacy import Pseudonymizer
 
@@ -23,6 +24,7 @@ class Normalizer:
     def __init__(self, ids: Pseudonymizer, adapters: dict[str, Adapter] = ADAPTERS) -> None:
         self._ids = ids
         self._adapters = adapters
+        self._recent = RecentScans()
 
     @property
     def topics(self) -> list[str]:
@@ -50,4 +52,4 @@ class Normalizer:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise Rejected("not_utf8", f"payload is not UTF-8: {error}") from None
-        return adapter(text, self._ids, topic)
+        return adapter(text, self._ids, topic, self._recent)

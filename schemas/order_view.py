@@ -1,67 +1,98 @@
-"""What orderscope knows about one order, merged from every event about it."""
+"""What orderscope knows about one order, merged from every event about it.
+
+The merge depends only on the set of facts seen, never on their arrival order:
+the status follows the lifecycle (schemas/lifecycle.py), and every other field
+takes the value of the newest event (by event time) that carries it. So does the
+row's version: the number of distinct facts merged plus the customer's
+generation. Both only grow, and the complete view has the highest version of
+all, so after any replay, restore or fresh run the newest complete row wins in
+ReplacingMergeTree(version), however the input interleaved.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
+from schemas.compact import compact_pickle
 from schemas.events import CustomerAssignment, OrderEvent, OrderRef
-from schemas.lifecycle import StatusTrack
+from schemas.lifecycle import Status, StatusTrack
+from schemas.tables import Row, utc
 
-# The columns of orders_current (sql/001_orders_current.sql), in row order.
-ORDER_COLUMNS = (
-    "channel", "order_id", "customer_id", "status", "status_at", "updated_at",
-    "waybills", "amount_fen", "region_code", "promised_at", "version",
-    "position_lat", "position_lon", "position_at",
-)  # fmt: skip
+FINAL_STATUSES = frozenset({Status.DELIVERED, Status.COMPLETED, Status.CANCELLED, Status.RETURNED})
+Stamped = tuple[int, Any]  # (event time, value): the newest wins, the larger value on a tie
 
 
+def _newest(current: Stamped | None, at_ms: int, value: Any) -> Stamped | None:
+    if value is None or (current is not None and (current[0], current[1]) >= (at_ms, value)):
+        return current
+    return (at_ms, value)
+
+
+def _value(stamped: Stamped | None) -> Any:
+    return stamped[1] if stamped is not None else None
+
+
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class OrderView:
     order: OrderRef
     track: StatusTrack = StatusTrack()  # noqa: RUF009 - immutable, so one shared default is safe
+    facts: frozenset[int] = frozenset()  # fact ids of every event merged (OrderEvent.fact_id)
     customer_id: str = ""
-    waybills: tuple[str, ...] = ()
-    amount_fen: int | None = None
-    region_code: str | None = None
-    promised_at_ms: int | None = None
+    customer_generation: int = 0  # size of the customer's identity component when assigned; only grows
+    waybills: tuple[str, ...] = ()  # sorted
+    amount_fen: Stamped | None = None
+    region_code: Stamped | None = None
+    promised_at_ms: Stamped | None = None
     updated_at_ms: int = 0
-    version: int = 0
-    position: tuple[float, float, int] | None = None  # lat, lon, when
+    position: tuple[int, float, float] | None = None  # when, lat, lon
+
+    @property
+    def version(self) -> int:
+        return len(self.facts) + self.customer_generation
+
+    @property
+    def is_final(self) -> bool:
+        current = self.track.current
+        return current is not None and current[0] in FINAL_STATUSES
 
     def apply(self, event: OrderEvent | CustomerAssignment) -> OrderView:
-        """The view after the event; the same object when the event changes nothing."""
+        """The view after the event; the same object when the event changes nothing (a fact seen before)."""
         if isinstance(event, CustomerAssignment):
-            return self._with_customer(event.customer_id)
-        merged = replace(
+            if event.generation <= self.customer_generation:
+                return self
+            return replace(self, customer_id=event.customer_id, customer_generation=event.generation)
+        fact = event.fact_id
+        if fact in self.facts:
+            return self
+        at = event.at_ms
+        return replace(
             self,
-            track=self.track.observe(event.status, event.at_ms) if event.status else self.track,
-            waybills=self.waybills + tuple(w for w in event.waybills if w not in self.waybills),
-            amount_fen=self.amount_fen if event.amount_fen is None else event.amount_fen,
-            region_code=event.region_code or self.region_code,
-            promised_at_ms=event.promised_at_ms or self.promised_at_ms,
-            updated_at_ms=max(self.updated_at_ms, event.at_ms),
+            track=self.track.observe(event.status, at) if event.status else self.track,
+            facts=self.facts | {fact},
+            waybills=tuple(sorted(set(self.waybills).union(event.waybills))) if event.waybills else self.waybills,
+            amount_fen=_newest(self.amount_fen, at, event.amount_fen),
+            region_code=_newest(self.region_code, at, event.region_code or None),
+            promised_at_ms=_newest(self.promised_at_ms, at, event.promised_at_ms or None),
+            updated_at_ms=max(self.updated_at_ms, at),
             position=self._newer_position(event),
         )
-        return self if merged == self else replace(merged, version=self.version + 1)
 
-    def _with_customer(self, customer_id: str) -> OrderView:
-        if customer_id == self.customer_id:
-            return self
-        return replace(self, customer_id=customer_id, version=self.version + 1)
-
-    def _newer_position(self, event: OrderEvent) -> tuple[float, float, int] | None:
-        if event.position is None or (self.position is not None and self.position[2] >= event.at_ms):
+    def _newer_position(self, event: OrderEvent) -> tuple[int, float, float] | None:
+        if event.position is None:
             return self.position
-        return (*event.position, event.at_ms)
+        candidate = (event.at_ms, *event.position)
+        return candidate if self.position is None or candidate > self.position else self.position
 
-    def row(self) -> tuple[Any, ...] | None:
+    def row(self) -> Row | None:
         """The orders_current row, or None while no source has said what state the order is in."""
         current = self.track.current
         if current is None:
             return None
         status, status_at_ms = current
+        promised = _value(self.promised_at_ms)
+        position = self.position
         return (
             self.order.channel,
             self.order.order_id,
@@ -70,13 +101,9 @@ class OrderView:
             utc(status_at_ms),
             utc(self.updated_at_ms),
             list(self.waybills),
-            self.amount_fen,
-            self.region_code,
-            utc(self.promised_at_ms) if self.promised_at_ms is not None else None,
+            _value(self.amount_fen),
+            _value(self.region_code),
+            utc(promised) if promised is not None else None,
             self.version,
-            *((self.position[0], self.position[1], utc(self.position[2])) if self.position else (None, None, None)),
+            *((position[1], position[2], utc(position[0])) if position else (None, None, None)),
         )
-
-
-def utc(epoch_ms: int) -> datetime:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)

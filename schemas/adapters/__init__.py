@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from schemas.adapters import carrier, logistics, service, signals
+from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent
 from schemas.mapping import SOURCES_DIR, MappingError, SpecChecker, read_spec
 from schemas.privacy import Pseudonymizer
 
-Adapter = Callable[[str, Pseudonymizer, str], list[CanonicalEvent]]
+Adapter = Callable[[str, Pseudonymizer, str, RecentScans], list[CanonicalEvent]]
 
 
 class Source(Protocol):
     @property
     def topic(self) -> str: ...
 
-    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]: ...
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str, recent: RecentScans) -> list[CanonicalEvent]: ...
 
 
 # Sources with a structure of their own, by the `adapter:` name their file gives.

@@ -2,7 +2,8 @@
 
 Each push repeats the whole history, newest first; every scan becomes one
 ShipmentEvent with a stable scan_id, so the job counts each scan once however
-often it is repeated. The newest scan takes the push's `state` code; older
+often it is repeated; scans this normalizer read recently are skipped before
+their events are built (RecentScans). The newest scan takes the push's `state` code; older
 ones their wording. Code tables live in schemas/sources/carrier.yaml.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.adapters.fields import Rejected, china_time_ms, code, json_object, required
+from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, ShipmentEvent
 from schemas.lifecycle import Status
 from schemas.mapping import SpecChecker
@@ -27,7 +29,7 @@ class CarrierTracking:
     states: Mapping[str, Status]
     scan_statuses: Mapping[str, Status]
 
-    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]:
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str, recent: RecentScans) -> list[CanonicalEvent]:
         result = required(json_object(raw), "lastResult", dict)
         waybill = required(result, "nu", str)
         carrier = required(result, "com", str)
@@ -35,16 +37,27 @@ class CarrierTracking:
         if not scans:
             raise Rejected("missing_field", "lastResult.data holds no scan")
         state = code(self.states, required(result, "state", (str, int)), "state")
-        return [
-            self._scan(waybill, carrier, scan, state if newest else None, source)
-            for newest, scan in zip([True] + [False] * (len(scans) - 1), scans, strict=True)
-        ]
+        events: list[CanonicalEvent] = []
+        for index, scan in enumerate(scans):
+            if not isinstance(scan, dict):
+                raise Rejected("wrong_type", "a scan in lastResult.data is not an object")
+            time = required(scan, "time", str)
+            context = scan["context"] if isinstance(scan.get("context"), str) else ""
+            is_new = recent.is_new(waybill, f"{time}|{context}")
+            if is_new or index == 0:  # the newest is always read: the push's state code speaks of it
+                events.append(self._scan(waybill, carrier, scan, time, context, state if index == 0 else None, source))
+        return events
 
-    def _scan(self, waybill: str, carrier: str, scan: Any, state: Status | None, source: str) -> ShipmentEvent:
-        if not isinstance(scan, dict):
-            raise Rejected("wrong_type", "a scan in lastResult.data is not an object")
-        time = required(scan, "time", str)
-        context = scan.get("context") if isinstance(scan.get("context"), str) else ""
+    def _scan(
+        self,
+        waybill: str,
+        carrier: str,
+        scan: dict[str, Any],
+        time: str,
+        context: str,
+        state: Status | None,
+        source: str,
+    ) -> ShipmentEvent:
         location = scan.get("location") or scan.get("areaName") or ""
         return ShipmentEvent(
             waybill=waybill,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.adapters.fields import Rejected, epoch_ms, iso_time_ms, json_object, number, required
+from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, ShipmentEvent, VehicleLoad, VehiclePing
 from schemas.lifecycle import Status
 from schemas.mapping import SpecChecker
@@ -17,7 +18,7 @@ from schemas.privacy import Pseudonymizer
 class Manifests:
     topic: str
 
-    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]:
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str, recent: RecentScans) -> list[CanonicalEvent]:
         payload = json_object(raw)
         waybills = required(payload, "waybills", list)
         if not waybills or not all(isinstance(w, str) and w for w in waybills):
@@ -36,7 +37,7 @@ class Manifests:
 class GpsPings:
     topic: str
 
-    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]:
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str, recent: RecentScans) -> list[CanonicalEvent]:
         payload = json_object(raw)
         lat, lon = _coordinate(payload, "lat", 90), _coordinate(payload, "lon", 180)
         if lat == 0 and lon == 0:

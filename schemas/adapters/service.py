@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.adapters.fields import Rejected, code, epoch_ms, iso_time_ms, json_object, required
+from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, OrderEvent, OrderModification, OrderRef, ServiceMessage
 from schemas.mapping import FieldPath, SpecChecker, identities_in
 from schemas.privacy import Pseudonymizer
@@ -19,7 +20,7 @@ class Modifications:
     kinds: frozenset[str]
     results: Mapping[str, bool]
 
-    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]:
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str, recent: RecentScans) -> list[CanonicalEvent]:
         payload = json_object(raw)
         kind = required(payload, "kind", str)
         if kind not in self.kinds:
@@ -47,7 +48,7 @@ class ServiceMessages:
     intents: Mapping[str, tuple[str, ...]]
     identities: Mapping[str, tuple[tuple[str, tuple[FieldPath, ...]], ...]]
 
-    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]:
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str, recent: RecentScans) -> list[CanonicalEvent]:
         payload = json_object(raw)
         channel = required(payload, "channel", str)
         text = required(payload, "text", str).casefold()

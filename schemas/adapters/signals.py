@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.adapters.fields import Rejected, iso_time_ms, json_object, number, required
+from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, Signal
 from schemas.mapping import SpecChecker
 from schemas.privacy import Pseudonymizer
@@ -19,7 +20,7 @@ class Signals:
     warning_levels: tuple[str, ...]  # lowest first
     phenomena: frozenset[str]
 
-    def adapt(self, raw: str, ids: Pseudonymizer, source: str) -> list[CanonicalEvent]:
+    def adapt(self, raw: str, ids: Pseudonymizer, source: str, recent: RecentScans) -> list[CanonicalEvent]:
         payload = json_object(raw)
         kind = required(payload, "type", str)
         reader = self._readers().get(kind)

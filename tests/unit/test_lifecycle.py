@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from schemas.events import CustomerAssignment, OrderEvent, OrderRef
 from schemas.lifecycle import LIFECYCLE, Status, StatusTrack
-from schemas.order_view import ORDER_COLUMNS, OrderView
+from schemas.order_view import OrderView
+from schemas.tables import ORDERS_CURRENT
 
 ORDER = OrderRef("tmall", "1")
 
@@ -69,26 +70,75 @@ def test_duplicate_event_changes_nothing_and_emits_nothing() -> None:
     assert once.version == 1
 
 
-def test_view_row_holds_status_customer_and_waybills_and_a_late_step_adds_no_version() -> None:
+def test_view_row_holds_status_customer_and_waybills_and_every_new_fact_adds_a_version() -> None:
     view = OrderView(ORDER)
     for event in (
         OrderEvent(ORDER, at_ms=100, source="t", status=Status.CREATED),
-        CustomerAssignment(ORDER, "c1"),
+        CustomerAssignment(ORDER, "c1", generation=2),
         OrderEvent(ORDER, at_ms=300, source="t", status=Status.SHIPPED, waybills=("W1",)),
         OrderEvent(ORDER, at_ms=200, source="t", status=Status.PAID),
     ):
         view = view.apply(event)
     row = view.row()
     assert row is not None
-    named = dict(zip(ORDER_COLUMNS, row, strict=True))
+    named = dict(zip(ORDERS_CURRENT.column_names, row, strict=True))
     assert [named[c] for c in ("channel", "order_id", "customer_id", "status", "waybills", "version")] == [
         "tmall",
         "1",
         "c1",
         "shipped",
         ["W1"],
-        3,
+        3 + 2,  # three facts, customer generation two
     ]
+
+
+def test_an_older_customer_assignment_arriving_late_is_ignored() -> None:
+    view = OrderView(ORDER).apply(CustomerAssignment(ORDER, "merged", generation=5))
+    assert view.apply(CustomerAssignment(ORDER, "before-merge", generation=3)) is view
+
+
+facts = st.lists(
+    st.builds(
+        OrderEvent,
+        st.just(ORDER),
+        st.integers(0, 1000),
+        st.sampled_from(["raw.orders.tmall", "raw.wms"]),
+        st.none() | st.sampled_from(list(Status)),
+        waybills=st.lists(st.sampled_from(["W1", "W2"]), max_size=1).map(tuple),
+        amount_fen=st.none() | st.integers(0, 500),
+        region_code=st.none() | st.sampled_from(["310000", "440304"]),
+        position=st.none() | st.tuples(st.floats(20, 40), st.floats(100, 120)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+def merged(events: list[OrderEvent]) -> OrderView:
+    view = OrderView(ORDER)
+    for event in events:
+        view = view.apply(event)
+    return view
+
+
+@given(facts, st.randoms())
+def test_the_row_depends_on_the_facts_seen_not_on_their_arrival_order(seen: list[OrderEvent], random: Random) -> None:
+    shuffled = list(seen)
+    random.shuffle(shuffled)
+    assert merged(seen).row() == merged(shuffled + seen[:2]).row()
+
+
+@given(facts, st.data())
+def test_fewer_facts_always_make_a_lower_version_so_a_replayed_stale_row_never_wins(
+    seen: list[OrderEvent], data: st.DataObject
+) -> None:
+    complete = merged(seen)
+    subset = data.draw(st.lists(st.sampled_from(seen), max_size=len(seen)))
+    partial = merged(subset)
+    if partial.facts != complete.facts:
+        assert partial.version < complete.version
+    else:
+        assert partial.row() == complete.row()
 
 
 def test_order_without_any_status_has_no_row_yet() -> None:

@@ -1,0 +1,341 @@
+"""The job's stateful logic, a batch of events at a time, on state held in mappings.
+
+Each stage owns one kind of entity (vehicles, waybills, customers, orders). Its
+state is a mapping from entity key to a small immutable value: a plain dict in
+the baseline consumer and in tests, Flink MapState in the job (jobs/operators.py).
+A batch touches each entity once: one read and one write per entity, whatever
+the number of its events, because state access is what costs in Flink.
+
+Entities expire: each carries the event time after which it may go
+(`expires_at_ms`), indexed by day; `sweep` removes those whose time has passed
+the watermark, and re-indexes those that were touched since.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+from schemas.compact import compact_pickle
+from schemas.events import (
+    CustomerAssignment,
+    CustomerLink,
+    OrderEvent,
+    OrderRef,
+    ShipmentEvent,
+    VehicleLoad,
+    VehiclePing,
+    WaybillLink,
+    WaybillPosition,
+)
+from schemas.identity import IdentityGraph, identifier_kind
+from schemas.order_view import OrderView
+from schemas.tables import ORDER_EVENTS, Row
+from schemas.topics import RAW_GPS
+
+DAY_MS = 86_400_000
+MAX_PENDING_SHIPMENT_EVENTS = 100
+E = TypeVar("E")
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long (event time) entities stay in state after their last event."""
+
+    finished_order_ms: int = 2 * DAY_MS
+    open_order_ms: int = 30 * DAY_MS
+    unlinked_waybill_ms: int = 3 * DAY_MS
+    linked_waybill_ms: int = 30 * DAY_MS
+    vehicle_ms: int = 7 * DAY_MS
+
+
+class ExpiryIndex:
+    """Entity keys by the day their entity may expire, in its own mapping (MapState in the job)."""
+
+    def __init__(self, days: MutableMapping[int, tuple[str, ...]]) -> None:
+        self._days = days
+
+    def add(self, key: str, expires_at_ms: int) -> None:
+        day = expires_at_ms // DAY_MS
+        self._days[day] = (*self._days.get(day, ()), key)
+
+    def due(self, watermark_ms: int) -> Iterator[str]:
+        """Keys indexed on days wholly before the watermark's day, each day removed once read."""
+        for day in sorted(d for d in self._days if d < watermark_ms // DAY_MS):
+            yield from self._days.pop(day)
+
+
+class Stage(Generic[S]):
+    """Entities of one kind in `entities`, with their expiry index."""
+
+    def __init__(self, entities: MutableMapping[str, S], expiry: MutableMapping[int, tuple[str, ...]]) -> None:
+        self.entities = entities
+        self._expiry = ExpiryIndex(expiry)
+
+    def expires_at(self, entity: S) -> int:
+        raise NotImplementedError
+
+    def store(self, key: str, entity: S, is_new: bool) -> None:
+        self.entities[key] = entity
+        if is_new:
+            self._expiry.add(key, self.expires_at(entity))
+
+    def sweep(self, watermark_ms: int) -> int:
+        """Remove the entities whose time has passed; returns how many went."""
+        removed = 0
+        for key in list(self._expiry.due(watermark_ms)):
+            entity = self.entities.get(key)
+            if entity is None:
+                continue
+            expires_at = self.expires_at(entity)
+            if expires_at < watermark_ms:
+                del self.entities[key]
+                removed += 1
+            else:
+                self._expiry.add(key, expires_at)
+        return removed
+
+
+def grouped(events: Iterable[E], key: Any) -> dict[str, list[E]]:
+    by_key: dict[str, list[E]] = defaultdict(list)
+    for event in events:
+        by_key[key(event)].append(event)
+    return by_key
+
+
+# --- vehicles -----------------------------------------------------------------------------
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Vehicle:
+    load: VehicleLoad | None = None
+    newest_ping: VehiclePing | None = None
+    passed_on_ms: int | None = None  # event time of the last ping passed on to the load
+    last_seen_ms: int = 0
+
+
+def vehicle_of(event: VehicleLoad | VehiclePing) -> str:
+    return event.vehicle_id
+
+
+class VehicleStage(Stage[Vehicle]):
+    """Which waybills a vehicle carries (its latest manifest) and where it is.
+
+    A ping newer than the last one passed on, by at least interval_ms of event
+    time, goes to every waybill on board; late and repeated pings do not. Manifest
+    and pings come on different topics, so either may be first: the newest ping
+    waits and is passed on when its manifest arrives.
+    """
+
+    def __init__(self, entities: MutableMapping[str, Vehicle], expiry: Any, interval_ms: int, retention: Retention):
+        super().__init__(entities, expiry)
+        self._interval_ms = interval_ms
+        self._retention = retention
+
+    def expires_at(self, entity: Vehicle) -> int:
+        return entity.last_seen_ms + self._retention.vehicle_ms
+
+    def apply(self, events: Iterable[VehicleLoad | VehiclePing]) -> list[WaybillPosition]:
+        positions: list[WaybillPosition] = []
+        for vehicle_id, changes in grouped(events, vehicle_of).items():
+            before = self.entities.get(vehicle_id)
+            vehicle = before or Vehicle()
+            for change in changes:
+                vehicle = self._observe(vehicle, change, positions)
+            if vehicle is not before:
+                self.store(vehicle_id, vehicle, before is None)
+        return positions
+
+    def _observe(self, vehicle: Vehicle, event: VehicleLoad | VehiclePing, out: list[WaybillPosition]) -> Vehicle:
+        seen = max(vehicle.last_seen_ms, event.departed_at_ms if isinstance(event, VehicleLoad) else event.at_ms)
+        if isinstance(event, VehicleLoad):
+            if vehicle.load is not None and event.departed_at_ms < vehicle.load.departed_at_ms:
+                return vehicle
+            vehicle = replace(vehicle, load=event, passed_on_ms=None, last_seen_ms=seen)
+        elif vehicle.newest_ping is None or event.at_ms > vehicle.newest_ping.at_ms:
+            vehicle = replace(vehicle, newest_ping=event, last_seen_ms=seen)
+        else:
+            return vehicle
+        return self._pass_on(vehicle, out)
+
+    def _pass_on(self, vehicle: Vehicle, out: list[WaybillPosition]) -> Vehicle:
+        load, ping, passed_on = vehicle.load, vehicle.newest_ping, vehicle.passed_on_ms
+        if load is None or ping is None or ping.at_ms < load.departed_at_ms:
+            return vehicle
+        if passed_on is not None and ping.at_ms < passed_on + self._interval_ms:
+            return vehicle
+        out.extend(WaybillPosition(w, ping.at_ms, ping.lat, ping.lon, ping.vehicle_id) for w in load.waybills)
+        return replace(vehicle, passed_on_ms=ping.at_ms)
+
+
+# --- waybills -----------------------------------------------------------------------------
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Waybill:
+    order: OrderRef | None = None
+    seen_scans: frozenset[str] = frozenset()
+    pending: tuple[ShipmentEvent, ...] = ()  # scans that came before the waybill's order was known
+    waiting_position: WaybillPosition | None = None  # only the newest waits
+    last_seen_ms: int = 0
+
+
+WaybillEvent = ShipmentEvent | WaybillLink | WaybillPosition
+
+
+def waybill_of(event: WaybillEvent) -> str:
+    return event.waybill
+
+
+class WaybillStage(Stage[Waybill]):
+    """Turns carrier scans and vehicle positions into events of the order each waybill belongs to.
+
+    Each scan passes once, however often the carrier repeats it. Scans that arrive
+    before any source has linked the waybill to an order wait (at most
+    MAX_PENDING_SHIPMENT_EVENTS per waybill) until the link comes.
+    """
+
+    def __init__(self, entities: MutableMapping[str, Waybill], expiry: Any, retention: Retention) -> None:
+        super().__init__(entities, expiry)
+        self._retention = retention
+
+    def expires_at(self, entity: Waybill) -> int:
+        keep = self._retention.linked_waybill_ms if entity.order else self._retention.unlinked_waybill_ms
+        return entity.last_seen_ms + keep
+
+    def apply(self, events: Iterable[WaybillEvent]) -> list[OrderEvent]:
+        out: list[OrderEvent] = []
+        for waybill_id, changes in grouped(events, waybill_of).items():
+            before = self.entities.get(waybill_id)
+            waybill = before or Waybill()
+            for change in changes:
+                waybill = self._observe(waybill, change, out)
+            if waybill is not before:
+                self.store(waybill_id, waybill, before is None)
+        return out
+
+    def _observe(self, waybill: Waybill, event: WaybillEvent, out: list[OrderEvent]) -> Waybill:
+        if isinstance(event, WaybillLink):
+            if waybill.order is not None:
+                return waybill
+            out.extend(_addressed(scan, event.order) for scan in waybill.pending)
+            if waybill.waiting_position is not None:
+                out.append(_located(waybill.waiting_position, event.order))
+            return replace(waybill, order=event.order, pending=(), waiting_position=None)
+        if isinstance(event, WaybillPosition):
+            if waybill.order is not None:
+                out.append(_located(event, waybill.order))
+                return waybill
+            waiting = waybill.waiting_position
+            if waiting is None or event.at_ms > waiting.at_ms:
+                return replace(waybill, waiting_position=event, last_seen_ms=max(waybill.last_seen_ms, event.at_ms))
+            return waybill
+        return self._scan(waybill, event, out)
+
+    def _scan(self, waybill: Waybill, scan: ShipmentEvent, out: list[OrderEvent]) -> Waybill:
+        if scan.scan_id in waybill.seen_scans:
+            return waybill
+        seen = replace(
+            waybill, seen_scans=waybill.seen_scans | {scan.scan_id}, last_seen_ms=max(waybill.last_seen_ms, scan.at_ms)
+        )
+        if waybill.order is not None:
+            out.append(_addressed(scan, waybill.order))
+            return seen
+        if len(waybill.pending) >= MAX_PENDING_SHIPMENT_EVENTS:
+            return seen  # a waybill that never gets its order cannot hold unbounded state
+        return replace(seen, pending=(*waybill.pending, scan))
+
+
+def _located(position: WaybillPosition, order: OrderRef) -> OrderEvent:
+    detail = f"vehicle {position.vehicle_id}"
+    return OrderEvent(order, position.at_ms, RAW_GPS, detail=detail, position=(position.lat, position.lon))
+
+
+def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:
+    return OrderEvent(
+        order=order,
+        at_ms=shipment.at_ms,
+        source=shipment.source,
+        status=shipment.status,
+        detail=shipment.location,
+        position=shipment.position,
+    )
+
+
+# --- customers ----------------------------------------------------------------------------
+
+
+class CustomerStage:
+    """One identity graph (schemas/identity.py): orders get their customer, identifiers their
+    link; merges move every order and link they touch. Customers do not expire."""
+
+    def __init__(
+        self,
+        parents: MutableMapping[str, str],
+        components: MutableMapping[str, list[str]],
+        strong_kinds: frozenset[str],
+    ) -> None:
+        self._graph = IdentityGraph(parents, components, strong_kinds)
+        self._strong_kinds = strong_kinds
+
+    def apply(self, events: Iterable[OrderEvent]) -> tuple[list[CustomerAssignment], list[CustomerLink]]:
+        assignments: list[CustomerAssignment] = []
+        links: list[CustomerLink] = []
+        for event in events:
+            for membership in self._graph.observe(event.order.key, event.identities):
+                customer, generation = membership.customer_id, membership.generation
+                if membership.is_order:
+                    assignments.append(CustomerAssignment(OrderRef.from_key(membership.member), customer, generation))
+                else:
+                    kind = identifier_kind(membership.member)
+                    strong = kind in self._strong_kinds
+                    links.append(CustomerLink(membership.member, kind, customer, strong, generation))
+        return assignments, links
+
+
+# --- orders -------------------------------------------------------------------------------
+
+
+def order_key(event: OrderEvent | CustomerAssignment) -> str:
+    return event.order.key
+
+
+@dataclass
+class OrderRows:
+    current: list[Row]
+    journey: list[Row]
+
+
+class OrderStage(Stage[OrderView]):
+    """Merges each event (and customer assignment) into its order's view; a new fact makes a
+    journey row, a changed view an orders_current row."""
+
+    def __init__(self, entities: MutableMapping[str, OrderView], expiry: Any, retention: Retention) -> None:
+        super().__init__(entities, expiry)
+        self._retention = retention
+
+    def expires_at(self, entity: OrderView) -> int:
+        keep = self._retention.finished_order_ms if entity.is_final else self._retention.open_order_ms
+        return entity.updated_at_ms + keep
+
+    def apply(self, events: Iterable[OrderEvent | CustomerAssignment]) -> OrderRows:
+        rows = OrderRows([], [])
+        for key, changes in grouped(events, order_key).items():
+            before = self.entities.get(key)
+            view = before or OrderView(changes[0].order)
+            for change in changes:
+                updated = view.apply(change)
+                if updated is not view and isinstance(change, OrderEvent):
+                    rows.journey.append(ORDER_EVENTS.row(change))
+                view = updated
+            if view is before:
+                continue
+            self.store(key, view, before is None)
+            if (row := view.row()) is not None:
+                rows.current.append(row)
+        return rows

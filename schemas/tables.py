@@ -1,0 +1,230 @@
+"""Every ClickHouse table the job writes, declared once: its columns with their types, the
+columns that make a row's identity (its ORDER BY key), and how a row is made.
+
+The sinks insert with these names and types (no schema round trip per insert), and
+tests/integration/test_tables_match_schema.py checks them against the migrated schema.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.events import CustomerLink, DeadLetter, OrderEvent, OrderModification, ServiceMessage, Signal
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, ClickHouse type), in row order
+    identity: tuple[str, ...]  # the ORDER BY key: rows with the same identity are one fact or one version chain
+    row: Callable[[Any], Row]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    @property
+    def column_types(self) -> list[str]:
+        return [kind for _, kind in self.columns]
+
+
+def utc(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def _journey_row(event: OrderEvent) -> Row:
+    status = event.status.value if event.status else ""
+    order = event.order
+    return (order.channel, order.order_id, utc(event.at_ms), event.event_id, status, event.source, event.detail)
+
+
+def _customer_link_row(link: CustomerLink) -> Row:
+    return (link.identity, link.kind, link.customer_id, link.strong, link.version)
+
+
+def _modification_row(change: OrderModification) -> Row:
+    order = change.order
+    return (order.channel, order.order_id, utc(change.at_ms), change.kind, change.succeeded, change.error)
+
+
+def _service_message_row(message: ServiceMessage) -> Row:
+    return (message.channel, message.order_id, message.identity, utc(message.at_ms), list(message.intents))
+
+
+def _signal_row(signal: Signal) -> Row:
+    until = utc(signal.until_ms) if signal.until_ms is not None else None
+    return (
+        signal.kind,
+        signal.subject,
+        utc(signal.at_ms),
+        until,
+        signal.level,
+        signal.lat,
+        signal.lon,
+        signal.delay_min,
+    )
+
+
+def _dead_letter_row(letter: DeadLetter) -> Row:
+    return (
+        letter.source_topic,
+        letter.partition,
+        letter.offset,
+        letter.raw,
+        letter.reason,
+        letter.detail,
+        utc(letter.received_at_ms),
+    )
+
+
+def _given(row: Row) -> Row:
+    """For tables whose rows are made by the logic that owns them (orders_current, event_time)."""
+    return row
+
+
+def dead_letter_json(letter: DeadLetter) -> str:
+    """The dead-letter topic's record: the raw bytes exactly (base64), and as text when they are UTF-8."""
+    try:
+        text: str | None = letter.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return json.dumps(
+        {
+            "source_topic": letter.source_topic,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "reason": letter.reason,
+            "detail": letter.detail,
+            "received_at": utc(letter.received_at_ms).isoformat(),
+            "raw": text,
+            "raw_base64": base64.b64encode(letter.raw).decode(),
+        },
+        ensure_ascii=False,
+    )
+
+
+TIME = "DateTime64(3, 'UTC')"
+ORDERS_CURRENT = Table(
+    "orders_current",
+    (
+        ("channel", "LowCardinality(String)"),
+        ("order_id", "String"),
+        ("customer_id", "String"),
+        ("status", "LowCardinality(String)"),
+        ("status_at", TIME),
+        ("updated_at", TIME),
+        ("waybills", "Array(String)"),
+        ("amount_fen", "Nullable(Int64)"),
+        ("region_code", "Nullable(String)"),
+        ("promised_at", f"Nullable({TIME})"),
+        ("version", "UInt64"),
+        ("position_lat", "Nullable(Float64)"),
+        ("position_lon", "Nullable(Float64)"),
+        ("position_at", f"Nullable({TIME})"),
+    ),
+    ("channel", "order_id"),
+    _given,
+)
+ORDER_EVENTS = Table(
+    "order_events",
+    (
+        ("channel", "LowCardinality(String)"),
+        ("order_id", "String"),
+        ("at", TIME),
+        ("event_id", "String"),
+        ("status", "LowCardinality(String)"),
+        ("source", "LowCardinality(String)"),
+        ("detail", "String"),
+    ),
+    ("channel", "order_id", "at", "event_id"),
+    _journey_row,
+)
+CUSTOMER_LINKS = Table(
+    "customer_links",
+    (
+        ("identity", "String"),
+        ("kind", "LowCardinality(String)"),
+        ("customer_id", "String"),
+        ("strong", "Bool"),
+        ("version", "UInt64"),
+    ),
+    ("identity",),
+    _customer_link_row,
+)
+MODIFICATIONS = Table(
+    "modifications",
+    (
+        ("channel", "LowCardinality(String)"),
+        ("order_id", "String"),
+        ("at", TIME),
+        ("kind", "LowCardinality(String)"),
+        ("succeeded", "Bool"),
+        ("error", "String"),
+    ),
+    ("channel", "order_id", "at", "kind"),
+    _modification_row,
+)
+SERVICE_MESSAGES = Table(
+    "service_messages",
+    (
+        ("channel", "LowCardinality(String)"),
+        ("order_id", "String"),
+        ("identity", "String"),
+        ("at", TIME),
+        ("intents", "Array(LowCardinality(String))"),
+    ),
+    ("channel", "identity", "at", "order_id"),
+    _service_message_row,
+)
+SIGNALS = Table(
+    "signals",
+    (
+        ("kind", "LowCardinality(String)"),
+        ("subject", "String"),
+        ("at", TIME),
+        ("until", f"Nullable({TIME})"),
+        ("level", "String"),
+        ("lat", "Nullable(Float64)"),
+        ("lon", "Nullable(Float64)"),
+        ("delay_min", "Nullable(Int32)"),
+    ),
+    ("kind", "subject", "at"),
+    _signal_row,
+)
+DEAD_LETTERS = Table(
+    "dead_letters",
+    (
+        ("source_topic", "LowCardinality(String)"),
+        ("partition", "Int32"),
+        ("offset", "Int64"),
+        ("raw", "String"),
+        ("reason", "LowCardinality(String)"),
+        ("detail", "String"),
+        ("received_at", TIME),
+    ),
+    ("source_topic", "partition", "offset"),
+    _dead_letter_row,
+)
+EVENT_TIME = Table(
+    "event_time",
+    (
+        ("operator", "LowCardinality(String)"),
+        ("source", "LowCardinality(String)"),
+        ("max_event_at", TIME),
+        ("watermark", TIME),
+        ("idle", "Bool"),
+        ("updated_at", TIME),
+    ),
+    ("operator", "source"),
+    _given,
+)
+TABLES = {table.name: table for table in (
+    ORDERS_CURRENT, ORDER_EVENTS, CUSTOMER_LINKS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS, DEAD_LETTERS, EVENT_TIME
+)}  # fmt: skip
