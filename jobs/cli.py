@@ -91,6 +91,13 @@ def cmd_job_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baseline(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs import baseline
+
+    baseline.run(settings, until_idle_s=args.until_idle, report=say)
+    return 0
+
+
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     output_format = args.format or READABLE_FORMAT
     result = clickhouse(settings).connect().raw_query(args.query, fmt=output_format)
@@ -157,6 +164,12 @@ def parser() -> argparse.ArgumentParser:
     job.add_argument("--until-idle", type=float, metavar="SECONDS", help="stop once idle this long, output written")
     job.add_argument("--fresh", action="store_true", help="ignore earlier checkpoints; read from the earliest offsets")
     job.set_defaults(handler=cmd_job_run)
+
+    baseline = commands.add_parser(
+        "baseline", help="the bench's yardstick: the job's work in one plain kafka-python process, from the start"
+    )
+    baseline.add_argument("--until-idle", type=float, metavar="SECONDS", help="stop once no record came for this long")
+    baseline.set_defaults(handler=cmd_baseline)
 
     sql = commands.add_parser("sql", help="run a query against ClickHouse and print the result")
     sql.add_argument("query")

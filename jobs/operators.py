@@ -20,16 +20,7 @@ from connectors.clickhouse import BatchWriter, ClickHouseTarget
 from jobs.batches import Batch, Lanes, by_lane, framed
 from schemas.event_time import EventClock, WatermarkMerge
 from schemas.events import (
-    CanonicalEvent,
     DeadLetter,
-    OrderEvent,
-    OrderModification,
-    ServiceMessage,
-    ShipmentEvent,
-    Signal,
-    VehicleLoad,
-    VehiclePing,
-    WaybillLink,
 )
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
@@ -38,9 +29,11 @@ from schemas.stages import (
     CustomerStage,
     OrderStage,
     Retention,
+    Routed,
     Stage,
     VehicleStage,
     WaybillStage,
+    event_time_of,
     order_key,
     vehicle_of,
     waybill_of,
@@ -49,11 +42,8 @@ from schemas.tables import (
     CUSTOMER_LINKS,
     DEAD_LETTERS,
     EVENT_TIME,
-    MODIFICATIONS,
     ORDER_EVENTS,
     ORDERS_CURRENT,
-    SERVICE_MESSAGES,
-    SIGNALS,
     TABLES,
     dead_letter_json,
     utc,
@@ -69,12 +59,20 @@ CUSTOMER_BATCHES = OutputTag("customer-batches", PICKLED)
 WRITES = OutputTag("writes", PICKLED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
 CUSTOMER_LANE = 0  # identity resolution is one graph: its merges can join any two customers
-STATELESS_TABLES = {OrderModification: MODIFICATIONS, ServiceMessage: SERVICE_MESSAGES, Signal: SIGNALS}
 Writes = tuple[int, dict[str, list[TableRow]]]  # writer key, rows by table
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def subtask_index(runtime_context: RuntimeContext) -> int:
+    """PyFlink 2.2's thread mode asks the Java RuntimeContext for getIndexOfThisSubtask, which Flink 2
+    moved to its TaskInfo; ask there when the first way fails."""
+    try:
+        return int(runtime_context.get_index_of_this_subtask())
+    except AttributeError:
+        return int(runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask())
 
 
 def lane_of(batch: Batch) -> int:
@@ -83,12 +81,6 @@ def lane_of(batch: Batch) -> int:
 
 def writer_key_of(writes: Writes) -> int:
     return writes[0]
-
-
-def event_time_of(event: CanonicalEvent) -> int | None:
-    if isinstance(event, VehicleLoad):
-        return event.departed_at_ms
-    return getattr(event, "at_ms", None)
 
 
 class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
@@ -105,15 +97,15 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         self._normalizer = Normalizer(Pseudonymizer(self._pii_key))
         self._clock = EventClock(self._out_of_orderness_ms, self._idleness_ms)
-        subtask = runtime_context.get_index_of_this_subtask()
+        subtask = subtask_index(runtime_context)
         self._name = f"normalize-{subtask}"
         self._writer_key = self._lanes.writer_keys[subtask]
         self._reported_at_ms = 0
 
     def process_element(self, batch: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         now = now_ms()
-        routed: dict[str, list[Any]] = defaultdict(list)
-        rows: dict[str, list[TableRow]] = defaultdict(list)
+        routed = Routed()
+        rows = routed.rows
         for payload, topic, partition, offset, received_at_ms in zip(
             batch.payloads, batch.topics, batch.partitions, batch.offsets, batch.received_at_ms, strict=True
         ):
@@ -123,39 +115,23 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
                 yield DEAD_LETTER_RECORDS, dead_letter_json(outcome)
                 continue
             for event in outcome:
-                self._route(event, routed, rows)
+                routed.add(event)
                 if (at_ms := event_time_of(event)) is not None:
                     self._clock.observe(topic, at_ms, now)
         watermark = self._clock.watermark(now)
         lanes = self._lanes
-        yield from framed(by_lane(routed["orders"], lanes, order_key), lanes, self._name, watermark)
-        for tag, kind, key in (
-            (VEHICLE_BATCHES, "vehicles", vehicle_of),
-            (WAYBILL_BATCHES, "waybills", waybill_of),
-        ):
-            for element in framed(by_lane(routed[kind], lanes, key), lanes, self._name, watermark):
-                yield tag, element
-        if routed["customers"]:
-            yield CUSTOMER_BATCHES, Batch(CUSTOMER_LANE, True, self._name, watermark, routed["customers"])
+        yield from framed(by_lane(routed.orders, lanes, order_key), lanes, self._name, watermark)
+        for element in framed(by_lane(routed.vehicles, lanes, vehicle_of), lanes, self._name, watermark):
+            yield VEHICLE_BATCHES, element
+        for element in framed(by_lane(routed.waybills, lanes, waybill_of), lanes, self._name, watermark):
+            yield WAYBILL_BATCHES, element
+        if routed.customers:
+            yield CUSTOMER_BATCHES, Batch(CUSTOMER_LANE, True, self._name, watermark, routed.customers)
         if now - self._reported_at_ms > 5000:
             rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark))
             self._reported_at_ms = now
         if rows:
             yield WRITES, (self._writer_key, dict(rows))
-
-    @staticmethod
-    def _route(event: CanonicalEvent, routed: dict[str, list[Any]], rows: dict[str, list[TableRow]]) -> None:
-        if isinstance(event, OrderEvent):
-            routed["orders"].append(event)
-            if event.identities:
-                routed["customers"].append(event)
-        elif isinstance(event, ShipmentEvent | WaybillLink):
-            routed["waybills"].append(event)
-        elif isinstance(event, VehicleLoad | VehiclePing):
-            routed["vehicles"].append(event)
-        else:
-            table = STATELESS_TABLES[type(event)]
-            rows[table.name].append(table.row(event))
 
     def _event_time_rows(self, now: int, watermark: int) -> list[TableRow]:
         clock, reported = self._clock, utc(now)
@@ -218,7 +194,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._lanes = lanes
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        subtask = runtime_context.get_index_of_this_subtask()
+        subtask = subtask_index(runtime_context)
         self._name = f"{self.NAME}-{subtask}"
         self._writer_key = self._lanes.writer_keys[subtask]
         self._watermarks = WatermarkMerge()

@@ -75,7 +75,7 @@ def micro_batches_sql(settings: Settings) -> str:
                ARRAY_AGG(`offset`) AS offsets,
                ARRAY_AGG(UNIX_TIMESTAMP(CAST(produced_at AS STRING)) * 1000
                          + EXTRACT(MILLISECOND FROM produced_at)) AS received_at_ms
-        FROM TABLE(TUMBLE(TABLE raw_records, DESCRIPTOR(arrived), INTERVAL '{settings.batch_window_ms}' MILLISECOND))
+        FROM TABLE(TUMBLE(TABLE raw_records, DESCRIPTOR(arrived), INTERVAL '{settings.batch_window_ms / 1000:.3f}' SECOND))
         GROUP BY window_start, window_end, MOD(`partition`, {settings.parallelism})"""
 
 
@@ -86,7 +86,8 @@ def lanes_for(settings: Settings) -> Lanes:
     assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
 
     def owner_of(key: int) -> int:
-        row = jvm.org.apache.flink.types.Row.of(key)
+        row = jvm.org.apache.flink.types.Row(1)  # as PyFlink's KeyByKeySelector makes the key
+        row.setField(0, key)
         return int(assignment.assignKeyToParallelOperator(row, settings.max_parallelism, settings.parallelism))
 
     return Lanes.assigned(settings.lanes, settings.parallelism, owner_of)

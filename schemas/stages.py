@@ -15,16 +15,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, MutableMapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from schemas.compact import compact_pickle
 from schemas.events import (
+    CanonicalEvent,
     CustomerAssignment,
     CustomerLink,
     OrderEvent,
+    OrderModification,
     OrderRef,
+    ServiceMessage,
     ShipmentEvent,
+    Signal,
     VehicleLoad,
     VehiclePing,
     WaybillLink,
@@ -32,7 +36,7 @@ from schemas.events import (
 )
 from schemas.identity import IdentityGraph, identifier_kind
 from schemas.order_view import OrderView
-from schemas.tables import ORDER_EVENTS, Row
+from schemas.tables import MODIFICATIONS, ORDER_EVENTS, SERVICE_MESSAGES, SIGNALS, Row, Table
 from schemas.topics import RAW_GPS
 
 DAY_MS = 86_400_000
@@ -97,6 +101,43 @@ class Stage(Generic[S]):
             else:
                 self._expiry.add(key, expires_at)
         return removed
+
+
+STATELESS_TABLES: dict[type, Table] = {
+    OrderModification: MODIFICATIONS,
+    ServiceMessage: SERVICE_MESSAGES,
+    Signal: SIGNALS,
+}
+
+
+@dataclass
+class Routed:
+    """A batch's canonical events by the stage that owns them; rows of tables that need no state."""
+
+    orders: list[OrderEvent] = field(default_factory=list)
+    customers: list[OrderEvent] = field(default_factory=list)  # order events that name their buyer
+    waybills: list[ShipmentEvent | WaybillLink] = field(default_factory=list)
+    vehicles: list[VehicleLoad | VehiclePing] = field(default_factory=list)
+    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, event: CanonicalEvent) -> None:
+        if isinstance(event, OrderEvent):
+            self.orders.append(event)
+            if event.identities:
+                self.customers.append(event)
+        elif isinstance(event, ShipmentEvent | WaybillLink):
+            self.waybills.append(event)
+        elif isinstance(event, VehicleLoad | VehiclePing):
+            self.vehicles.append(event)
+        else:
+            table = STATELESS_TABLES[type(event)]
+            self.rows[table.name].append(table.row(event))
+
+
+def event_time_of(event: CanonicalEvent) -> int | None:
+    if isinstance(event, VehicleLoad):
+        return event.departed_at_ms
+    return getattr(event, "at_ms", None)
 
 
 def grouped(events: Iterable[E], key: Any) -> dict[str, list[E]]:

@@ -1,0 +1,148 @@
+"""The baseline the job is measured against: one plain Python process, no Flink.
+
+A kafka-python consumer reads the raw topics, and the same code as the job's
+operators (schemas/normalize.py, schemas/stages.py) normalizes them and keeps
+every vehicle, waybill, customer and order in dicts; rows are written to the
+same tables in the same batches (by age and size), then the offsets are
+committed. Its state lives in memory only, so it always starts from the
+earliest offsets: it is a yardstick for `make bench`, not a second pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer
+
+from connectors import kafka
+from connectors.clickhouse import BatchWriter, ClickHouseTarget
+from jobs.settings import Settings
+from schemas.adapters import ADAPTERS
+from schemas.events import DeadLetter
+from schemas.identity import load_strong_kinds
+from schemas.normalize import Normalizer
+from schemas.privacy import Pseudonymizer
+from schemas.stages import CustomerStage, OrderStage, Retention, Routed, VehicleStage, WaybillStage
+from schemas.tables import CUSTOMER_LINKS, DEAD_LETTERS, ORDER_EVENTS, ORDERS_CURRENT, TABLES, Row
+
+Report = Callable[[str], None]
+POLL_RECORDS = 5000
+
+
+@dataclass
+class Stages:
+    """Every stage of the job, its state in dicts."""
+
+    vehicles: VehicleStage
+    waybills: WaybillStage
+    customers: CustomerStage
+    orders: OrderStage
+
+    @classmethod
+    def in_memory(cls, settings: Settings) -> Stages:
+        retention = Retention()
+        return cls(
+            VehicleStage({}, {}, settings.position_update_interval_ms, retention),
+            WaybillStage({}, {}, retention),
+            CustomerStage({}, {}, load_strong_kinds()),
+            OrderStage({}, {}, retention),
+        )
+
+    def apply(self, routed: Routed) -> dict[str, list[Row]]:
+        """Rows made from one batch: the job's graph, run in order in one process."""
+        rows = routed.rows
+        positions = self.vehicles.apply(routed.vehicles)
+        addressed = self.waybills.apply([*routed.waybills, *positions])
+        assignments, links = self.customers.apply(routed.customers)
+        order_rows = self.orders.apply([*routed.orders, *addressed, *assignments])
+        rows[CUSTOMER_LINKS.name].extend(CUSTOMER_LINKS.row(link) for link in links)
+        rows[ORDERS_CURRENT.name].extend(order_rows.current)
+        rows[ORDER_EVENTS.name].extend(order_rows.journey)
+        return rows
+
+
+@dataclass
+class RowBuffer:
+    """Rows waiting to be written, flushed by age or size like the job's writer."""
+
+    writers: dict[str, BatchWriter]
+    flush_interval_s: float
+    max_rows: int
+    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+    count: int = 0
+    oldest_at: float | None = None
+
+    def add(self, rows: dict[str, list[Row]]) -> None:
+        for table, table_rows in rows.items():
+            self.rows[table].extend(table_rows)
+            self.count += len(table_rows)
+        if self.count and self.oldest_at is None:
+            self.oldest_at = time.monotonic()
+
+    def due(self) -> bool:
+        old = self.oldest_at is not None and time.monotonic() - self.oldest_at >= self.flush_interval_s
+        return old or self.count >= self.max_rows
+
+    def flush(self) -> None:
+        for table, table_rows in self.rows.items():
+            if table_rows:
+                self.writers[table].write(table_rows)
+        self.rows, self.count, self.oldest_at = defaultdict(list), 0, None
+
+
+def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> int:
+    """Consume from the earliest offsets until idle for until_idle_s (or interrupted); returns records read."""
+    kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
+    consumer = KafkaConsumer(
+        *sorted(ADAPTERS),
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=POLL_RECORDS,
+    )
+    target = ClickHouseTarget(
+        settings.clickhouse_endpoint, settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_database
+    )
+    buffer = RowBuffer(
+        {t.name: BatchWriter(target, t.name, t.column_names, t.column_types) for t in TABLES.values()},
+        settings.sink_flush_interval_ms / 1000,
+        settings.sink_max_batch_rows,
+    )
+    normalizer, stages = Normalizer(Pseudonymizer(settings.pii_key)), Stages.in_memory(settings)
+    read, heard_at, next_report = 0, time.monotonic(), time.monotonic() + 5
+    try:
+        while until_idle_s is None or time.monotonic() - heard_at < until_idle_s:
+            polled = consumer.poll(timeout_ms=200)
+            records = [record for partition in polled.values() for record in partition]
+            if records:
+                buffer.add(stages.apply(_normalized(normalizer, records)))
+                read, heard_at = read + len(records), time.monotonic()
+            if buffer.due() or (not records and buffer.count):
+                buffer.flush()
+                consumer.commit()
+            if time.monotonic() >= next_report:
+                report(f"  baseline: {read} records read")
+                next_report += 5
+        buffer.flush()
+        consumer.commit()
+    finally:
+        consumer.close()
+    report(f"baseline: {read} records read, idle for {until_idle_s} s; stopping")
+    return read
+
+
+def _normalized(normalizer: Normalizer, records: list[Any]) -> Routed:
+    routed = Routed()
+    for record in records:
+        outcome = normalizer.normalize(record.topic, record.partition, record.offset, record.value, record.timestamp)
+        if isinstance(outcome, DeadLetter):
+            routed.rows[DEAD_LETTERS.name].append(DEAD_LETTERS.row(outcome))
+        else:
+            for event in outcome:
+                routed.add(event)
+    return routed

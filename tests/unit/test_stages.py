@@ -1,0 +1,76 @@
+"""The job's stateful stages on dict state: linking, de-duplication and expiry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.events import OrderEvent, OrderRef, ShipmentEvent, VehicleLoad, VehiclePing, WaybillLink
+from schemas.lifecycle import Status
+from schemas.stages import DAY_MS, OrderStage, Retention, VehicleStage, WaybillStage
+
+ORDER = OrderRef("tmall", "1")
+RETENTION = Retention(finished_order_ms=2 * DAY_MS, open_order_ms=30 * DAY_MS, unlinked_waybill_ms=3 * DAY_MS)
+
+
+def scan(at_ms: int, scan_id: str, waybill: str = "W1") -> ShipmentEvent:
+    return ShipmentEvent(waybill, "yto", Status.IN_TRANSIT, at_ms, "raw.logistics.carrier", scan_id, "hub")
+
+
+def waybills() -> WaybillStage:
+    return WaybillStage({}, {}, RETENTION)
+
+
+def test_scans_before_the_link_wait_for_it_and_each_scan_reaches_the_order_once() -> None:
+    stage = waybills()
+    assert stage.apply([scan(100, "s1"), scan(100, "s1")]) == []
+    addressed = stage.apply([WaybillLink("W1", ORDER), scan(200, "s2"), scan(100, "s1")])
+    assert [(e.order, e.at_ms) for e in addressed] == [(ORDER, 100), (ORDER, 200)]
+
+
+def test_a_vehicle_passes_its_newest_ping_to_every_waybill_on_board_once_its_manifest_arrives() -> None:
+    stage = VehicleStage({}, {}, interval_ms=300_000, retention=RETENTION)
+    assert stage.apply([VehiclePing("V1", 2_000, 30.0, 120.0, 50.0)]) == []
+    positions = stage.apply([VehicleLoad("V1", ("W1", "W2"), "HUB-A", "HUB-B", 1_000)])
+    assert [(p.waybill, p.at_ms) for p in positions] == [("W1", 2_000), ("W2", 2_000)]
+    assert stage.apply([VehiclePing("V1", 3_000, 30.1, 120.1, 50.0)]) == []  # within the update interval
+
+
+def orders(state: dict[str, Any]) -> OrderStage:
+    return OrderStage(state, {}, RETENTION)
+
+
+def test_finished_orders_leave_state_after_their_retention_and_open_ones_stay() -> None:
+    state: dict[str, Any] = {}
+    stage = orders(state)
+    done, open_ = OrderRef("tmall", "done"), OrderRef("tmall", "open")
+    stage.apply([OrderEvent(done, 0, "t", Status.COMPLETED), OrderEvent(open_, 0, "t", Status.PAID)])
+    assert stage.sweep(watermark_ms=1 * DAY_MS) == 0
+    assert stage.sweep(watermark_ms=5 * DAY_MS) == 1
+    assert set(state) == {open_.key}
+    assert stage.sweep(watermark_ms=40 * DAY_MS) == 1
+    assert state == {}
+
+
+def test_an_order_touched_since_it_was_indexed_is_kept_and_indexed_again() -> None:
+    state: dict[str, Any] = {}
+    stage = orders(state)
+    stage.apply([OrderEvent(ORDER, 0, "t", Status.DELIVERED)])
+    stage.apply([OrderEvent(ORDER, 4 * DAY_MS, "t", Status.COMPLETED)])
+    assert stage.sweep(watermark_ms=5 * DAY_MS) == 0
+    assert stage.sweep(watermark_ms=7 * DAY_MS) == 1
+
+
+def test_waybills_never_linked_expire_and_linked_ones_stay() -> None:
+    stage = waybills()
+    stage.apply([scan(0, "s1", "LOST"), WaybillLink("W1", ORDER), scan(0, "s2")])
+    assert stage.sweep(watermark_ms=5 * DAY_MS) == 1
+    assert set(stage.entities) == {"W1"}
+
+
+def test_a_duplicate_fact_makes_no_journey_row_and_no_new_version() -> None:
+    stage = orders({})
+    event = OrderEvent(ORDER, 100, "raw.orders.tmall", Status.PAID)
+    first = stage.apply([event, event])
+    assert (len(first.current), len(first.journey)) == (1, 1)
+    again = stage.apply([event])
+    assert (again.current, again.journey) == ([], [])
