@@ -19,7 +19,7 @@ from typing import Any
 from kafka import KafkaConsumer
 
 from connectors import kafka
-from connectors.clickhouse import BatchWriter, ClickHouseTarget
+from connectors.clickhouse import BatchWriter
 from jobs.settings import Settings
 from schemas.adapters import ADAPTERS
 from schemas.events import DeadLetter
@@ -105,9 +105,7 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
         auto_offset_reset="earliest",
         max_poll_records=POLL_RECORDS,
     )
-    target = ClickHouseTarget(
-        settings.clickhouse_endpoint, settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_database
-    )
+    target = settings.clickhouse
     buffer = RowBuffer(
         {t.name: BatchWriter(target, t.name, t.column_names, t.column_types) for t in TABLES.values()},
         settings.sink_flush_interval_ms / 1000,

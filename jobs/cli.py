@@ -12,6 +12,8 @@ from pathlib import Path
 
 from connectors import kafka
 from connectors.clickhouse import ClickHouseTarget, migrate
+from connectors.local import FLINK_JARS_DIR
+from connectors.local.flink_cluster import FlinkCluster, FlinkSession, PythonJob
 from connectors.local.process import StartupError
 from connectors.local.stack import LocalStack
 from connectors.simulator.scenarios import SCENARIOS
@@ -19,6 +21,7 @@ from jobs.settings import PROJECT_ROOT, Settings, SettingsError
 from schemas.topics import ALL_TOPICS
 
 SQL_DIR = PROJECT_ROOT / "sql"
+JOB_PACKAGES = ("jobs", "connectors", "schemas")
 READABLE_FORMAT = "PrettyCompactMonoBlock"
 DEFAULT_START = datetime.fromisoformat("2026-11-21T00:00:00+08:00")
 
@@ -41,12 +44,7 @@ def local_stack(settings: Settings) -> LocalStack:
 
 
 def clickhouse(settings: Settings) -> ClickHouseTarget:
-    return ClickHouseTarget(
-        settings.clickhouse_endpoint,
-        settings.clickhouse_user,
-        settings.clickhouse_password,
-        settings.clickhouse_database,
-    )
+    return settings.clickhouse
 
 
 def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
@@ -61,6 +59,62 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
             state = "ready" if part.ready else ("starting or unhealthy" if part.pid else "stopped")
             say(f"{part.name:<11} {state:<22} {part.address:<24} pid {part.pid or '-':<8} log {part.log}")
         return 0 if all(part.ready for part in statuses) else 3
+    return 0
+
+
+def flink_cluster(settings: Settings, args: argparse.Namespace) -> FlinkCluster:
+    rest_port, rpc_port = args.rest_port or settings.flink_rest_port, args.rpc_port or settings.flink_rpc_port
+    return FlinkCluster(settings.state_dir / "flink-cluster", rest_port=rest_port, rpc_port=rpc_port)
+
+
+def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
+    cluster = flink_cluster(settings, args)
+    if args.action == "up":
+        cluster.up(args.taskmanagers, report=say)
+    elif args.action == "down":
+        cluster.down(report=say)
+    else:
+        return report_cluster_status(cluster)
+    return 0
+
+
+def report_cluster_status(cluster: FlinkCluster) -> int:
+    statuses = cluster.status()
+    for process in statuses:
+        state = "ready" if process.ready else ("starting or unhealthy" if process.pid else "stopped")
+        say(f"{process.name:<14} {state:<22} pid {process.pid or '-':<8} log {process.log}")
+    jobmanager = statuses[0]
+    if jobmanager.ready:
+        overview = cluster.session.overview()
+        taskmanagers, running = overview["taskmanagers"], overview["jobs-running"]
+        slots = f"{overview['slots-available']}/{overview['slots-total']} slots free"
+        say(f"{cluster.session.url}: {taskmanagers} taskmanagers, {slots}, {running} jobs running")
+        for job in cluster.session.jobs():
+            say(f"  job {job['jid']} {job['name']} {job['state']}")
+    return 0 if all(process.ready for process in statuses) else 3
+
+
+def order_visibility_job() -> PythonJob:
+    jars = sorted(FLINK_JARS_DIR.glob("*.jar"))
+    if len(jars) != 1:
+        raise FileNotFoundError(f"Expected the Flink Kafka connector jar alone in {FLINK_JARS_DIR}: run `make setup`.")
+    packages = [PROJECT_ROOT / package for package in JOB_PACKAGES]
+    return PythonJob(PROJECT_ROOT / "jobs" / "order_visibility.py", packages, jars[0])
+
+
+def cmd_job(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "run":
+        return cmd_job_run(settings, args)
+    session = FlinkSession((args.cluster or settings.flink_cluster_url).rstrip("/"))
+    if args.action == "submit":
+        job_id = session.submit(order_visibility_job(), settings.flink_log_dir, report=say)
+        say(f"job submitted: {job_id}; web UI {session.url}")
+        say(f"cancel it with `orderscope job cancel {job_id} --cluster {session.url}`")
+    elif args.job_id is None:
+        raise ValueError("job cancel needs the job's id: `orderscope cluster status` lists the cluster's jobs.")
+    else:
+        session.cancel(args.job_id)
+        say(f"job {args.job_id} cancelled")
     return 0
 
 
@@ -159,11 +213,20 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--realtime", action="store_true", help="keep the gaps between records")
     replay.set_defaults(handler=cmd_replay)
 
-    job = commands.add_parser("job", help="run the order-visibility job on a local Flink runtime")
-    job.add_argument("action", choices=["run"])
+    cluster = commands.add_parser("cluster", help="start, stop or report a standalone Flink session cluster here")
+    cluster.add_argument("action", choices=["up", "down", "status"])
+    cluster.add_argument("--taskmanagers", type=int, default=2, help="with up: how many (each its own JVM and Python)")
+    cluster.add_argument("--rest-port", type=int, help="REST API, web UI (default: ORDERSCOPE_FLINK_REST_PORT, 8081)")
+    cluster.add_argument("--rpc-port", type=int, help="the JobManager's (default: ORDERSCOPE_FLINK_RPC_PORT, 6123)")
+    cluster.set_defaults(handler=cmd_cluster)
+
+    job = commands.add_parser("job", help="run the order-visibility job locally, or submit it to a Flink cluster")
+    job.add_argument("action", choices=["run", "submit", "cancel"])
+    job.add_argument("job_id", nargs="?", help="with cancel: the id that submit printed")
     job.add_argument("--until-idle", type=float, metavar="SECONDS", help="stop once idle this long, output written")
     job.add_argument("--fresh", action="store_true", help="ignore earlier checkpoints; read from the earliest offsets")
-    job.set_defaults(handler=cmd_job_run)
+    job.add_argument("--cluster", help="with submit, cancel: REST URL (default: the local cluster's)")
+    job.set_defaults(handler=cmd_job)
 
     baseline = commands.add_parser(
         "baseline", help="the bench's yardstick: the job's work in one plain kafka-python process, from the start"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Row, Types
@@ -42,6 +43,7 @@ from schemas.tables import (
     CUSTOMER_LINKS,
     DEAD_LETTERS,
     EVENT_TIME,
+    OPERATOR_STATS,
     ORDER_EVENTS,
     ORDERS_CURRENT,
     TABLES,
@@ -60,6 +62,30 @@ WRITES = OutputTag("writes", PICKLED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
 CUSTOMER_LANE = 0  # identity resolution is one graph: its merges can join any two customers
 Writes = tuple[int, dict[str, list[TableRow]]]  # writer key, rows by table
+REPORT_EVERY_MS = 5000
+
+
+@dataclass
+class Busy:
+    """Time an operator instance spends in Python, for operator_stats (the bench's cost breakdown)."""
+
+    operator: str
+    calls: int = 0
+    items: int = 0
+    seconds: float = 0.0
+    reported_at_ms: int = 0
+
+    def add(self, items: int, seconds: float) -> None:
+        self.calls += 1
+        self.items += items
+        self.seconds += seconds
+
+    def report(self, now: int) -> list[TableRow]:
+        """The stats row, when one is due."""
+        if now - self.reported_at_ms < REPORT_EVERY_MS:
+            return []
+        self.reported_at_ms = now
+        return [(self.operator, self.calls, self.items, self.seconds, utc(now))]
 
 
 def now_ms() -> int:
@@ -100,9 +126,15 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         subtask = subtask_index(runtime_context)
         self._name = f"normalize-{subtask}"
         self._writer_key = self._lanes.writer_keys[subtask]
-        self._reported_at_ms = 0
+        self._busy = Busy(self._name)
 
     def process_element(self, batch: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        started = time.perf_counter()
+        outputs = list(self._normalized(batch))
+        self._busy.add(len(batch.payloads), time.perf_counter() - started)
+        yield from outputs
+
+    def _normalized(self, batch: Row) -> Iterator[Any]:
         now = now_ms()
         routed = Routed()
         rows = routed.rows
@@ -127,9 +159,9 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
             yield WAYBILL_BATCHES, element
         if routed.customers:
             yield CUSTOMER_BATCHES, Batch(CUSTOMER_LANE, True, self._name, watermark, routed.customers)
-        if now - self._reported_at_ms > 5000:
+        if stats := self._busy.report(now):
+            rows[OPERATOR_STATS.name].extend(stats)
             rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark))
-            self._reported_at_ms = now
         if rows:
             yield WRITES, (self._writer_key, dict(rows))
 
@@ -199,6 +231,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._writer_key = self._lanes.writer_keys[subtask]
         self._watermarks = WatermarkMerge()
         self._swept_day = runtime_context.get_state(ValueStateDescriptor("swept-day", Types.LONG()))
+        self._busy = Busy(self._name)
         self.stage = self.make_stage(runtime_context)
 
     def make_stage(self, runtime_context: RuntimeContext) -> Stage[Any] | CustomerStage:
@@ -211,11 +244,21 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         raise NotImplementedError
 
     def process_element(self, batch: Batch, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        started = time.perf_counter()
         watermark = self._watermarks.update(batch.upstream, batch.watermark_ms)
         self.take(batch.items)
         self._sweep(watermark)
-        if batch.last:
-            yield from self.release(watermark)
+        outputs = [*self.release(watermark), *self._stats()] if batch.last else []
+        self._busy.add(len(batch.items), time.perf_counter() - started)
+        yield from outputs
+
+    def _stats(self) -> Iterator[Any]:
+        if stats := self._busy.report(now_ms()):
+            yield self.to_writer({OPERATOR_STATS.name: stats})
+
+    def to_writer(self, rows: dict[str, list[TableRow]]) -> Any:
+        """Rows for the writer: a side output, except from the operator whose main output is the writer."""
+        return WRITES, (self._writer_key, rows)
 
     def _sweep(self, watermark_ms: int) -> None:
         day = watermark_ms // DAY_MS
@@ -291,7 +334,7 @@ class ResolveCustomers(LaneOperator):
         links, self._links = self._links, []
         yield from framed(by_lane(assignments, self._lanes, order_key), self._lanes, self._name, watermark_ms)
         if links:
-            yield WRITES, (self._writer_key, {CUSTOMER_LINKS.name: links})
+            yield self.to_writer({CUSTOMER_LINKS.name: links})
 
 
 class TrackOrders(LaneOperator):
@@ -316,7 +359,10 @@ class TrackOrders(LaneOperator):
     def release(self, watermark_ms: int) -> Iterator[Writes]:
         rows = {ORDERS_CURRENT.name: self._current, ORDER_EVENTS.name: self._journey}
         self._current, self._journey = [], []
-        yield self._writer_key, {table: table_rows for table, table_rows in rows.items() if table_rows}
+        yield self.to_writer({table: table_rows for table, table_rows in rows.items() if table_rows})
+
+    def to_writer(self, rows: dict[str, list[TableRow]]) -> Writes:
+        return self._writer_key, rows
 
 
 class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]
@@ -342,6 +388,7 @@ class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]
         }
         self._chunks = runtime_context.get_list_state(ListStateDescriptor("chunks", PICKLED))
         self._buffered = runtime_context.get_state(ValueStateDescriptor("buffered-rows", Types.LONG()))
+        self._busy = Busy(f"clickhouse writer-{subtask_index(runtime_context)}")
 
     def close(self) -> None:
         for writer in getattr(self, "_writers", {}).values():
@@ -366,11 +413,15 @@ class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]
         self._flush()
 
     def _flush(self) -> None:
+        started = time.perf_counter()
         rows: dict[str, list[TableRow]] = defaultdict(list)
         for chunk in self._chunks.get() or ():
             for table, table_rows in chunk.items():
                 rows[table].extend(table_rows)
+        rows[OPERATOR_STATS.name].extend(self._busy.report(now_ms()))
         for table, table_rows in rows.items():
-            self._writers[table].write(table_rows)
+            if table_rows:
+                self._writers[table].write(table_rows)
         self._chunks.clear()
         self._buffered.clear()
+        self._busy.add(sum(map(len, rows.values())), time.perf_counter() - started)

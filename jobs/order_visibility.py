@@ -29,7 +29,6 @@ from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, 
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
-from connectors.clickhouse import ClickHouseTarget
 from jobs import operators
 from jobs.batches import Lanes
 from jobs.settings import Settings
@@ -67,6 +66,7 @@ def micro_batches_sql(settings: Settings) -> str:
     """One row per window and partition group: the records of that window, as parallel arrays.
 
     A processing-time window fires on its own clock, so a batch waits at most one window."""
+    window = f"INTERVAL '{settings.batch_window_ms / 1000:.3f}' SECOND"
     return f"""
         SELECT MOD(`partition`, {settings.parallelism}) AS partition_group,
                ARRAY_AGG(payload) AS payloads,
@@ -75,7 +75,7 @@ def micro_batches_sql(settings: Settings) -> str:
                ARRAY_AGG(`offset`) AS offsets,
                ARRAY_AGG(UNIX_TIMESTAMP(CAST(produced_at AS STRING)) * 1000
                          + EXTRACT(MILLISECOND FROM produced_at)) AS received_at_ms
-        FROM TABLE(TUMBLE(TABLE raw_records, DESCRIPTOR(arrived), INTERVAL '{settings.batch_window_ms / 1000:.3f}' SECOND))
+        FROM TABLE(TUMBLE(TABLE raw_records, DESCRIPTOR(arrived), {window}))
         GROUP BY window_start, window_end, MOD(`partition`, {settings.parallelism})"""
 
 
@@ -124,13 +124,10 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     order_rows = _keyed(
         normalized.union(waybill_events, customers), operators.TrackOrders(lanes, retention), "track orders"
     )
-    writes = order_rows.union(normalized.get_side_output(operators.WRITES), customers.get_side_output(operators.WRITES))
-    target = ClickHouseTarget(
-        settings.clickhouse_endpoint,
-        settings.clickhouse_user,
-        settings.clickhouse_password,
-        settings.clickhouse_database,
+    writes = order_rows.union(
+        *(stream.get_side_output(operators.WRITES) for stream in (normalized, positions, waybill_events, customers))
     )
+    target = settings.clickhouse
     writer = operators.ClickHouseWriter(target, settings.sink_flush_interval_ms, settings.sink_max_batch_rows)
     (
         writes.key_by(operators.writer_key_of, key_type=Types.INT())

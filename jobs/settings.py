@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from connectors.clickhouse import ClickHouseTarget
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "ORDERSCOPE_"
 
@@ -43,6 +45,9 @@ class Settings:
     max_parallelism: int = 128
     checkpoint_dir: Path | None = None
     checkpoint_interval_ms: int = 2000
+    # A standalone session cluster on this machine (`orderscope cluster`): its REST and RPC ports.
+    flink_rest_port: int = 8081
+    flink_rpc_port: int = 6123
     # Raw records are processed in micro-batches of this much processing time.
     batch_window_ms: int = 200
     # Event time: a source's watermark trails its newest event by this much; a source silent
@@ -75,6 +80,16 @@ class Settings:
     @property
     def clickhouse_endpoint(self) -> str:
         return self.clickhouse_url or f"http://127.0.0.1:{self.clickhouse_port}"
+
+    @property
+    def clickhouse(self) -> ClickHouseTarget:
+        return ClickHouseTarget(
+            self.clickhouse_endpoint, self.clickhouse_user, self.clickhouse_password, self.clickhouse_database
+        )
+
+    @property
+    def flink_cluster_url(self) -> str:
+        return f"http://127.0.0.1:{self.flink_rest_port}"
 
     @property
     def flink_log_dir(self) -> Path:

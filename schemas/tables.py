@@ -225,6 +225,19 @@ EVENT_TIME = Table(
     ("operator", "source"),
     _given,
 )
+OPERATOR_STATS = Table(
+    "operator_stats",
+    (
+        ("operator", "LowCardinality(String)"),
+        ("calls", "UInt64"),
+        ("items", "UInt64"),
+        ("busy_s", "Float64"),
+        ("updated_at", TIME),
+    ),
+    ("operator",),
+    _given,
+)
 TABLES = {table.name: table for table in (
-    ORDERS_CURRENT, ORDER_EVENTS, CUSTOMER_LINKS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS, DEAD_LETTERS, EVENT_TIME
+    ORDERS_CURRENT, ORDER_EVENTS, CUSTOMER_LINKS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS, DEAD_LETTERS, EVENT_TIME,
+    OPERATOR_STATS,
 )}  # fmt: skip

@@ -18,9 +18,13 @@ import site
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,17 +54,16 @@ logger.pekko.name = org.apache.pekko
 logger.pekko.level = WARN
 logger.kafka.name = org.apache.kafka
 logger.kafka.level = WARN
+logger.shaded_kafka.name = org.apache.flink.kafka.shaded.org.apache.kafka
+logger.shaded_kafka.level = WARN
+# The Kafka sink registers its committer's metrics again at every checkpoint; each time Flink warns of a name collision.
+logger.metric_names.name = org.apache.flink.metrics.MetricGroup
+logger.metric_names.level = ERROR
 """
 
 
-def _python_environment() -> dict[str, str]:
-    """What a Flink process started from here needs to find this venv's Python: its `python`
-    first on PATH (Flink's scripts call it), and (thread mode embeds CPython in the JVM)
-    the venv's packages on PYTHONPATH, since an embedded interpreter does not read the venv."""
-    return {
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "PYTHONPATH": os.pathsep.join(site.getsitepackages()),
-    }
+class ClusterError(RuntimeError):
+    """A Flink cluster did not answer, or refused a request; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class FlinkCluster:
         return self.run_dir / "conf"
 
     @property
+    def lib_dir(self) -> Path:
+        return self.run_dir / "lib"
+
+    @property
     def checkpoints(self) -> Path:
         return self.run_dir / "checkpoints"
 
@@ -103,9 +110,10 @@ class FlinkCluster:
         """Start the JobManager and TaskManagers 1..taskmanagers (those not running), and wait until all registered."""
         jobmanager = self.jobmanager()
         workers = [self.taskmanager(number) for number in range(1, taskmanagers + 1)]
-        if jobmanager.pid() is None:
+        if jobmanager.pid() is None:  # else TaskManagers join the running cluster, as it is configured
             _require_free_ports(rest=self.rest_port, rpc=self.rpc_port)
-        self._write_conf()
+            self._write_conf()
+            self._link_lib()
         for process in [jobmanager, *workers]:
             if process.pid() is None:
                 report(f"starting flink {process.name} (log: {process.log_file})")
@@ -119,9 +127,14 @@ class FlinkCluster:
         report(f"flink cluster ready: {overview['taskmanagers']} taskmanagers, {overview['slots-total']} slots")
 
     def down(self, report: Report) -> None:
-        # TaskManagers first: stopped after their JobManager, each would keep trying to reach it until stopped.
-        for process in [*self._started_taskmanagers(), self.jobmanager()]:
-            report(f"stopped flink {process.name}" if process.stop() else f"flink {process.name} was not running")
+        # TaskManagers first (together: each takes seconds), or each would keep trying to reach the JobManager.
+        workers = self._started_taskmanagers()
+        with ThreadPoolExecutor() as pool:
+            workers_were_running = list(pool.map(ManagedProcess.stop, workers))
+        jobmanager = self.jobmanager()
+        stopped = [*zip(workers, workers_were_running, strict=True), (jobmanager, jobmanager.stop())]
+        for process, was_running in stopped:
+            report(f"stopped flink {process.name}" if was_running else f"flink {process.name} was not running")
 
     def status(self) -> list[ProcessStatus]:
         jobmanager = self.jobmanager()
@@ -130,22 +143,23 @@ class FlinkCluster:
         statuses = [ProcessStatus(jobmanager.name, jobmanager.pid(), jobmanager_ready, jobmanager.log_file)]
         for worker in self._started_taskmanagers():
             pid = worker.pid()
-            statuses.append(ProcessStatus(worker.name, pid, pid is not None and worker.name in registered, worker.log_file))
+            ready = pid is not None and worker.name in registered
+            statuses.append(ProcessStatus(worker.name, pid, ready, worker.log_file))
         return statuses
 
     def _started_taskmanagers(self) -> list[ManagedProcess]:
-        numbers = sorted(int(pid_file.stem.removeprefix("taskmanager-")) for pid_file in self._taskmanager_pid_files())
-        return [self.taskmanager(number) for number in numbers]
-
-    def _taskmanager_pid_files(self) -> list[Path]:
-        return list(self.run_dir.glob("taskmanager-*.pid"))
+        """The TaskManagers that have a pid file (running, or not yet known to have stopped)."""
+        numbers = (int(pid.stem.removeprefix("taskmanager-")) for pid in self.run_dir.glob("taskmanager-*.pid"))
+        return [self.taskmanager(number) for number in sorted(numbers)]
 
     def _daemon(self, name: str, script: str, *args: str) -> ManagedProcess:
         # start-foreground execs the JVM: the pid ManagedProcess keeps is the JVM's, and SIGTERM shuts it down cleanly.
         command = [str(FLINK_HOME / "bin" / script), "start-foreground", *args]
         env = {
-            **_python_environment(),
+            # Thread mode embeds CPython in the TaskManager's JVM, which knows nothing of this venv.
+            "PYTHONPATH": os.pathsep.join(site.getsitepackages()),
             "FLINK_CONF_DIR": str(self.conf_dir),
+            "FLINK_LIB_DIR": str(self.lib_dir),
             "FLINK_LOG_DIR": str(self.run_dir),
             "FLINK_PID_DIR": str(self.run_dir),  # Flink's scripts keep a pid list there; the default /tmp is shared
         }
@@ -158,6 +172,15 @@ class FlinkCluster:
         config = {**_flatten(distribution), **self._config()}
         (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
         (self.conf_dir / "log4j-console.properties").write_text(_LOG4J_CONSOLE)
+
+    def _link_lib(self) -> None:
+        """The distribution's lib with its Python runtime added (it ships in opt/). Loaded with each job
+        instead, the second job on a TaskManager fails: the JVM has the embedded Python's native
+        library already, from the first job's class loader (pemja: NoSuchFieldException loadedLibraryNames)."""
+        shutil.rmtree(self.lib_dir, ignore_errors=True)  # links to an earlier PyFlink's jars would clash
+        self.lib_dir.mkdir(parents=True)
+        for jar in [*(FLINK_HOME / "lib").glob("*.jar"), *(FLINK_HOME / "opt").glob("flink-python-*.jar")]:
+            (self.lib_dir / jar.name).symlink_to(jar)
 
     def _config(self) -> dict[str, str]:
         return {
@@ -175,8 +198,6 @@ class FlinkCluster:
             "taskmanager.memory.process.size": "1536m",
             "taskmanager.memory.managed.size": "64m",
             "taskmanager.numberOfTaskSlots": "1",
-            "python.execution-mode": "thread",
-            "python.executable": sys.executable,
             "state.backend.type": "hashmap",
             "execution.checkpointing.dir": self.checkpoints.resolve().as_uri(),
             "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
@@ -212,11 +233,23 @@ def _require_free_ports(**ports: int) -> None:
 
 @dataclass(frozen=True)
 class PythonJob:
-    """What `flink run` ships to the cluster: the job file, the Python packages it imports, the jars it needs."""
+    """What `flink run` ships to the cluster: the job file, the Python packages it imports
+    (their modules and YAML files), and the connector jar it needs."""
 
     entry_point: Path
     packages: Sequence[Path]
-    jars: Sequence[Path]
+    jar: Path
+
+    def zip_packages(self, folder: Path) -> Path:
+        """The packages in one zip, each at its root. Flink extracts a zip onto the workers' PYTHONPATH;
+        a directory given to --pyFiles would itself go on the path, hiding its package name."""
+        archive = folder / "python-packages.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for package in self.packages:
+                for path in sorted(package.rglob("*")):
+                    if path.suffix in {".py", ".yaml"} and "__pycache__" not in path.parts:
+                        zipped.write(path, path.relative_to(package.parent))
+        return archive
 
 
 @dataclass(frozen=True)
@@ -226,13 +259,12 @@ class FlinkSession:
     url: str
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
-            return json.load(response)
+        return self._call(urllib.request.Request(f"{self.url}{path}"))
 
     def is_reachable(self) -> bool:
         try:
             self.get("/overview")
-        except OSError:
+        except ClusterError:
             return False
         return True
 
@@ -245,6 +277,11 @@ class FlinkSession:
 
     def is_registered(self, taskmanager_id: str) -> bool:
         return self.is_reachable() and taskmanager_id in self.taskmanager_ids()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job the cluster knows, newest first: jid, name, state, start-time, ..."""
+        jobs: list[dict[str, Any]] = self.get("/jobs/overview")["jobs"]
+        return sorted(jobs, key=lambda job: job["start-time"], reverse=True)
 
     def job(self, job_id: str) -> dict[str, Any]:
         job: dict[str, Any] = self.get(f"/jobs/{job_id}")
@@ -264,33 +301,47 @@ class FlinkSession:
         return "\n\n".join(entry["stacktrace"] for entry in history) or "(no exceptions reported)"
 
     def cancel(self, job_id: str) -> None:
-        request = urllib.request.Request(f"{self.url}/jobs/{job_id}?mode=cancel", method="PATCH")
-        with urllib.request.urlopen(request, timeout=5):
-            pass
+        self._call(urllib.request.Request(f"{self.url}/jobs/{job_id}?mode=cancel", method="PATCH"))
 
     def submit(self, job: PythonJob, log_dir: Path, report: Report) -> str:
-        """Submit the job detached with `flink run`; returns its id. The job reads its settings from the
-        ORDERSCOPE_* variables of this process, which the client passes on to it."""
-        if not job.jars:
-            raise FileNotFoundError("No Flink connector jar to ship with the job: run `make setup`.")
-        command = [
-            str(FLINK_HOME / "bin" / "flink"), "run", "--detached",
-            "--jobmanager", urlsplit(self.url).netloc,
-            "--python", str(job.entry_point),
-            "--pyFiles", ",".join(str(package) for package in job.packages),
-            "--pyClientExecutable", sys.executable,
-            "--pyExecutable", sys.executable,
-            "--jarfile", str(job.jars[0]),
-            "-D", "python.execution-mode=thread",
-        ]  # fmt: skip
-        env = {**os.environ, **_python_environment(), "FLINK_LOG_DIR": str(log_dir)}
+        """Submit the job detached with `flink run`; returns its id. The job's main() runs in a Python
+        process of the client, with this process's environment: its ORDERSCOPE_* variables decide."""
         report(f"submitting {job.entry_point.name} to {self.url} (the client builds the job graph first) ...")
-        output = _run_with_progress(command, env, SUBMIT_TIMEOUT_S, report)
+        with tempfile.TemporaryDirectory() as scratch:
+            command = [
+                str(FLINK_HOME / "bin" / "flink"), "run", "--detached",
+                "--jobmanager", urlsplit(self.url).netloc,
+                "--python", str(job.entry_point),
+                "--pyFiles", str(job.zip_packages(Path(scratch))),
+                "--pyClientExecutable", sys.executable,
+                "--pyExecutable", sys.executable,
+                # Unlike -D pipeline.jars, --jarfile also puts the jar on the client's class path,
+                # where the job's Kafka table is planned.
+                "--jarfile", str(job.jar),
+                # Python options are the job's own: the cluster's config.yaml does not reach them.
+                "-D", "python.execution-mode=thread",
+            ]  # fmt: skip
+            env = {**os.environ, "FLINK_LOG_DIR": str(log_dir)}
+            output = _run_with_progress(command, env, SUBMIT_TIMEOUT_S, report)
         match = JOB_ID.search(output)
         if match is None:
             tail = "\n".join(output.splitlines()[-25:])
-            raise RuntimeError(f"`flink run` did not submit the job:\n{tail}\nClient log in {log_dir}.")
+            raise RuntimeError(f"`flink run` did not submit the job:\n{tail}\nThe client's log is in {log_dir}.")
         return match.group(1)
+
+    def _call(self, request: urllib.request.Request) -> Any:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            reason = json.loads(error.read() or b"{}").get("errors", [error.reason])[0].splitlines()[0]
+            raise ClusterError(f"{request.get_method()} {request.full_url}: {error.code} {reason}") from None
+        except (urllib.error.URLError, TimeoutError) as error:
+            reason = getattr(error, "reason", error)
+            raise ClusterError(
+                f"No Flink cluster answers at {self.url} ({reason}): is it up? `orderscope cluster status` tells."
+            ) from None
+        return json.loads(body) if body else None
 
 
 def _run_with_progress(command: list[str], env: dict[str, str], timeout_s: float, report: Report) -> str:
