@@ -28,8 +28,12 @@ def test_declared_columns_and_types_are_the_migrated_ones_in_order(migrated: Cli
 
 @pytest.mark.parametrize("name", sorted(TABLES))
 def test_declared_identity_is_the_tables_sorting_key(migrated: ClickHouseTarget, name: str) -> None:
-    [(sorting_key,)] = migrated.connect().query(
-        "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
-        parameters={"name": name},
-    ).result_rows
+    [(sorting_key,)] = (
+        migrated.connect()
+        .query(
+            "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+            parameters={"name": name},
+        )
+        .result_rows
+    )
     assert tuple(part.strip() for part in sorting_key.split(",")) == TABLES[name].identity
