@@ -19,7 +19,7 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, Va
 
 from connectors.clickhouse import BatchWriter, ClickHouseTarget
 from jobs.batches import Batch, Lanes, by_lane, framed
-from schemas.event_time import EventClock, WatermarkMerge
+from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge
 from schemas.events import (
     DeadLetter,
 )
@@ -166,15 +166,17 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
             yield WRITES, (self._writer_key, dict(rows))
 
     def _event_time_rows(self, now: int, watermark: int) -> list[TableRow]:
+        """One row per source that has a known event time, and one ('*') for the combined watermark."""
         clock, reported = self._clock, utc(now)
+        known = {source: state for source, state in clock.sources.items() if state.newest_ms != UNKNOWN}
         rows = [
             (self._name, source, utc(state.newest_ms), utc(clock.source_watermark(source)),
              clock.is_idle(source, now), reported)
-            for source, state in sorted(clock.sources.items())
+            for source, state in sorted(known.items())
         ]  # fmt: skip
-        if rows:
-            newest = max(state.newest_ms for state in clock.sources.values())
-            rows.append((self._name, "*", utc(newest), utc(max(watermark, 0)), False, reported))
+        if known and watermark != UNKNOWN:
+            newest = max(state.newest_ms for state in known.values())
+            rows.append((self._name, "*", utc(newest), utc(watermark), False, reported))
         return rows
 
 
@@ -359,7 +361,8 @@ class TrackOrders(LaneOperator):
     def release(self, watermark_ms: int) -> Iterator[Writes]:
         rows = {ORDERS_CURRENT.name: self._current, ORDER_EVENTS.name: self._journey}
         self._current, self._journey = [], []
-        yield self.to_writer({table: table_rows for table, table_rows in rows.items() if table_rows})
+        if any(rows.values()):
+            yield self.to_writer({table: table_rows for table, table_rows in rows.items() if table_rows})
 
     def to_writer(self, rows: dict[str, list[TableRow]]) -> Writes:
         return self._writer_key, rows

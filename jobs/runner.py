@@ -72,8 +72,9 @@ class IdleWatch:
 
     Idle: the end offsets of the input topics have not moved for idle_s, and the
     job's committed offsets (committed when a checkpoint completes) have reached
-    them. Written: a checkpoint triggered more than one sink flush interval after
-    that has completed, so every buffered batch was written before its barrier.
+    them. Written: a checkpoint triggered more than twice a micro-batch window and
+    a writer flush interval after that has completed, so every buffered row was
+    written before its barrier.
     """
 
     settings: Settings
@@ -102,7 +103,8 @@ class IdleWatch:
         if self._drained_at is None:
             self._drained_at = now
             return False
-        flush_s = self.settings.sink_flush_interval_ms / 1000
+        # The last records may still wait for their micro-batch window, then for the writer's flush.
+        flush_s = 2 * (self.settings.batch_window_ms + self.settings.sink_flush_interval_ms) / 1000
         if self._last_seen_checkpoint is None:
             if now - self._drained_at > flush_s + 0.5:
                 self._last_seen_checkpoint = _newest_checkpoint_id(job_checkpoints, completed=False)
