@@ -48,7 +48,6 @@ from schemas.tables import (
     ORDERS_CURRENT,
     TABLES,
     dead_letter_json,
-    utc,
 )
 from schemas.tables import (
     Row as TableRow,
@@ -85,7 +84,7 @@ class Busy:
         if now - self.reported_at_ms < REPORT_EVERY_MS:
             return []
         self.reported_at_ms = now
-        return [(self.operator, self.calls, self.items, self.seconds, utc(now))]
+        return [(self.operator, self.calls, self.items, self.seconds, now)]
 
 
 def now_ms() -> int:
@@ -167,16 +166,15 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
 
     def _event_time_rows(self, now: int, watermark: int) -> list[TableRow]:
         """One row per source that has a known event time, and one ('*') for the combined watermark."""
-        clock, reported = self._clock, utc(now)
+        clock = self._clock
         known = {source: state for source, state in clock.sources.items() if state.newest_ms != UNKNOWN}
         rows = [
-            (self._name, source, utc(state.newest_ms), utc(clock.source_watermark(source)),
-             clock.is_idle(source, now), reported)
+            (self._name, source, state.newest_ms, clock.source_watermark(source), clock.is_idle(source, now), now)
             for source, state in sorted(known.items())
         ]  # fmt: skip
         if known and watermark != UNKNOWN:
             newest = max(state.newest_ms for state in known.values())
-            rows.append((self._name, "*", utc(newest), utc(watermark), False, reported))
+            rows.append((self._name, "*", newest, watermark, False, now))
         return rows
 
 
@@ -212,8 +210,8 @@ class MapStateDict(MutableMapping[Any, Any]):
         return sum(1 for _ in self)
 
 
-def map_state(runtime_context: RuntimeContext, name: str, key_type: Any = None) -> MapStateDict:
-    descriptor = MapStateDescriptor(name, key_type or Types.STRING(), PICKLED)
+def map_state(runtime_context: RuntimeContext, name: str) -> MapStateDict:
+    descriptor = MapStateDescriptor(name, Types.STRING(), PICKLED)
     return MapStateDict(runtime_context.get_map_state(descriptor))
 
 
@@ -279,7 +277,7 @@ class TrackVehicles(LaneOperator):
 
     def make_stage(self, runtime_context: RuntimeContext) -> VehicleStage:
         self._positions: list[Any] = []
-        entities, expiry = map_state(runtime_context, "vehicles"), map_state(runtime_context, "expiry", Types.LONG())
+        entities, expiry = map_state(runtime_context, "vehicles"), map_state(runtime_context, "expiry")
         return VehicleStage(entities, expiry, self._interval_ms, self._retention)
 
     def take(self, items: list[Any]) -> None:
@@ -300,7 +298,7 @@ class ResolveWaybills(LaneOperator):
 
     def make_stage(self, runtime_context: RuntimeContext) -> WaybillStage:
         self._events: list[Any] = []
-        entities, expiry = map_state(runtime_context, "waybills"), map_state(runtime_context, "expiry", Types.LONG())
+        entities, expiry = map_state(runtime_context, "waybills"), map_state(runtime_context, "expiry")
         return WaybillStage(entities, expiry, self._retention)
 
     def take(self, items: list[Any]) -> None:
@@ -349,7 +347,7 @@ class TrackOrders(LaneOperator):
     def make_stage(self, runtime_context: RuntimeContext) -> OrderStage:
         self._current: list[TableRow] = []
         self._journey: list[TableRow] = []
-        entities, expiry = map_state(runtime_context, "orders"), map_state(runtime_context, "expiry", Types.LONG())
+        entities, expiry = map_state(runtime_context, "orders"), map_state(runtime_context, "expiry")
         return OrderStage(entities, expiry, self._retention)
 
     def take(self, items: list[Any]) -> None:

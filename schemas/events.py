@@ -49,14 +49,22 @@ class OrderEvent:
 
     @property
     def event_id(self) -> str:
-        """Deterministic identity: the same fact told twice has the same id."""
-        fact = f"{self.source}|{self.order.key}|{self.status}|{self.at_ms}|{self.detail}"
+        """Deterministic identity: the same fact told twice has the same id, and events that differ in
+        anything an order's view takes from them differ (so a view never depends on arrival order)."""
+        fact = (
+            f"{self.source}|{self.order.key}|{self.status}|{self.at_ms}|{self.detail}|{self.waybills}|"
+            f"{self.amount_fen}|{self.region_code}|{self.promised_at_ms}|{self.position}"
+        )
         return hashlib.blake2b(fact.encode(), digest_size=12).hexdigest()
 
     @property
     def fact_id(self) -> int:
         """The event id as a number (its first 8 bytes): what an order remembers of each fact."""
-        return int(self.event_id[:16], 16)
+        return fact_id_of(self.event_id)
+
+
+def fact_id_of(event_id: str) -> int:
+    return int(event_id[:16], 16)
 
 
 @compact_pickle

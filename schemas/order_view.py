@@ -17,7 +17,7 @@ from typing import Any
 from schemas.compact import compact_pickle
 from schemas.events import CustomerAssignment, OrderEvent, OrderRef
 from schemas.lifecycle import Status, StatusTrack
-from schemas.tables import Row, utc
+from schemas.tables import Row
 
 FINAL_STATUSES = frozenset({Status.DELIVERED, Status.COMPLETED, Status.CANCELLED, Status.RETURNED})
 Stamped = tuple[int, Any]  # (event time, value): the newest wins, the larger value on a tie
@@ -63,20 +63,25 @@ class OrderView:
             if event.generation <= self.customer_generation:
                 return self
             return replace(self, customer_id=event.customer_id, customer_generation=event.generation)
-        fact = event.fact_id
-        if fact in self.facts:
+        return self.merge(event, event.fact_id)
+
+    def merge(self, event: OrderEvent, fact_id: int) -> OrderView:
+        """apply() for an event whose fact id the caller has computed already."""
+        if fact_id in self.facts:
             return self
         at = event.at_ms
-        return replace(
-            self,
-            track=self.track.observe(event.status, at) if event.status else self.track,
-            facts=self.facts | {fact},
-            waybills=tuple(sorted(set(self.waybills).union(event.waybills))) if event.waybills else self.waybills,
-            amount_fen=_newest(self.amount_fen, at, event.amount_fen),
-            region_code=_newest(self.region_code, at, event.region_code or None),
-            promised_at_ms=_newest(self.promised_at_ms, at, event.promised_at_ms or None),
-            updated_at_ms=max(self.updated_at_ms, at),
-            position=self._newer_position(event),
+        return OrderView(  # positional, not dataclasses.replace: this is the hottest line of the job
+            self.order,
+            self.track.observe(event.status, at) if event.status else self.track,
+            self.facts | {fact_id},
+            self.customer_id,
+            self.customer_generation,
+            tuple(sorted(set(self.waybills).union(event.waybills))) if event.waybills else self.waybills,
+            _newest(self.amount_fen, at, event.amount_fen),
+            _newest(self.region_code, at, event.region_code or None),
+            _newest(self.promised_at_ms, at, event.promised_at_ms or None),
+            max(self.updated_at_ms, at),
+            self._newer_position(event),
         )
 
     def _newer_position(self, event: OrderEvent) -> tuple[int, float, float] | None:
@@ -91,19 +96,18 @@ class OrderView:
         if current is None:
             return None
         status, status_at_ms = current
-        promised = _value(self.promised_at_ms)
         position = self.position
         return (
             self.order.channel,
             self.order.order_id,
             self.customer_id,
             status.value,
-            utc(status_at_ms),
-            utc(self.updated_at_ms),
+            status_at_ms,
+            self.updated_at_ms,
             list(self.waybills),
             _value(self.amount_fen),
             _value(self.region_code),
-            utc(promised) if promised is not None else None,
+            _value(self.promised_at_ms),
             self.version,
-            *((position[1], position[2], utc(position[0])) if position else (None, None, None)),
+            *((position[1], position[2], position[0]) if position else (None, None, None)),
         )

@@ -14,7 +14,7 @@ the watermark, and re-indexes those that were touched since.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -33,6 +33,7 @@ from schemas.events import (
     VehiclePing,
     WaybillLink,
     WaybillPosition,
+    fact_id_of,
 )
 from schemas.identity import IdentityGraph, identifier_kind
 from schemas.order_view import OrderView
@@ -57,25 +58,30 @@ class Retention:
 
 
 class ExpiryIndex:
-    """Entity keys by the day their entity may expire, in its own mapping (MapState in the job)."""
+    """Entity keys by the day their entity may expire, in their own mapping (MapState in the job).
 
-    def __init__(self, days: MutableMapping[int, tuple[str, ...]]) -> None:
-        self._days = days
+    One entry per entity, keyed "day|key", so adding is one write whatever the day's size;
+    a sweep reads the index once."""
+
+    def __init__(self, entries: MutableMapping[str, bool]) -> None:
+        self._entries = entries
 
     def add(self, key: str, expires_at_ms: int) -> None:
-        day = expires_at_ms // DAY_MS
-        self._days[day] = (*self._days.get(day, ()), key)
+        self._entries[f"{expires_at_ms // DAY_MS:08d}|{key}"] = True
 
-    def due(self, watermark_ms: int) -> Iterator[str]:
-        """Keys indexed on days wholly before the watermark's day, each day removed once read."""
-        for day in sorted(d for d in self._days if d < watermark_ms // DAY_MS):
-            yield from self._days.pop(day)
+    def due(self, watermark_ms: int) -> list[str]:
+        """Keys indexed on days wholly before the watermark's day, each entry removed once read."""
+        today = watermark_ms // DAY_MS
+        due = [entry for entry in self._entries if int(entry.split("|", 1)[0]) < today]
+        for entry in due:
+            del self._entries[entry]
+        return [entry.split("|", 1)[1] for entry in due]
 
 
 class Stage(Generic[S]):
     """Entities of one kind in `entities`, with their expiry index."""
 
-    def __init__(self, entities: MutableMapping[str, S], expiry: MutableMapping[int, tuple[str, ...]]) -> None:
+    def __init__(self, entities: MutableMapping[str, S], expiry: MutableMapping[str, bool]) -> None:
         self.entities = entities
         self._expiry = ExpiryIndex(expiry)
 
@@ -90,7 +96,7 @@ class Stage(Generic[S]):
     def sweep(self, watermark_ms: int) -> int:
         """Remove the entities whose time has passed; returns how many went."""
         removed = 0
-        for key in list(self._expiry.due(watermark_ms)):
+        for key in self._expiry.due(watermark_ms):
             entity = self.entities.get(key)
             if entity is None:
                 continue
@@ -370,10 +376,14 @@ class OrderStage(Stage[OrderView]):
             before = self.entities.get(key)
             view = before or OrderView(changes[0].order)
             for change in changes:
-                updated = view.apply(change)
-                if updated is not view and isinstance(change, OrderEvent):
-                    rows.journey.append(ORDER_EVENTS.row(change))
-                view = updated
+                if isinstance(change, OrderEvent):
+                    event_id = change.event_id
+                    updated = view.merge(change, fact_id_of(event_id))
+                    if updated is not view:
+                        rows.journey.append(ORDER_EVENTS.row((event_id, change)))
+                    view = updated
+                else:
+                    view = view.apply(change)
             if view is before:
                 continue
             self.store(key, view, before is None)

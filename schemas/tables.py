@@ -16,7 +16,7 @@ from typing import Any
 
 from schemas.events import CustomerLink, DeadLetter, OrderEvent, OrderModification, ServiceMessage, Signal
 
-Row = tuple[Any, ...]
+Row = tuple[Any, ...]  # times are epoch milliseconds: DateTime64(3) ticks, inserted as they are
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,12 @@ def utc(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
 
-def _journey_row(event: OrderEvent) -> Row:
+def _journey_row(identified: tuple[str, OrderEvent]) -> Row:
+    """The journey row of an event, given with its event id (computed once by whoever has it)."""
+    event_id, event = identified
     status = event.status.value if event.status else ""
     order = event.order
-    return (order.channel, order.order_id, utc(event.at_ms), event.event_id, status, event.source, event.detail)
+    return (order.channel, order.order_id, event.at_ms, event_id, status, event.source, event.detail)
 
 
 def _customer_link_row(link: CustomerLink) -> Row:
@@ -51,20 +53,19 @@ def _customer_link_row(link: CustomerLink) -> Row:
 
 def _modification_row(change: OrderModification) -> Row:
     order = change.order
-    return (order.channel, order.order_id, utc(change.at_ms), change.kind, change.succeeded, change.error)
+    return (order.channel, order.order_id, change.at_ms, change.kind, change.succeeded, change.error)
 
 
 def _service_message_row(message: ServiceMessage) -> Row:
-    return (message.channel, message.order_id, message.identity, utc(message.at_ms), list(message.intents))
+    return (message.channel, message.order_id, message.identity, message.at_ms, list(message.intents))
 
 
 def _signal_row(signal: Signal) -> Row:
-    until = utc(signal.until_ms) if signal.until_ms is not None else None
     return (
         signal.kind,
         signal.subject,
-        utc(signal.at_ms),
-        until,
+        signal.at_ms,
+        signal.until_ms,
         signal.level,
         signal.lat,
         signal.lon,
@@ -80,7 +81,7 @@ def _dead_letter_row(letter: DeadLetter) -> Row:
         letter.raw,
         letter.reason,
         letter.detail,
-        utc(letter.received_at_ms),
+        letter.received_at_ms,
     )
 
 
