@@ -7,7 +7,7 @@ not per record, because the per-record operator call is what costs in PyFlink.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -179,40 +179,72 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
 
 
 class MapStateDict(MutableMapping[Any, Any]):
-    """Flink MapState seen as a dict, so that pure logic written against dicts runs on state."""
+    """Flink MapState seen as a dict, so that pure logic written against dicts runs on state.
 
-    def __init__(self, state: Any) -> None:
+    Every state access crosses into the JVM (and may hand the GIL to another operator's thread),
+    so writes wait in `pending` until `commit()` puts them all in one call, and reads go through
+    a bounded cache of deserialized values (absent keys included). The cache cannot go stale:
+    this operator instance is the only writer of its keys, every write goes through it, the
+    stages never change a value in place, and a restore or rescale makes new instances. The
+    operator commits before its call returns, so a checkpoint never misses a pending write.
+    """
+
+    def __init__(self, state: Any, cache_entries: int) -> None:
         self._state = state
+        self._capacity = cache_entries
+        self._cache: OrderedDict[Any, Any] = OrderedDict()
+        self._pending: dict[Any, Any] = {}
+
+    def commit(self) -> None:
+        if self._pending:
+            self._state.put_all(self._pending)
+            self._pending = {}
 
     def get(self, key: Any, default: Any = None) -> Any:
-        value = self._state.get(key)  # one state access; stored values are never None
+        value = self._read(key)  # stored values are never None
         return default if value is None else value
 
     def __getitem__(self, key: Any) -> Any:
-        value = self._state.get(key)
+        value = self._read(key)
         if value is None:
             raise KeyError(key)
         return value
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._state.put(key, value)
+        self._pending[key] = value
+        self._remember(key, value)
 
     def __delitem__(self, key: Any) -> None:
+        self._pending.pop(key, None)
         self._state.remove(key)
+        self._remember(key, None)
 
     def __contains__(self, key: object) -> bool:
-        return bool(self._state.contains(key))
+        return self._read(key) is not None
 
     def __iter__(self) -> Iterator[Any]:
+        self.commit()
         return iter(list(self._state.keys()))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def _read(self, key: Any) -> Any:
+        if key in self._pending:
+            return self._pending[key]
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = self._state.get(key)
+        self._remember(key, value)
+        return value
 
-def map_state(runtime_context: RuntimeContext, name: str) -> MapStateDict:
-    descriptor = MapStateDescriptor(name, Types.STRING(), PICKLED)
-    return MapStateDict(runtime_context.get_map_state(descriptor))
+    def _remember(self, key: Any, value: Any) -> None:
+        if self._capacity:
+            self._cache[key] = value
+            self._cache.move_to_end(key)
+            if len(self._cache) > self._capacity:
+                self._cache.popitem(last=False)
 
 
 class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
@@ -222,8 +254,9 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
 
     NAME = ""
 
-    def __init__(self, lanes: Lanes) -> None:
+    def __init__(self, lanes: Lanes, cache_entries: int) -> None:
         self._lanes = lanes
+        self._cache_entries = cache_entries
 
     def open(self, runtime_context: RuntimeContext) -> None:
         subtask = subtask_index(runtime_context)
@@ -232,10 +265,20 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._watermarks = WatermarkMerge()
         self._swept_day = runtime_context.get_state(ValueStateDescriptor("swept-day", Types.LONG()))
         self._busy = Busy(self._name)
+        self._states: list[MapStateDict] = []
         self.stage = self.make_stage(runtime_context)
 
     def make_stage(self, runtime_context: RuntimeContext) -> Stage[Any] | CustomerStage:
         raise NotImplementedError
+
+    def entities(self, runtime_context: RuntimeContext, name: str) -> MapStateDict:
+        return self.state(runtime_context, name, self._cache_entries)
+
+    def state(self, runtime_context: RuntimeContext, name: str, cache_entries: int = 0) -> MapStateDict:
+        descriptor = MapStateDescriptor(name, Types.STRING(), PICKLED)
+        mapping = MapStateDict(runtime_context.get_map_state(descriptor), cache_entries)
+        self._states.append(mapping)
+        return mapping
 
     def take(self, items: list[Any]) -> None:
         raise NotImplementedError
@@ -248,6 +291,8 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         watermark = self._watermarks.update(batch.upstream, batch.watermark_ms)
         self.take(batch.items)
         self._sweep(watermark)
+        for mapping in self._states:
+            mapping.commit()
         outputs = [*self.release(watermark), *self._stats()] if batch.last else []
         self._busy.add(len(batch.items), time.perf_counter() - started)
         yield from outputs
@@ -270,14 +315,17 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
 class TrackVehicles(LaneOperator):
     NAME = "vehicles"
 
-    def __init__(self, lanes: Lanes, interval_ms: int, retention: Retention) -> None:
-        super().__init__(lanes)
+    def __init__(self, lanes: Lanes, cache_entries: int, interval_ms: int, retention: Retention) -> None:
+        super().__init__(lanes, cache_entries)
         self._interval_ms = interval_ms
         self._retention = retention
 
     def make_stage(self, runtime_context: RuntimeContext) -> VehicleStage:
         self._positions: list[Any] = []
-        entities, expiry = map_state(runtime_context, "vehicles"), map_state(runtime_context, "expiry")
+        entities, expiry = (
+            self.entities(runtime_context, "vehicles"),
+            self.state(runtime_context, "expiry"),
+        )
         return VehicleStage(entities, expiry, self._interval_ms, self._retention)
 
     def take(self, items: list[Any]) -> None:
@@ -292,13 +340,16 @@ class TrackVehicles(LaneOperator):
 class ResolveWaybills(LaneOperator):
     NAME = "waybills"
 
-    def __init__(self, lanes: Lanes, retention: Retention) -> None:
-        super().__init__(lanes)
+    def __init__(self, lanes: Lanes, cache_entries: int, retention: Retention) -> None:
+        super().__init__(lanes, cache_entries)
         self._retention = retention
 
     def make_stage(self, runtime_context: RuntimeContext) -> WaybillStage:
         self._events: list[Any] = []
-        entities, expiry = map_state(runtime_context, "waybills"), map_state(runtime_context, "expiry")
+        entities, expiry = (
+            self.entities(runtime_context, "waybills"),
+            self.state(runtime_context, "expiry"),
+        )
         return WaybillStage(entities, expiry, self._retention)
 
     def take(self, items: list[Any]) -> None:
@@ -313,14 +364,17 @@ class ResolveWaybills(LaneOperator):
 class ResolveCustomers(LaneOperator):
     NAME = "customers"
 
-    def __init__(self, lanes: Lanes, strong_kinds: frozenset[str]) -> None:
-        super().__init__(lanes)
+    def __init__(self, lanes: Lanes, cache_entries: int, strong_kinds: frozenset[str]) -> None:
+        super().__init__(lanes, cache_entries)
         self._strong_kinds = strong_kinds
 
     def make_stage(self, runtime_context: RuntimeContext) -> CustomerStage:
         self._assignments: list[Any] = []
         self._links: list[TableRow] = []
-        parents, components = map_state(runtime_context, "parents"), map_state(runtime_context, "components")
+        parents, components = (
+            self.entities(runtime_context, "parents"),
+            self.entities(runtime_context, "components"),
+        )
         return CustomerStage(parents, components, self._strong_kinds)
 
     def take(self, items: list[Any]) -> None:
@@ -340,14 +394,17 @@ class ResolveCustomers(LaneOperator):
 class TrackOrders(LaneOperator):
     NAME = "orders"
 
-    def __init__(self, lanes: Lanes, retention: Retention) -> None:
-        super().__init__(lanes)
+    def __init__(self, lanes: Lanes, cache_entries: int, retention: Retention) -> None:
+        super().__init__(lanes, cache_entries)
         self._retention = retention
 
     def make_stage(self, runtime_context: RuntimeContext) -> OrderStage:
         self._current: list[TableRow] = []
         self._journey: list[TableRow] = []
-        entities, expiry = map_state(runtime_context, "orders"), map_state(runtime_context, "expiry")
+        entities, expiry = (
+            self.entities(runtime_context, "orders"),
+            self.state(runtime_context, "expiry"),
+        )
         return OrderStage(entities, expiry, self._retention)
 
     def take(self, items: list[Any]) -> None:

@@ -96,7 +96,7 @@ def lanes_for(settings: Settings) -> Lanes:
 def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     env.set_max_parallelism(settings.max_parallelism)
     lanes = lanes_for(settings)
-    retention = Retention()
+    retention, cache = Retention(), settings.state_cache_entries
     table_env = StreamTableEnvironment.create(env)
     table_env.execute_sql(kafka_source_ddl(settings, sorted(ADAPTERS)))
     batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings)))
@@ -108,21 +108,21 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     normalized = batches.process(normalize, output_type=PICKLED).name("normalize").uid("normalize")
     positions = _keyed(
         normalized.get_side_output(operators.VEHICLE_BATCHES),
-        operators.TrackVehicles(lanes, settings.position_update_interval_ms, retention),
+        operators.TrackVehicles(lanes, cache, settings.position_update_interval_ms, retention),
         "track vehicles",
     )
     waybill_events = _keyed(
         normalized.get_side_output(operators.WAYBILL_BATCHES).union(positions),
-        operators.ResolveWaybills(lanes, retention),
+        operators.ResolveWaybills(lanes, cache, retention),
         "resolve waybills",
     )
     customers = _keyed(
         normalized.get_side_output(operators.CUSTOMER_BATCHES),
-        operators.ResolveCustomers(lanes, load_strong_kinds()),
+        operators.ResolveCustomers(lanes, cache, load_strong_kinds()),
         "resolve customers",
     )
     order_rows = _keyed(
-        normalized.union(waybill_events, customers), operators.TrackOrders(lanes, retention), "track orders"
+        normalized.union(waybill_events, customers), operators.TrackOrders(lanes, cache, retention), "track orders"
     )
     writes = order_rows.union(
         *(stream.get_side_output(operators.WRITES) for stream in (normalized, positions, waybill_events, customers))

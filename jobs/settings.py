@@ -48,6 +48,8 @@ class Settings:
     # A standalone session cluster on this machine (`orderscope cluster`): its REST and RPC ports.
     flink_rest_port: int = 8081
     flink_rpc_port: int = 6123
+    # Entities each operator instance keeps deserialized, besides Flink state (a read cache).
+    state_cache_entries: int = 100_000
     # Raw records are processed in micro-batches of this much processing time.
     batch_window_ms: int = 200
     # Event time: a source's watermark trails its newest event by this much; a source silent
