@@ -31,6 +31,10 @@ test: setup
 unit: setup
 	$(BIN)/pytest tests/unit
 
+# A benchmark, not a test: about 10-15 minutes on its own stack; `make bench BENCH_ARGS=--quick` for a short run.
+bench: setup
+	$(BIN)/python -m jobs.bench $(BENCH_ARGS)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

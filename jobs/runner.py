@@ -21,7 +21,7 @@ from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 
 from connectors import kafka
-from connectors.local import FLINK_JARS_DIR
+from connectors.local import CHECKPOINTING, FLINK_JARS_DIR
 from jobs import order_visibility
 from jobs.settings import PROJECT_ROOT, Settings
 from schemas.adapters import ADAPTERS
@@ -44,12 +44,9 @@ def local_configuration(settings: Settings, restore_from: Path | None) -> dict[s
         "python.executable": sys.executable,
         "pipeline.jars": ";".join(jar.as_uri() for jar in jars),
         "parallelism.default": str(settings.parallelism),
-        "state.backend.type": "hashmap",
+        **CHECKPOINTING,
         "execution.checkpointing.interval": f"{settings.checkpoint_interval_ms} ms",
         "execution.checkpointing.dir": settings.checkpoints.resolve().as_uri(),
-        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "execution.checkpointing.num-retained": "2",
-        "restart-strategy.type": "exponential-delay",
         # Kafka's client threads outlive the job's class loader at cancel; the check only adds noise.
         "classloader.check-leaked-classloader": "false",
     }

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import pyflink
 import yaml
 
+from connectors.local import CHECKPOINTING
 from connectors.local.process import ManagedProcess, StartupError
 
 Report = Callable[[str], None]
@@ -198,11 +199,8 @@ class FlinkCluster:
             "taskmanager.memory.process.size": "1536m",
             "taskmanager.memory.managed.size": "64m",
             "taskmanager.numberOfTaskSlots": "1",
-            "state.backend.type": "hashmap",
+            **CHECKPOINTING,
             "execution.checkpointing.dir": self.checkpoints.resolve().as_uri(),
-            "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-            "execution.checkpointing.num-retained": "2",
-            "restart-strategy.type": "exponential-delay",
             # Kafka's client threads outlive the job's class loader at cancel; the check only adds noise.
             "classloader.check-leaked-classloader": "false",
         }
@@ -222,6 +220,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _require_free_ports(**ports: int) -> None:
     for purpose, port in ports.items():
         with socket.socket() as probe:
+            probe.setsockopt(
+                socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+            )  # a port left in TIME_WAIT by a stopped cluster is free
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
