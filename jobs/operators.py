@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +54,14 @@ from schemas.tables import (
 )
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
-VEHICLE_BATCHES = OutputTag("vehicle-batches", PICKLED)
-WAYBILL_BATCHES = OutputTag("waybill-batches", PICKLED)
-CUSTOMER_BATCHES = OutputTag("customer-batches", PICKLED)
-WRITES = OutputTag("writes", PICKLED)
+# What every keyed operator receives: (key, value), keyed on the JVM side (order_visibility.keyed_by_key).
+KEYED = Types.ROW([Types.INT(), PICKLED])
+VEHICLE_BATCHES = OutputTag("vehicle-batches", KEYED)
+WAYBILL_BATCHES = OutputTag("waybill-batches", KEYED)
+CUSTOMER_BATCHES = OutputTag("customer-batches", KEYED)
+WRITES = OutputTag("writes", KEYED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
 CUSTOMER_LANE = 0  # identity resolution is one graph: its merges can join any two customers
-Writes = tuple[int, dict[str, list[TableRow]]]  # writer key, rows by table
 REPORT_EVERY_MS = 5000
 
 
@@ -100,12 +101,13 @@ def subtask_index(runtime_context: RuntimeContext) -> int:
         return int(runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask())
 
 
-def lane_of(batch: Batch) -> int:
-    return batch.lane
+def keyed(batch: Batch) -> Row:
+    return Row(batch.lane, batch)
 
 
-def writer_key_of(writes: Writes) -> int:
-    return writes[0]
+def keyed_batches(batches: Iterator[Batch], tag: OutputTag | None = None) -> Iterator[Any]:
+    for batch in batches:
+        yield keyed(batch) if tag is None else (tag, keyed(batch))
 
 
 class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
@@ -151,18 +153,18 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
                     self._clock.observe(topic, at_ms, now)
         watermark = self._clock.watermark(now)
         lanes = self._lanes
-        yield from framed(by_lane(routed.orders, lanes, order_key), lanes, self._name, watermark)
-        for element in framed(by_lane(routed.vehicles, lanes, vehicle_of), lanes, self._name, watermark):
-            yield VEHICLE_BATCHES, element
-        for element in framed(by_lane(routed.waybills, lanes, waybill_of), lanes, self._name, watermark):
-            yield WAYBILL_BATCHES, element
+        yield from keyed_batches(framed(by_lane(routed.orders, lanes, order_key), lanes, self._name, watermark))
+        vehicles = framed(by_lane(routed.vehicles, lanes, vehicle_of), lanes, self._name, watermark)
+        yield from keyed_batches(vehicles, VEHICLE_BATCHES)
+        waybills = framed(by_lane(routed.waybills, lanes, waybill_of), lanes, self._name, watermark)
+        yield from keyed_batches(waybills, WAYBILL_BATCHES)
         if routed.customers:
-            yield CUSTOMER_BATCHES, Batch(CUSTOMER_LANE, True, self._name, watermark, routed.customers)
+            yield CUSTOMER_BATCHES, keyed(Batch(CUSTOMER_LANE, True, self._name, watermark, routed.customers))
         if stats := self._busy.report(now):
             rows[OPERATOR_STATS.name].extend(stats)
             rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark))
         if rows:
-            yield WRITES, (self._writer_key, dict(rows))
+            yield WRITES, Row(self._writer_key, dict(rows))
 
     def _event_time_rows(self, now: int, watermark: int) -> list[TableRow]:
         """One row per source that has a known event time, and one ('*') for the combined watermark."""
@@ -297,13 +299,17 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._busy.add(len(batch.items), time.perf_counter() - started)
         yield from outputs
 
+    def onward(self, items: list[Any], key: Callable[[Any], str], watermark_ms: int) -> Iterator[Row]:
+        """Items for the next keyed operator, one batch per lane."""
+        return keyed_batches(framed(by_lane(items, self._lanes, key), self._lanes, self._name, watermark_ms))
+
     def _stats(self) -> Iterator[Any]:
         if stats := self._busy.report(now_ms()):
             yield self.to_writer({OPERATOR_STATS.name: stats})
 
     def to_writer(self, rows: dict[str, list[TableRow]]) -> Any:
         """Rows for the writer: a side output, except from the operator whose main output is the writer."""
-        return WRITES, (self._writer_key, rows)
+        return WRITES, Row(self._writer_key, rows)
 
     def _sweep(self, watermark_ms: int) -> None:
         day = watermark_ms // DAY_MS
@@ -332,9 +338,11 @@ class TrackVehicles(LaneOperator):
         assert isinstance(self.stage, VehicleStage)
         self._positions.extend(self.stage.apply(items))
 
-    def release(self, watermark_ms: int) -> Iterator[Batch]:
+    def release(self, watermark_ms: int) -> Iterator[Row]:
         positions, self._positions = self._positions, []
-        yield from framed(by_lane(positions, self._lanes, waybill_of), self._lanes, self._name, watermark_ms)
+        yield from keyed_batches(
+            framed(by_lane(positions, self._lanes, waybill_of), self._lanes, self._name, watermark_ms)
+        )
 
 
 class ResolveWaybills(LaneOperator):
@@ -356,9 +364,9 @@ class ResolveWaybills(LaneOperator):
         assert isinstance(self.stage, WaybillStage)
         self._events.extend(self.stage.apply(items))
 
-    def release(self, watermark_ms: int) -> Iterator[Batch]:
+    def release(self, watermark_ms: int) -> Iterator[Row]:
         events, self._events = self._events, []
-        yield from framed(by_lane(events, self._lanes, order_key), self._lanes, self._name, watermark_ms)
+        yield from self.onward(events, order_key, watermark_ms)
 
 
 class ResolveCustomers(LaneOperator):
@@ -386,7 +394,7 @@ class ResolveCustomers(LaneOperator):
     def release(self, watermark_ms: int) -> Iterator[Any]:
         assignments, self._assignments = self._assignments, []
         links, self._links = self._links, []
-        yield from framed(by_lane(assignments, self._lanes, order_key), self._lanes, self._name, watermark_ms)
+        yield from self.onward(assignments, order_key, watermark_ms)
         if links:
             yield self.to_writer({CUSTOMER_LINKS.name: links})
 
@@ -413,14 +421,14 @@ class TrackOrders(LaneOperator):
         self._current.extend(rows.current)
         self._journey.extend(rows.journey)
 
-    def release(self, watermark_ms: int) -> Iterator[Writes]:
+    def release(self, watermark_ms: int) -> Iterator[Row]:
         rows = {ORDERS_CURRENT.name: self._current, ORDER_EVENTS.name: self._journey}
         self._current, self._journey = [], []
         if any(rows.values()):
             yield self.to_writer({table: table_rows for table, table_rows in rows.items() if table_rows})
 
-    def to_writer(self, rows: dict[str, list[TableRow]]) -> Writes:
-        return self._writer_key, rows
+    def to_writer(self, rows: dict[str, list[TableRow]]) -> Row:
+        return Row(self._writer_key, rows)
 
 
 class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]
@@ -452,8 +460,7 @@ class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]
         for writer in getattr(self, "_writers", {}).values():
             writer.close()
 
-    def process_element(self, writes: Writes, ctx: KeyedProcessFunction.Context) -> None:
-        rows_by_table = writes[1]
+    def process_element(self, rows_by_table: dict[str, list[TableRow]], ctx: KeyedProcessFunction.Context) -> None:
         if not rows_by_table:
             return
         self._chunks.add(rows_by_table)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from pyflink.common import Types
 from pyflink.common.serialization import SimpleStringSchema
-from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 from pyflink.java_gateway import get_gateway
@@ -105,7 +105,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     normalize = operators.NormalizeBatches(
         settings.pii_key, lanes, settings.out_of_orderness_ms, settings.source_idleness_ms
     )
-    normalized = batches.process(normalize, output_type=PICKLED).name("normalize").uid("normalize")
+    normalized = batches.process(normalize, output_type=operators.KEYED).name("normalize").uid("normalize")
     positions = _keyed(
         normalized.get_side_output(operators.VEHICLE_BATCHES),
         operators.TrackVehicles(lanes, cache, settings.position_update_interval_ms, retention),
@@ -129,12 +129,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     )
     target = settings.clickhouse
     writer = operators.ClickHouseWriter(target, settings.sink_flush_interval_ms, settings.sink_max_batch_rows)
-    (
-        writes.key_by(operators.writer_key_of, key_type=Types.INT())
-        .process(writer)
-        .name("clickhouse writer")
-        .uid("clickhouse-writer")
-    )
+    (keyed_by_key(writes).process(writer).name("clickhouse writer").uid("clickhouse-writer"))
     (
         normalized.get_side_output(operators.DEAD_LETTER_RECORDS)
         .sink_to(_dead_letter_topic(settings))
@@ -143,13 +138,20 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     )
 
 
+def keyed_by_key(stream: DataStream) -> KeyedStream:
+    """A stream of (key, value) Rows keyed by their first field, on the JVM side.
+
+    PyFlink's own key_by adds a Python operator that unpickles every element only to
+    pair it with its key and pickle it again; our operators emit the pair themselves
+    (operators.KEYED), so the pair is keyed exactly as key_by would key it, without it.
+    """
+    jvm = get_gateway().jvm
+    key_type = Types.ROW([Types.INT()]).get_java_type_info()
+    return KeyedStream(stream._j_data_stream.keyBy(jvm.KeyByKeySelector(), key_type), PICKLED, stream)
+
+
 def _keyed(stream: DataStream, function: operators.LaneOperator, name: str) -> DataStream:
-    return (
-        stream.key_by(operators.lane_of, key_type=Types.INT())
-        .process(function, output_type=PICKLED)
-        .name(name)
-        .uid(name.replace(" ", "-"))
-    )
+    return keyed_by_key(stream).process(function, output_type=operators.KEYED).name(name).uid(name.replace(" ", "-"))
 
 
 def _dead_letter_topic(settings: Settings) -> KafkaSink:
