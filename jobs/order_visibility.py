@@ -57,7 +57,7 @@ def kafka_source_ddl(settings: Settings, topics: Sequence[str]) -> str:
             'properties.bootstrap.servers' = '{settings.bootstrap_servers}',
             'properties.group.id' = '{settings.consumer_group}',
             'properties.commit.offsets.on.checkpoint' = 'true',
-            'scan.startup.mode' = 'earliest-offset',
+            'scan.startup.mode' = '{settings.start_from}-offset',
             'format' = 'raw'
         )"""
 

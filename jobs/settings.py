@@ -32,6 +32,8 @@ class Settings:
     kafka_bootstrap_servers: str = ""
     kafka_partitions: int = 2
     consumer_group: str = "orderscope-order-visibility"
+    # Where a job without a checkpoint starts reading: "earliest" (everything kept) or "latest" (new records only).
+    start_from: str = "earliest"
     # ClickHouse: the local embedded server's port, or any server's URL.
     clickhouse_port: int = 8123
     clickhouse_url: str = ""
@@ -73,7 +75,10 @@ class Settings:
             name = ENV_PREFIX + spec.name.upper()
             if name in environ:
                 values[spec.name] = _parse(name, environ[name], hints[spec.name])
-        return cls(**values)
+        settings = cls(**values)
+        if settings.start_from not in ("earliest", "latest"):
+            raise SettingsError(f"{ENV_PREFIX}START_FROM={settings.start_from!r} is neither earliest nor latest")
+        return settings
 
     @property
     def bootstrap_servers(self) -> str:
