@@ -256,15 +256,16 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
 
     NAME = ""
 
-    def __init__(self, lanes: Lanes, cache_entries: int) -> None:
+    def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int) -> None:
         self._lanes = lanes
         self._cache_entries = cache_entries
+        self._idleness_ms = idleness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         subtask = subtask_index(runtime_context)
         self._name = f"{self.NAME}-{subtask}"
         self._writer_key = self._lanes.writer_keys[subtask]
-        self._watermarks = WatermarkMerge()
+        self._watermarks = WatermarkMerge(self._idleness_ms)
         self._swept_day = runtime_context.get_state(ValueStateDescriptor("swept-day", Types.LONG()))
         self._busy = Busy(self._name)
         self._states: list[MapStateDict] = []
@@ -290,7 +291,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, batch: Batch, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         started = time.perf_counter()
-        watermark = self._watermarks.update(batch.upstream, batch.watermark_ms)
+        watermark = self._watermarks.update(batch.upstream, batch.watermark_ms, now_ms())
         self.take(batch.items)
         self._sweep(watermark)
         for mapping in self._states:
@@ -321,8 +322,8 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
 class TrackVehicles(LaneOperator):
     NAME = "vehicles"
 
-    def __init__(self, lanes: Lanes, cache_entries: int, interval_ms: int, retention: Retention) -> None:
-        super().__init__(lanes, cache_entries)
+    def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, interval_ms: int, retention: Retention):
+        super().__init__(lanes, cache_entries, idleness_ms)
         self._interval_ms = interval_ms
         self._retention = retention
 
@@ -348,8 +349,8 @@ class TrackVehicles(LaneOperator):
 class ResolveWaybills(LaneOperator):
     NAME = "waybills"
 
-    def __init__(self, lanes: Lanes, cache_entries: int, retention: Retention) -> None:
-        super().__init__(lanes, cache_entries)
+    def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, retention: Retention) -> None:
+        super().__init__(lanes, cache_entries, idleness_ms)
         self._retention = retention
 
     def make_stage(self, runtime_context: RuntimeContext) -> WaybillStage:
@@ -372,8 +373,8 @@ class ResolveWaybills(LaneOperator):
 class ResolveCustomers(LaneOperator):
     NAME = "customers"
 
-    def __init__(self, lanes: Lanes, cache_entries: int, strong_kinds: frozenset[str]) -> None:
-        super().__init__(lanes, cache_entries)
+    def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, strong_kinds: frozenset[str]) -> None:
+        super().__init__(lanes, cache_entries, idleness_ms)
         self._strong_kinds = strong_kinds
 
     def make_stage(self, runtime_context: RuntimeContext) -> CustomerStage:
@@ -402,8 +403,8 @@ class ResolveCustomers(LaneOperator):
 class TrackOrders(LaneOperator):
     NAME = "orders"
 
-    def __init__(self, lanes: Lanes, cache_entries: int, retention: Retention) -> None:
-        super().__init__(lanes, cache_entries)
+    def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, retention: Retention) -> None:
+        super().__init__(lanes, cache_entries, idleness_ms)
         self._retention = retention
 
     def make_stage(self, runtime_context: RuntimeContext) -> OrderStage:

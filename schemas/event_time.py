@@ -59,16 +59,16 @@ class EventClock:
 
 @dataclass
 class WatermarkMerge:
-    """Downstream of several parallel upstream instances: time is as far as the slowest of them."""
+    """Downstream of several parallel upstream instances: time is as far as the slowest of those that
+    spoke within the idleness timeout (processing time), so a quiet upstream holds no one back."""
 
-    _by_upstream: dict[str, int] = field(default_factory=dict)
+    idleness_ms: int
+    _by_upstream: dict[str, tuple[int, int]] = field(default_factory=dict)  # watermark, heard at
     _combined_ms: int = UNKNOWN
 
-    def update(self, upstream: str, watermark_ms: int) -> int:
-        self._by_upstream[upstream] = max(self._by_upstream.get(upstream, UNKNOWN), watermark_ms)
-        self._combined_ms = max(self._combined_ms, min(self._by_upstream.values()))
-        return self._combined_ms
-
-    @property
-    def current(self) -> int:
+    def update(self, upstream: str, watermark_ms: int, now_ms: int) -> int:
+        previous = self._by_upstream.get(upstream, (UNKNOWN, now_ms))[0]
+        self._by_upstream[upstream] = (max(previous, watermark_ms), now_ms)
+        active = [mark for mark, heard in self._by_upstream.values() if now_ms - heard <= self.idleness_ms]
+        self._combined_ms = max(self._combined_ms, min(active))
         return self._combined_ms

@@ -89,6 +89,7 @@ class WaybillLink:
 
     waybill: str
     order: OrderRef
+    at_ms: int  # event time of the source event that told it
 
 
 @compact_pickle

@@ -90,7 +90,7 @@ class OrderMapping:
             region_code=self._text_field(payload, "region_code"),
             promised_at_ms=self._time(payload, promised, "promised_at") if promised is not None else None,
         )
-        return [event, WaybillLink(waybill, order)] if waybill else [event]
+        return [event, WaybillLink(waybill, order, event.at_ms)] if waybill else [event]
 
     def _payload(self, raw: str) -> dict[str, Any]:
         if self.payload_format == "csv":

@@ -2,11 +2,13 @@
 
 The merge depends only on the set of facts seen, never on their arrival order:
 the status follows the lifecycle (schemas/lifecycle.py), and every other field
-takes the value of the newest event (by event time) that carries it. So does the
-row's version: the number of distinct facts merged plus the customer's
-generation. Both only grow, and the complete view has the highest version of
-all, so after any replay, restore or fresh run the newest complete row wins in
-ReplacingMergeTree(version), however the input interleaved.
+takes the value of the newest event (by event time) that carries it. So does
+the row's version: the number of distinct facts merged (positions passed on
+from a vehicle are not counted) plus the customer's generation. The fact count
+only grows and is highest for the complete view, so after a replay, restore or
+fresh run in any order the complete row wins in ReplacingMergeTree(version).
+Known gap: the customer's generation (its component's size when the order was
+last assigned) can differ between interleavings of identity merges.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from schemas.compact import compact_pickle
 from schemas.events import CustomerAssignment, OrderEvent, OrderRef
 from schemas.lifecycle import Status, StatusTrack
 from schemas.tables import Row
+from schemas.topics import RAW_GPS
 
-FINAL_STATUSES = frozenset({Status.DELIVERED, Status.COMPLETED, Status.CANCELLED, Status.RETURNED})
+# Delivered is not final: the buyer's confirmation, an exchange or a return may follow days later.
+FINAL_STATUSES = frozenset({Status.COMPLETED, Status.CANCELLED, Status.RETURNED})
 Stamped = tuple[int, Any]  # (event time, value): the newest wins, the larger value on a tie
 
 
@@ -67,6 +71,8 @@ class OrderView:
 
     def merge(self, event: OrderEvent, fact_id: int) -> OrderView:
         """apply() for an event whose fact id the caller has computed already."""
+        if event.source == RAW_GPS:
+            return self._located(event)
         if fact_id in self.facts:
             return self
         at = event.at_ms
@@ -83,6 +89,14 @@ class OrderView:
             max(self.updated_at_ms, at),
             self._newer_position(event),
         )
+
+    def _located(self, event: OrderEvent) -> OrderView:
+        """A position passed on from the order's vehicle moves the order but is no fact of the version:
+        how many pings reach an order depends on how manifests and pings interleave."""
+        position = self._newer_position(event)
+        if position == self.position:
+            return self
+        return replace(self, position=position, updated_at_ms=max(self.updated_at_ms, event.at_ms))
 
     def _newer_position(self, event: OrderEvent) -> tuple[int, float, float] | None:
         if event.position is None:

@@ -50,7 +50,7 @@ S = TypeVar("S")
 class Retention:
     """How long (event time) entities stay in state after their last event."""
 
-    finished_order_ms: int = 2 * DAY_MS
+    finished_order_ms: int = 7 * DAY_MS  # late confirmations and return requests still find the order
     open_order_ms: int = 30 * DAY_MS
     unlinked_waybill_ms: int = 3 * DAY_MS
     linked_waybill_ms: int = 30 * DAY_MS
@@ -88,10 +88,13 @@ class Stage(Generic[S]):
     def expires_at(self, entity: S) -> int:
         raise NotImplementedError
 
-    def store(self, key: str, entity: S, is_new: bool) -> None:
+    def store(self, key: str, entity: S, before: S | None) -> None:
+        """Store the entity; index it when new, and again when its expiry moved earlier (an order became
+        final): a sweep re-checks every entry, so an entity indexed twice is harmless."""
         self.entities[key] = entity
-        if is_new:
-            self._expiry.add(key, self.expires_at(entity))
+        expires_at = self.expires_at(entity)
+        if before is None or expires_at // DAY_MS < self.expires_at(before) // DAY_MS:
+            self._expiry.add(key, expires_at)
 
     def sweep(self, watermark_ms: int) -> int:
         """Remove the entities whose time has passed; returns how many went."""
@@ -194,7 +197,7 @@ class VehicleStage(Stage[Vehicle]):
             for change in changes:
                 vehicle = self._observe(vehicle, change, positions)
             if vehicle is not before:
-                self.store(vehicle_id, vehicle, before is None)
+                self.store(vehicle_id, vehicle, before)
         return positions
 
     def _observe(self, vehicle: Vehicle, event: VehicleLoad | VehiclePing, out: list[WaybillPosition]) -> Vehicle:
@@ -263,7 +266,7 @@ class WaybillStage(Stage[Waybill]):
             for change in changes:
                 waybill = self._observe(waybill, change, out)
             if waybill is not before:
-                self.store(waybill_id, waybill, before is None)
+                self.store(waybill_id, waybill, before)
         return out
 
     def _observe(self, waybill: Waybill, event: WaybillEvent, out: list[OrderEvent]) -> Waybill:
@@ -273,11 +276,12 @@ class WaybillStage(Stage[Waybill]):
             out.extend(_addressed(scan, event.order) for scan in waybill.pending)
             if waybill.waiting_position is not None:
                 out.append(_located(waybill.waiting_position, event.order))
-            return replace(waybill, order=event.order, pending=(), waiting_position=None)
+            seen = max(waybill.last_seen_ms, event.at_ms)
+            return replace(waybill, order=event.order, pending=(), waiting_position=None, last_seen_ms=seen)
         if isinstance(event, WaybillPosition):
             if waybill.order is not None:
                 out.append(_located(event, waybill.order))
-                return waybill
+                return replace(waybill, last_seen_ms=max(waybill.last_seen_ms, event.at_ms))
             waiting = waybill.waiting_position
             if waiting is None or event.at_ms > waiting.at_ms:
                 return replace(waybill, waiting_position=event, last_seen_ms=max(waybill.last_seen_ms, event.at_ms))
@@ -386,7 +390,7 @@ class OrderStage(Stage[OrderView]):
                     view = view.apply(change)
             if view is before:
                 continue
-            self.store(key, view, before is None)
+            self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
         return rows

@@ -65,7 +65,7 @@ def test_tmall_ship_links_the_waybill_to_the_order(ids: Pseudonymizer) -> None:
             status=Status.SHIPPED,
             waybills=("YT7781234455661",),
         ),
-        WaybillLink("YT7781234455661", OrderRef("tmall", "3910028811452201538")),
+        WaybillLink("YT7781234455661", OrderRef("tmall", "3910028811452201538"), events[0].at_ms),
     ]
 
 
@@ -93,7 +93,7 @@ def test_wms_outbound_scan_means_shipped(ids: Pseudonymizer) -> None:
     events = normalize(ids, topics.RAW_WMS, example("wms.json")[2])
     assert isinstance(events, list)
     assert events[0].status == Status.SHIPPED
-    assert events[1] == WaybillLink("YT7781234455661", OrderRef("tmall", "3910028811452201538"))
+    assert events[1] == WaybillLink("YT7781234455661", OrderRef("tmall", "3910028811452201538"), events[0].at_ms)
 
 
 def test_carrier_push_gives_every_scan_newest_with_the_push_state(ids: Pseudonymizer) -> None:

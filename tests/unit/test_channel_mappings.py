@@ -51,7 +51,7 @@ def test_douyin_address_change_is_no_lifecycle_step_but_updates_region(ids: Pseu
 def test_douyin_seller_ship_links_its_waybill(ids: Pseudonymizer) -> None:
     event, link = events(ids, "raw.orders.douyin", example("douyin.json")[3])
     assert (event.status, event.waybills) == (Status.SHIPPED, ("SF1462093817220",))
-    assert link == WaybillLink("SF1462093817220", OrderRef("douyin", "6921847710293847112"))
+    assert link == WaybillLink("SF1462093817220", OrderRef("douyin", "6921847710293847112"), link.at_ms)
 
 
 def test_xiaohongshu_epoch_milliseconds_and_customs_code(ids: Pseudonymizer) -> None:

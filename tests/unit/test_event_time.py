@@ -54,8 +54,15 @@ def test_time_stands_still_while_every_source_is_idle() -> None:
 
 
 def test_downstream_time_is_that_of_the_slowest_upstream_instance() -> None:
-    merge = WatermarkMerge()
-    assert merge.update("normalize-0", 500) == 500
-    assert merge.update("normalize-1", 300) == 500  # never back
-    assert merge.update("normalize-0", 900) == 500
-    assert merge.update("normalize-1", 800) == 800
+    merge = WatermarkMerge(idleness_ms=10_000)
+    assert merge.update("normalize-0", 500, now_ms=NOW) == 500
+    assert merge.update("normalize-1", 300, now_ms=NOW) == 500  # never back
+    assert merge.update("normalize-0", 900, now_ms=NOW) == 500
+    assert merge.update("normalize-1", 800, now_ms=NOW) == 800
+
+
+def test_a_quiet_upstream_instance_does_not_hold_downstream_time_back() -> None:
+    merge = WatermarkMerge(idleness_ms=10_000)
+    merge.update("vehicles-0", 100, now_ms=NOW)
+    assert merge.update("normalize-0", 900, now_ms=NOW + 1_000) == 100
+    assert merge.update("normalize-0", 950, now_ms=NOW + 20_000) == 950

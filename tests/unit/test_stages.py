@@ -23,7 +23,7 @@ def waybills() -> WaybillStage:
 def test_scans_before_the_link_wait_for_it_and_each_scan_reaches_the_order_once() -> None:
     stage = waybills()
     assert stage.apply([scan(100, "s1"), scan(100, "s1")]) == []
-    addressed = stage.apply([WaybillLink("W1", ORDER), scan(200, "s2"), scan(100, "s1")])
+    addressed = stage.apply([WaybillLink("W1", ORDER, 150), scan(200, "s2"), scan(100, "s1")])
     assert [(e.order, e.at_ms) for e in addressed] == [(ORDER, 100), (ORDER, 200)]
 
 
@@ -62,7 +62,7 @@ def test_an_order_touched_since_it_was_indexed_is_kept_and_indexed_again() -> No
 
 def test_waybills_never_linked_expire_and_linked_ones_stay() -> None:
     stage = waybills()
-    stage.apply([scan(0, "s1", "LOST"), WaybillLink("W1", ORDER), scan(0, "s2")])
+    stage.apply([scan(0, "s1", "LOST"), WaybillLink("W1", ORDER, 0), scan(0, "s2")])
     assert stage.sweep(watermark_ms=5 * DAY_MS) == 1
     assert set(stage.entities) == {"W1"}
 
@@ -74,3 +74,24 @@ def test_a_duplicate_fact_makes_no_journey_row_and_no_new_version() -> None:
     assert (len(first.current), len(first.journey)) == (1, 1)
     again = stage.apply([event])
     assert (again.current, again.journey) == ([], [])
+
+
+NOW = 20_000 * DAY_MS  # realistic epoch times: nothing happens at 1970
+
+
+def test_a_waybill_known_only_from_its_link_outlives_the_next_sweep_and_later_scans_reach_the_order() -> None:
+    stage = waybills()
+    stage.apply([WaybillLink("W1", ORDER, NOW)])
+    stage.sweep(watermark_ms=NOW + 2 * DAY_MS)
+    addressed = stage.apply([scan(NOW + 2 * DAY_MS, "s1")])
+    assert [(e.order, e.at_ms) for e in addressed] == [(ORDER, NOW + 2 * DAY_MS)]
+
+
+def test_an_open_order_that_becomes_final_leaves_after_the_finished_retention_not_the_open_one() -> None:
+    state: dict[str, Any] = {}
+    stage = orders(state)
+    stage.apply([OrderEvent(ORDER, NOW, "t", Status.PAID)])
+    stage.apply([OrderEvent(ORDER, NOW + DAY_MS, "t", Status.COMPLETED)])
+    assert stage.sweep(watermark_ms=NOW + 2 * DAY_MS) == 0
+    assert stage.sweep(watermark_ms=NOW + 5 * DAY_MS) == 1
+    assert state == {}
