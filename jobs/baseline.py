@@ -96,6 +96,12 @@ class RowBuffer:
 
 def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> int:
     """Consume from the earliest offsets until idle for until_idle_s (or interrupted); returns records read."""
+    default = Settings()
+    if settings.consumer_group == default.consumer_group or settings.clickhouse_database == default.clickhouse_database:
+        raise ValueError(
+            "the baseline forgets its consumer group's offsets and writes its own rows: give it a group and a "
+            "database of its own (ORDERSCOPE_CONSUMER_GROUP, ORDERSCOPE_CLICKHOUSE_DATABASE), not the job's"
+        )
     kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
     consumer = KafkaConsumer(
         *sorted(ADAPTERS),
