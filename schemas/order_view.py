@@ -37,6 +37,11 @@ def _value(stamped: Stamped | None) -> Any:
     return stamped[1] if stamped is not None else None
 
 
+def is_passed_on_position(event: OrderEvent) -> bool:
+    """A vehicle's position passed on to the orders on board: journey, not a fact of the version."""
+    return event.source == RAW_GPS
+
+
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class OrderView:
@@ -71,7 +76,7 @@ class OrderView:
 
     def merge(self, event: OrderEvent, fact_id: int) -> OrderView:
         """apply() for an event whose fact id the caller has computed already."""
-        if event.source == RAW_GPS:
+        if is_passed_on_position(event):
             return self._located(event)
         if fact_id in self.facts:
             return self

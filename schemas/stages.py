@@ -36,7 +36,7 @@ from schemas.events import (
     fact_id_of,
 )
 from schemas.identity import IdentityGraph, identifier_kind
-from schemas.order_view import OrderView
+from schemas.order_view import OrderView, is_passed_on_position
 from schemas.tables import MODIFICATIONS, ORDER_EVENTS, SERVICE_MESSAGES, SIGNALS, Row, Table
 from schemas.topics import RAW_GPS
 
@@ -383,7 +383,7 @@ class OrderStage(Stage[OrderView]):
                 if isinstance(change, OrderEvent):
                     event_id = change.event_id
                     updated = view.merge(change, fact_id_of(event_id))
-                    if updated is not view:
+                    if updated is not view or is_passed_on_position(change):  # older fixes too are journey
                         rows.journey.append(ORDER_EVENTS.row((event_id, change)))
                     view = updated
                 else:

@@ -95,3 +95,12 @@ def test_an_open_order_that_becomes_final_leaves_after_the_finished_retention_no
     assert stage.sweep(watermark_ms=NOW + 2 * DAY_MS) == 0
     assert stage.sweep(watermark_ms=NOW + 5 * DAY_MS) == 1
     assert state == {}
+
+
+def test_a_vehicle_fix_older_than_the_orders_position_is_still_in_its_journey_and_adds_no_version() -> None:
+    stage = orders({})
+    scanned = OrderEvent(ORDER, 2_000, "raw.logistics.carrier", Status.DELIVERED, position=(30.2, 120.1))
+    stage.apply([scanned])
+    fix = OrderEvent(ORDER, 1_000, "raw.logistics.gps", detail="vehicle V1", position=(30.0, 120.0))
+    rows = stage.apply([fix])
+    assert len(rows.journey) == 1 and rows.current == []
