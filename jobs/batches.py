@@ -17,7 +17,7 @@ in state.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -32,25 +32,41 @@ class Batch(NamedTuple):
 
 @dataclass(frozen=True)
 class Lanes:
-    count: int
-    owners: tuple[int, ...]  # the subtask that owns each lane at the job's parallelism
+    keys: tuple[int, ...]  # each lane's key, chosen so that lanes spread evenly over Flink's key groups
+    owners: Mapping[int, int]  # lane key -> the subtask that owns it at the job's parallelism
     writer_keys: tuple[int, ...]  # for each subtask, a key that it owns (the writer's buffers)
 
     def of(self, key: str) -> int:
-        return zlib.crc32(key.encode()) % self.count
+        """The lane (its key) of an entity."""
+        return self.keys[zlib.crc32(key.encode()) % len(self.keys)]
 
     @classmethod
-    def assigned(cls, count: int, parallelism: int, owner_of: Callable[[int], int]) -> Lanes:
-        """Lanes whose owners come from owner_of(int key) -> subtask (Flink's key-group assignment)."""
+    def assigned(
+        cls,
+        count: int,
+        parallelism: int,
+        max_parallelism: int,
+        key_group_of: Callable[[int], int],
+        owner_of: Callable[[int], int],
+    ) -> Lanes:
+        """Lanes from Flink's key-group assignment of int keys: lane i gets a key in the i-th slice of the
+        key groups, so any parallelism that divides the lane count owns equally many lanes per subtask."""
         if parallelism > count:
             raise ValueError(f"parallelism {parallelism} exceeds the {count} lanes that state is split into")
-        owners = tuple(owner_of(lane) for lane in range(count))
+        keys: dict[int, int] = {}
+        candidate = 0
+        while len(keys) < count:
+            keys.setdefault(key_group_of(candidate) * count // max_parallelism, candidate)
+            candidate += 1
         writer_keys: dict[int, int] = {}
-        key = 0
+        candidate = 0
         while len(writer_keys) < parallelism:
-            writer_keys.setdefault(owner_of(key), key)
-            key += 1
-        return cls(count, owners, tuple(writer_keys[subtask] for subtask in range(parallelism)))
+            writer_keys.setdefault(owner_of(candidate), candidate)
+            candidate += 1
+        lane_keys = tuple(keys[lane] for lane in range(count))
+        return cls(
+            lane_keys, {key: owner_of(key) for key in lane_keys}, tuple(writer_keys[i] for i in range(parallelism))
+        )
 
 
 def by_lane(items: Iterable[Any], lanes: Lanes, key: Callable[[Any], str]) -> dict[int, list[Any]]:

@@ -61,7 +61,6 @@ WAYBILL_BATCHES = OutputTag("waybill-batches", KEYED)
 CUSTOMER_BATCHES = OutputTag("customer-batches", KEYED)
 WRITES = OutputTag("writes", KEYED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
-CUSTOMER_LANE = 0  # identity resolution is one graph: its merges can join any two customers
 REPORT_EVERY_MS = 5000
 
 
@@ -158,8 +157,8 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         yield from keyed_batches(vehicles, VEHICLE_BATCHES)
         waybills = framed(by_lane(routed.waybills, lanes, waybill_of), lanes, self._name, watermark)
         yield from keyed_batches(waybills, WAYBILL_BATCHES)
-        if routed.customers:
-            yield CUSTOMER_BATCHES, keyed(Batch(CUSTOMER_LANE, True, self._name, watermark, routed.customers))
+        if routed.customers:  # identity resolution is one graph (merges join any two customers): one lane
+            yield CUSTOMER_BATCHES, keyed(Batch(self._lanes.keys[0], True, self._name, watermark, routed.customers))
         if stats := self._busy.report(now):
             rows[OPERATOR_STATS.name].extend(stats)
             rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark))

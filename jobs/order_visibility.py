@@ -20,6 +20,7 @@ locally, `orderscope job run` runs it with checkpoints and resume.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pyflink.common import Types
 from pyflink.common.serialization import SimpleStringSchema
@@ -81,17 +82,22 @@ def micro_batches_sql(settings: Settings) -> str:
 
 
 def lanes_for(settings: Settings) -> Lanes:
-    """Lanes and the subtask that owns each, by Flink's own key-group assignment of the lane key
-    (PyFlink keys by a one-field Row holding it)."""
+    """Lanes by Flink's own key-group assignment of the lane key (PyFlink keys by a one-field Row holding it)."""
     jvm = get_gateway().jvm
     assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
 
-    def owner_of(key: int) -> int:
-        row = jvm.org.apache.flink.types.Row(1)  # as PyFlink's KeyByKeySelector makes the key
-        row.setField(0, key)
-        return int(assignment.assignKeyToParallelOperator(row, settings.max_parallelism, settings.parallelism))
+    def row(key: int) -> Any:
+        key_row = jvm.org.apache.flink.types.Row(1)  # as PyFlink's KeyByKeySelector makes the key
+        key_row.setField(0, key)
+        return key_row
 
-    return Lanes.assigned(settings.lanes, settings.parallelism, owner_of)
+    def key_group_of(key: int) -> int:
+        return int(assignment.assignToKeyGroup(row(key), settings.max_parallelism))
+
+    def owner_of(key: int) -> int:
+        return int(assignment.assignKeyToParallelOperator(row(key), settings.max_parallelism, settings.parallelism))
+
+    return Lanes.assigned(settings.lanes, settings.parallelism, settings.max_parallelism, key_group_of, owner_of)
 
 
 def build(env: StreamExecutionEnvironment, settings: Settings) -> None:

@@ -4,25 +4,46 @@ from __future__ import annotations
 
 from jobs.batches import Lanes, by_lane, framed
 
+MAX_PARALLELISM = 128
 
-def lanes(owners: tuple[int, ...]) -> Lanes:
-    return Lanes.assigned(len(owners), max(owners) + 1, lambda key: owners[key % len(owners)])
+
+def key_group_of(key: int) -> int:
+    return (key * 37 + 11) % MAX_PARALLELISM  # any spread of keys over key groups will do here
+
+
+def lanes(count: int, parallelism: int) -> Lanes:
+    def owner_of(key: int) -> int:
+        return key_group_of(key) * parallelism // MAX_PARALLELISM  # Flink's range assignment
+
+    return Lanes.assigned(count, parallelism, MAX_PARALLELISM, key_group_of, owner_of)
+
+
+def test_lanes_spread_evenly_over_the_subtasks() -> None:
+    for parallelism in (1, 2, 4):
+        sixteen = lanes(16, parallelism)
+        owned = [list(sixteen.owners.values()).count(subtask) for subtask in range(parallelism)]
+        assert owned == [16 // parallelism] * parallelism
 
 
 def test_the_last_element_bound_for_each_subtask_is_marked_and_only_it() -> None:
-    four = lanes((0, 1, 1, 0))
-    elements = list(framed({0: ["a"], 1: ["b"], 2: ["c"], 3: ["d"]}, four, "normalize-0", 7))
-    assert [(e.lane, e.last) for e in elements] == [(0, False), (1, False), (2, True), (3, True)]
+    four = lanes(4, 2)
+    keys = four.keys
+    elements = list(framed({key: [str(key)] for key in keys}, four, "normalize-0", 7))
+    last = {four.owners[e.lane]: e.lane for e in elements}
+    assert [e.last for e in elements] == [last[four.owners[e.lane]] == e.lane for e in elements]
+    assert sum(e.last for e in elements) == 2
     assert {e.upstream for e in elements} == {"normalize-0"} and {e.watermark_ms for e in elements} == {7}
 
 
 def test_each_subtask_gets_a_writer_key_that_it_owns() -> None:
-    four = lanes((1, 1, 0, 1))
-    assert four.writer_keys == (2, 0)
+    two = lanes(4, 2)
+    owner = {key: key_group_of(key) * 2 // MAX_PARALLELISM for key in two.writer_keys}
+    assert [owner[key] for key in two.writer_keys] == [0, 1]
 
 
 def test_an_entity_always_lands_in_the_same_lane() -> None:
-    four = lanes((0, 1, 0, 1))
+    four = lanes(4, 2)
     grouped = by_lane(["order-1", "order-2", "order-1"], four, str)
     assert sum(map(len, grouped.values())) == 3
     assert any(items.count("order-1") == 2 for items in grouped.values())
+    assert set(grouped) <= set(four.keys)
