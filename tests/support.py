@@ -1,9 +1,12 @@
-"""Helpers shared by the tests: the source contracts' examples and free loopback ports."""
+"""Helpers shared by the tests: the source contracts' examples, free loopback ports, the `orderscope` command."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from typing import Any
 
 from jobs.settings import PROJECT_ROOT
@@ -25,3 +28,20 @@ def free_ports(count: int) -> list[int]:
     finally:
         for probe in probes:
             probe.close()
+
+
+COMMAND_TIMEOUT_S = 300
+
+
+def orderscope(env: dict[str, str], *args: str) -> str:
+    """Run the `orderscope` command as a user would; returns what it printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, f"orderscope {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result.stdout

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -15,27 +12,12 @@ import pytest
 from connectors.local.flink_cluster import FlinkSession
 from jobs.cli import clickhouse
 from jobs.settings import Settings
-from tests.support import CONTRACT_EXAMPLES, free_ports
+from tests.support import CONTRACT_EXAMPLES, free_ports, orderscope
 
 pytestmark = pytest.mark.integration
 
 TMALL_ORDER = "3910028811452201538"
-COMMAND_TIMEOUT_S = 300
 OUTPUT_TIMEOUT_S = 180
-
-
-def orderscope(env: dict[str, str], *args: str) -> str:
-    """Run the `orderscope` command as a user would; returns what it printed."""
-    result = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, f"orderscope {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -19,27 +19,13 @@ from connectors import kafka
 from jobs.cli import clickhouse, local_stack
 from jobs.settings import Settings
 from schemas import topics
-from tests.support import CONTRACT_EXAMPLES, example
+from tests.support import CONTRACT_EXAMPLES, example, orderscope
 
 pytestmark = pytest.mark.integration
 
 TMALL_ORDER = "3910028811452201538"
 JOB_TIMEOUT_S = 300
 FAILED_WRITE = re.compile(r"writing \d+ rows to \w+ failed")
-
-
-def orderscope(env: dict[str, str], *args: str) -> str:
-    """Run the `orderscope` command as a user would; returns what it printed."""
-    result = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=JOB_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, f"orderscope {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
-    return result.stdout
 
 
 def database(env: dict[str, str]) -> Client:

@@ -11,7 +11,7 @@ import pytest
 
 from jobs.cli import clickhouse
 from jobs.settings import Settings
-from tests.integration.test_pipeline_end_to_end import orderscope
+from tests.support import orderscope
 
 pytestmark = pytest.mark.integration
 
