@@ -14,7 +14,7 @@ the watermark, and re-indexes those that were touched since.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -95,6 +95,16 @@ class Stage(Generic[S]):
         expires_at = self.expires_at(entity)
         if before is None or expires_at // DAY_MS < self.expires_at(before) // DAY_MS:
             self._expiry.add(key, expires_at)
+
+    def update_each(self, events: Iterable[E], key: Callable[[E], str], new: S, observe: Callable[[S, E], S]) -> None:
+        """Each entity the events touch: read once, every event of the batch observed, stored once if changed."""
+        for entity_key, changes in grouped(events, key).items():
+            before = self.entities.get(entity_key)
+            entity = before or new
+            for change in changes:
+                entity = observe(entity, change)
+            if entity is not before:
+                self.store(entity_key, entity, before)
 
     def sweep(self, watermark_ms: int) -> int:
         """Remove the entities whose time has passed; returns how many went."""
@@ -191,13 +201,7 @@ class VehicleStage(Stage[Vehicle]):
 
     def apply(self, events: Iterable[VehicleLoad | VehiclePing]) -> list[WaybillPosition]:
         positions: list[WaybillPosition] = []
-        for vehicle_id, changes in grouped(events, vehicle_of).items():
-            before = self.entities.get(vehicle_id)
-            vehicle = before or Vehicle()
-            for change in changes:
-                vehicle = self._observe(vehicle, change, positions)
-            if vehicle is not before:
-                self.store(vehicle_id, vehicle, before)
+        self.update_each(events, vehicle_of, Vehicle(), lambda vehicle, event: self._observe(vehicle, event, positions))
         return positions
 
     def _observe(self, vehicle: Vehicle, event: VehicleLoad | VehiclePing, out: list[WaybillPosition]) -> Vehicle:
@@ -260,13 +264,7 @@ class WaybillStage(Stage[Waybill]):
 
     def apply(self, events: Iterable[WaybillEvent]) -> list[OrderEvent]:
         out: list[OrderEvent] = []
-        for waybill_id, changes in grouped(events, waybill_of).items():
-            before = self.entities.get(waybill_id)
-            waybill = before or Waybill()
-            for change in changes:
-                waybill = self._observe(waybill, change, out)
-            if waybill is not before:
-                self.store(waybill_id, waybill, before)
+        self.update_each(events, waybill_of, Waybill(), lambda waybill, event: self._observe(waybill, event, out))
         return out
 
     def _observe(self, waybill: Waybill, event: WaybillEvent, out: list[OrderEvent]) -> Waybill:
