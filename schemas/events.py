@@ -174,8 +174,7 @@ class CustomerAssignment:
     """The order belongs to this customer (identity resolution; changes when customers merge)."""
 
     order: OrderRef
-    customer_id: str
-    generation: int  # size of the customer's identity component: a later assignment has a larger one
+    customer_id: str  # a later assignment names a customer of higher rank (schemas/identity.py)
 
 
 @compact_pickle
@@ -187,7 +186,7 @@ class CustomerLink:
     kind: str
     customer_id: str
     strong: bool
-    version: int
+    version: int  # the customer's rank (schemas/identity.py): the final customer's is the highest
 
 
 @compact_pickle

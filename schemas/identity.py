@@ -7,8 +7,11 @@ and every order and identifier of the merged component follows the surviving
 customer id. A weak identifier (a shared family tablet's device id) is linked
 to the customer it was seen with but never merges two customers.
 
-The customer id is derived from the smallest strong identifier of the
-component, so it is the same whatever order the events arrived in.
+The customer id is the smallest hash of the component's strong identifiers:
+the same whatever order the events arrived in, and it only ever moves to a
+smaller hash as components merge. So `customer_rank` orders a member's
+customers by precedence in every interleaving: the final one ranks highest,
+which lets row versions of a replay or restore agree with those of a first run.
 """
 
 from __future__ import annotations
@@ -30,7 +33,18 @@ class Membership:
     member: str
     customer_id: str
     is_order: bool
-    generation: int  # members in the customer's component: only grows, so the newest membership is the largest
+
+
+CUSTOMER_PREFIX = "cust_"
+RANK_HEX_DIGITS = 12
+RANK_LIMIT = 1 << (4 * RANK_HEX_DIGITS)  # ranks are 0 (no customer) to RANK_LIMIT
+
+
+def customer_rank(customer_id: str) -> int:
+    """Precedence of a customer id: a merge moves a member only to a customer of higher rank."""
+    if not customer_id:
+        return 0
+    return RANK_LIMIT - int(customer_id[len(CUSTOMER_PREFIX) : len(CUSTOMER_PREFIX) + RANK_HEX_DIGITS], 16)
 
 
 def identifier_kind(pseudonym: str) -> str:
@@ -82,27 +96,25 @@ class IdentityGraph:
         customer = self.customer_of(root)
         if not customer:
             return []
-        generation = len(self._members(root))
         moved = {
             member
             for old_root, (old_customer, members) in before.items()
             if old_customer != customer and self._find(old_root) == root  # merged here, not merely touched
             for member in members
         }
-        return [self._membership(member, customer, generation) for member in sorted(moved.union(first_seen))]
+        return [self._membership(member, customer) for member in sorted(moved.union(first_seen))]
 
     def customer_of(self, member: str) -> str:
-        strong = [m for m in self._components.get(self._find(member), [member]) if self._is_strong(m)]
-        if not strong:
-            return ""
-        return "cust_" + hashlib.blake2b(min(strong).encode(), digest_size=10).hexdigest()
+        members = self._components.get(self._find(member), [member])
+        hashes = [hashlib.blake2b(m.encode(), digest_size=10).hexdigest() for m in members if self._is_strong(m)]
+        return CUSTOMER_PREFIX + min(hashes) if hashes else ""
 
     def _members(self, root: str) -> list[str]:
         return list(self._components.get(root, [root]))
 
-    def _membership(self, member: str, customer_id: str, generation: int) -> Membership:
+    def _membership(self, member: str, customer_id: str) -> Membership:
         is_order = member.startswith(self.ORDER_PREFIX)
-        return Membership(member.removeprefix(self.ORDER_PREFIX), customer_id, is_order, generation)
+        return Membership(member.removeprefix(self.ORDER_PREFIX), customer_id, is_order)
 
     def _is_strong(self, member: str) -> bool:
         return not member.startswith(self.ORDER_PREFIX) and identifier_kind(member) in self._strong

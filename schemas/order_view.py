@@ -4,11 +4,9 @@ The merge depends only on the set of facts seen, never on their arrival order:
 the status follows the lifecycle (schemas/lifecycle.py), and every other field
 takes the value of the newest event (by event time) that carries it. So does
 the row's version: the number of distinct facts merged (positions passed on
-from a vehicle are not counted) plus the customer's generation. The fact count
-only grows and is highest for the complete view, so after a replay, restore or
-fresh run in any order the complete row wins in ReplacingMergeTree(version).
-Known gap: the customer's generation (its component's size when the order was
-last assigned) can differ between interleavings of identity merges.
+from a vehicle are not counted), then the customer's rank (schemas/identity.py).
+Both only grow and are highest for the complete view, so after a replay, restore
+or fresh run in any order the complete row wins in ReplacingMergeTree(version).
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from typing import Any
 
 from schemas.compact import compact_pickle
 from schemas.events import CustomerAssignment, OrderEvent, OrderRef
+from schemas.identity import RANK_LIMIT, customer_rank
 from schemas.lifecycle import Status, StatusTrack
 from schemas.tables import Row
 from schemas.topics import RAW_GPS
@@ -49,7 +48,6 @@ class OrderView:
     track: StatusTrack = StatusTrack()  # noqa: RUF009 - immutable, so one shared default is safe
     facts: frozenset[int] = frozenset()  # fact ids of every event merged (OrderEvent.fact_id)
     customer_id: str = ""
-    customer_generation: int = 0  # size of the customer's identity component when assigned; only grows
     waybills: tuple[str, ...] = ()  # sorted
     amount_fen: Stamped | None = None
     region_code: Stamped | None = None
@@ -59,7 +57,12 @@ class OrderView:
 
     @property
     def version(self) -> int:
-        return len(self.facts) + self.customer_generation
+        return len(self.facts) * (RANK_LIMIT + 1) + customer_rank(self.customer_id)
+
+    @property
+    def is_heard_from(self) -> bool:
+        """Whether an event about the order itself (a fact or a position) has reached the view."""
+        return bool(self.facts) or self.position is not None
 
     @property
     def is_final(self) -> bool:
@@ -69,9 +72,9 @@ class OrderView:
     def apply(self, event: OrderEvent | CustomerAssignment) -> OrderView:
         """The view after the event; the same object when the event changes nothing (a fact seen before)."""
         if isinstance(event, CustomerAssignment):
-            if event.generation <= self.customer_generation:
+            if customer_rank(event.customer_id) <= customer_rank(self.customer_id):
                 return self
-            return replace(self, customer_id=event.customer_id, customer_generation=event.generation)
+            return replace(self, customer_id=event.customer_id)
         return self.merge(event, event.fact_id)
 
     def merge(self, event: OrderEvent, fact_id: int) -> OrderView:
@@ -86,7 +89,6 @@ class OrderView:
             self.track.observe(event.status, at) if event.status else self.track,
             self.facts | {fact_id},
             self.customer_id,
-            self.customer_generation,
             tuple(sorted(set(self.waybills).union(event.waybills))) if event.waybills else self.waybills,
             _newest(self.amount_fen, at, event.amount_fen),
             _newest(self.region_code, at, event.region_code or None),

@@ -35,7 +35,7 @@ from schemas.events import (
     WaybillPosition,
     fact_id_of,
 )
-from schemas.identity import IdentityGraph, identifier_kind
+from schemas.identity import IdentityGraph, customer_rank, identifier_kind
 from schemas.order_view import OrderView, is_passed_on_position
 from schemas.tables import MODIFICATIONS, ORDER_EVENTS, SERVICE_MESSAGES, SIGNALS, Row, Table
 from schemas.topics import RAW_GPS
@@ -85,15 +85,19 @@ class Stage(Generic[S]):
         self.entities = entities
         self._expiry = ExpiryIndex(expiry)
 
-    def expires_at(self, entity: S) -> int:
+    def expires_at(self, entity: S) -> int | None:
+        """The event time after which the entity may go; None while it has no time of its own yet."""
         raise NotImplementedError
 
     def store(self, key: str, entity: S, before: S | None) -> None:
-        """Store the entity; index it when new, and again when its expiry moved earlier (an order became
-        final): a sweep re-checks every entry, so an entity indexed twice is harmless."""
+        """Store the entity; index it when it gets its first expiry, and again when its expiry moved
+        earlier (an order became final): a sweep re-checks every entry, so indexing twice is harmless."""
         self.entities[key] = entity
         expires_at = self.expires_at(entity)
-        if before is None or expires_at // DAY_MS < self.expires_at(before) // DAY_MS:
+        if expires_at is None:
+            return
+        earlier = None if before is None else self.expires_at(before)
+        if earlier is None or expires_at // DAY_MS < earlier // DAY_MS:
             self._expiry.add(key, expires_at)
 
     def update_each(self, events: Iterable[E], key: Callable[[E], str], new: S, observe: Callable[[S, E], S]) -> None:
@@ -114,6 +118,7 @@ class Stage(Generic[S]):
             if entity is None:
                 continue
             expires_at = self.expires_at(entity)
+            assert expires_at is not None, "only entities with a time are indexed"
             if expires_at < watermark_ms:
                 del self.entities[key]
                 removed += 1
@@ -337,13 +342,13 @@ class CustomerStage:
         links: list[CustomerLink] = []
         for event in events:
             for membership in self._graph.observe(event.order.key, event.identities):
-                customer, generation = membership.customer_id, membership.generation
+                customer = membership.customer_id
                 if membership.is_order:
-                    assignments.append(CustomerAssignment(OrderRef.from_key(membership.member), customer, generation))
+                    assignments.append(CustomerAssignment(OrderRef.from_key(membership.member), customer))
                 else:
                     kind = identifier_kind(membership.member)
                     strong = kind in self._strong_kinds
-                    links.append(CustomerLink(membership.member, kind, customer, strong, generation))
+                    links.append(CustomerLink(membership.member, kind, customer, strong, customer_rank(customer)))
         return assignments, links
 
 
@@ -368,7 +373,9 @@ class OrderStage(Stage[OrderView]):
         super().__init__(entities, expiry)
         self._retention = retention
 
-    def expires_at(self, entity: OrderView) -> int:
+    def expires_at(self, entity: OrderView) -> int | None:
+        if not entity.is_heard_from:  # only its customer is known: the event that named it is on its way here
+            return None
         keep = self._retention.finished_order_ms if entity.is_final else self._retention.open_order_ms
         return entity.updated_at_ms + keep
 

@@ -8,11 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import CustomerAssignment, OrderEvent, OrderRef
+from schemas.identity import RANK_LIMIT, customer_rank
 from schemas.lifecycle import LIFECYCLE, Status, StatusTrack
 from schemas.order_view import OrderView
 from schemas.tables import ORDERS_CURRENT
 
 ORDER = OrderRef("tmall", "1")
+CUSTOMER = "cust_0123456789abcdef0123"
 
 
 def track(*observations: tuple[Status, int]) -> StatusTrack:
@@ -67,14 +69,14 @@ def test_duplicate_event_changes_nothing_and_emits_nothing() -> None:
     event = OrderEvent(ORDER, at_ms=100, source="t", status=Status.PAID, amount_fen=100)
     once = OrderView(ORDER).apply(event)
     assert once.apply(event) is once
-    assert once.version == 1
+    assert once.version == 1 * (RANK_LIMIT + 1)  # one fact, no customer
 
 
 def test_view_row_holds_status_customer_and_waybills_and_every_new_fact_adds_a_version() -> None:
     view = OrderView(ORDER)
     for event in (
         OrderEvent(ORDER, at_ms=100, source="t", status=Status.CREATED),
-        CustomerAssignment(ORDER, "c1", generation=2),
+        CustomerAssignment(ORDER, CUSTOMER),
         OrderEvent(ORDER, at_ms=300, source="t", status=Status.SHIPPED, waybills=("W1",)),
         OrderEvent(ORDER, at_ms=200, source="t", status=Status.PAID),
     ):
@@ -85,16 +87,24 @@ def test_view_row_holds_status_customer_and_waybills_and_every_new_fact_adds_a_v
     assert [named[c] for c in ("channel", "order_id", "customer_id", "status", "waybills", "version")] == [
         "tmall",
         "1",
-        "c1",
+        CUSTOMER,
         "shipped",
         ["W1"],
-        3 + 2,  # three facts, customer generation two
+        3 * (RANK_LIMIT + 1) + customer_rank(CUSTOMER),  # three facts, then the customer
     ]
 
 
 def test_an_older_customer_assignment_arriving_late_is_ignored() -> None:
-    view = OrderView(ORDER).apply(CustomerAssignment(ORDER, "merged", generation=5))
-    assert view.apply(CustomerAssignment(ORDER, "before-merge", generation=3)) is view
+    merged, before_merge = "cust_00000000000000000001", "cust_80000000000000000000"  # a merge lowers the hash
+    view = OrderView(ORDER).apply(CustomerAssignment(ORDER, merged))
+    assert view.apply(CustomerAssignment(ORDER, before_merge)) is view
+    assert (
+        OrderView(ORDER)
+        .apply(CustomerAssignment(ORDER, before_merge))
+        .apply(CustomerAssignment(ORDER, merged))
+        .customer_id
+        == merged
+    )
 
 
 facts = st.lists(

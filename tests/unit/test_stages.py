@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.events import OrderEvent, OrderRef, ShipmentEvent, VehicleLoad, VehiclePing, WaybillLink
+from schemas.events import (
+    CustomerAssignment,
+    OrderEvent,
+    OrderRef,
+    ShipmentEvent,
+    VehicleLoad,
+    VehiclePing,
+    WaybillLink,
+)
 from schemas.lifecycle import Status
 from schemas.stages import DAY_MS, OrderStage, Retention, VehicleStage, WaybillStage
 
@@ -104,3 +112,14 @@ def test_a_vehicle_fix_older_than_the_orders_position_is_still_in_its_journey_an
     fix = OrderEvent(ORDER, 1_000, "raw.logistics.gps", detail="vehicle V1", position=(30.0, 120.0))
     rows = stage.apply([fix])
     assert len(rows.journey) == 1 and rows.current == []
+
+
+def test_a_customer_that_reaches_the_order_before_its_first_event_survives_a_sweep() -> None:
+    """The assignment and the event that caused it reach the orders stage by two paths, either first
+    (CI found an order left without its customer when a sweep came between them)."""
+    stage = orders({})
+    stage.apply([CustomerAssignment(ORDER, "cust_0123456789abcdef0123")])
+    assert stage.sweep(watermark_ms=NOW) == 0
+    rows = stage.apply([OrderEvent(ORDER, NOW, "raw.orders.tmall", Status.PAID)])
+    assert [row[2] for row in rows.current] == ["cust_0123456789abcdef0123"]
+    assert stage.sweep(watermark_ms=NOW + 40 * DAY_MS) == 1

@@ -1,5 +1,6 @@
 """Rows only move forward: a restore that replays the events after its checkpoint in another order,
-even after a run that crashed half-way, never lets a stale orders_current row win."""
+even after a run that crashed half-way, never lets a stale orders_current row win (customers and
+their merges included)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 
 from connectors.simulator.simulation import simulate
 from schemas.events import DeadLetter, OrderEvent
+from schemas.identity import load_strong_kinds
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
-from schemas.stages import OrderStage, Retention
+from schemas.stages import CustomerStage, OrderStage, Retention
 from schemas.tables import ORDERS_CURRENT, Row
 
 VERSION = ORDERS_CURRENT.column_names.index("version")
@@ -43,10 +45,19 @@ def order_events(orders: int, seed: int) -> list[OrderEvent]:
     return events
 
 
-def run(state: dict[str, Any], events: list[OrderEvent], table: ReplacingMergeTree, batch: int = 50) -> None:
-    stage = OrderStage(state, {}, Retention())
+State = dict[str, dict[str, Any]]  # one mapping per state of the stages
+
+
+def run(state: State, events: list[OrderEvent], table: ReplacingMergeTree, batch: int = 50) -> None:
+    """The customer and order stages, as the job runs them."""
+    for name in ("orders", "parents", "components"):
+        state.setdefault(name, {})
+    customers = CustomerStage(state["parents"], state["components"], load_strong_kinds())
+    orders = OrderStage(state["orders"], {}, Retention())
     for start in range(0, len(events), batch):
-        table.insert(stage.apply(events[start : start + batch]).current)
+        chunk = events[start : start + batch]
+        assignments, _ = customers.apply(e for e in chunk if e.identities)
+        table.insert(orders.apply([*chunk, *assignments]).current)
 
 
 def test_restore_replaying_in_another_order_after_a_half_done_run_leaves_every_order_complete() -> None:
@@ -56,7 +67,7 @@ def test_restore_replaying_in_another_order_after_a_half_done_run_leaves_every_o
     expected = ReplacingMergeTree()
     run({}, events, expected)
 
-    table, state = ReplacingMergeTree(), {}
+    table, state = ReplacingMergeTree(), State()
     run(state, before, table)
     checkpoint = copy.deepcopy(state)
     run(state, after[: len(after) // 2], table)  # a run that writes half of what follows, then crashes
