@@ -26,7 +26,7 @@ from schemas.events import DeadLetter
 from schemas.identity import load_strong_kinds
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
-from schemas.stages import CustomerStage, OrderStage, Retention, Routed, VehicleStage, WaybillStage
+from schemas.stages import CustomerStage, OrderStage, Routed, VehicleStage, WaybillStage
 from schemas.tables import CUSTOMER_LINKS, DEAD_LETTERS, ORDER_EVENTS, ORDERS_CURRENT, TABLES, Row
 
 Report = Callable[[str], None]
@@ -44,7 +44,7 @@ class Stages:
 
     @classmethod
     def in_memory(cls, settings: Settings) -> Stages:
-        retention = Retention()
+        retention = settings.retention
         return cls(
             VehicleStage({}, {}, settings.position_update_interval_ms, retention),
             WaybillStage({}, {}, retention),

@@ -36,7 +36,6 @@ from jobs.settings import Settings
 from schemas import topics
 from schemas.adapters import ADAPTERS
 from schemas.identity import load_strong_kinds
-from schemas.stages import Retention
 
 JOB_NAME = "order-visibility"
 NETWORK_FLUSH_MS = 5
@@ -106,7 +105,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     # for a network buffer to fill, at each of the graph's six exchanges.
     env.set_buffer_timeout(NETWORK_FLUSH_MS)
     lanes = lanes_for(settings)
-    retention, cache, idle = Retention(), settings.state_cache_entries, settings.source_idleness_ms
+    retention, cache, idle = settings.retention, settings.state_cache_entries, settings.source_idleness_ms
     table_env = StreamTableEnvironment.create(env)
     table_env.execute_sql(kafka_source_ddl(settings, sorted(ADAPTERS)))
     batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings)))

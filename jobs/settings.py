@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from connectors.clickhouse import ClickHouseTarget
+from schemas.stages import DAY_MS, Retention
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "ORDERSCOPE_"
@@ -61,6 +62,13 @@ class Settings:
     # ClickHouse writer: buffered rows are written when the oldest is this old or when there are this many.
     sink_flush_interval_ms: int = 300
     sink_max_batch_rows: int = 50_000
+    # How long (days of event time) entities stay in state after their last event: orders with a final
+    # status, open orders, waybills never linked to an order, linked waybills, vehicles.
+    finished_order_retention_days: int = 7
+    open_order_retention_days: int = 30
+    unlinked_waybill_retention_days: int = 3
+    linked_waybill_retention_days: int = 30
+    vehicle_retention_days: int = 7
     # A vehicle's GPS position is passed on to the orders it carries at most this often (event time).
     position_update_interval_ms: int = 300_000
     # Key of the keyed hash that turns personal identifiers into pseudonyms.
@@ -78,6 +86,9 @@ class Settings:
         settings = cls(**values)
         if settings.start_from not in ("earliest", "latest"):
             raise SettingsError(f"{ENV_PREFIX}START_FROM={settings.start_from!r} is neither earliest nor latest")
+        for spec in dataclasses.fields(cls):
+            if spec.name.endswith("_retention_days") and getattr(settings, spec.name) < 1:
+                raise SettingsError(f"{ENV_PREFIX}{spec.name.upper()} must be at least 1 (day)")
         return settings
 
     @property
@@ -92,6 +103,16 @@ class Settings:
     def clickhouse(self) -> ClickHouseTarget:
         return ClickHouseTarget(
             self.clickhouse_endpoint, self.clickhouse_user, self.clickhouse_password, self.clickhouse_database
+        )
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(
+            finished_order_ms=self.finished_order_retention_days * DAY_MS,
+            open_order_ms=self.open_order_retention_days * DAY_MS,
+            unlinked_waybill_ms=self.unlinked_waybill_retention_days * DAY_MS,
+            linked_waybill_ms=self.linked_waybill_retention_days * DAY_MS,
+            vehicle_ms=self.vehicle_retention_days * DAY_MS,
         )
 
     @property

@@ -48,7 +48,7 @@ S = TypeVar("S")
 
 @dataclass(frozen=True)
 class Retention:
-    """How long (event time) entities stay in state after their last event."""
+    """How long (event time) entities stay in state after their last event (jobs/settings.py sets it)."""
 
     finished_order_ms: int = 7 * DAY_MS  # late confirmations and return requests still find the order
     open_order_ms: int = 30 * DAY_MS

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from jobs.settings import Settings, SettingsError
+from schemas.stages import DAY_MS
 
 
 def test_environment_overrides_defaults_with_typed_values() -> None:
@@ -28,3 +29,10 @@ def test_explicit_urls_win_over_local_ports() -> None:
 def test_bad_number_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="ORDERSCOPE_PARALLELISM='two'"):
         Settings.from_env({"ORDERSCOPE_PARALLELISM": "two"})
+
+
+def test_retention_is_configured_in_days_and_reaches_the_stages_in_milliseconds() -> None:
+    settings = Settings.from_env({"ORDERSCOPE_FINISHED_ORDER_RETENTION_DAYS": "2"})
+    assert (settings.retention.finished_order_ms, settings.retention.open_order_ms) == (2 * DAY_MS, 30 * DAY_MS)
+    with pytest.raises(SettingsError, match="ORDERSCOPE_VEHICLE_RETENTION_DAYS must be at least 1"):
+        Settings.from_env({"ORDERSCOPE_VEHICLE_RETENTION_DAYS": "0"})
