@@ -38,14 +38,16 @@ class CarrierTracking:
             raise Rejected("missing_field", "lastResult.data holds no scan")
         state = code(self.states, required(result, "state", (str, int)), "state")
         events: list[CanonicalEvent] = []
+        seen, keys = recent.seen(waybill), []
         for index, scan in enumerate(scans):
             if not isinstance(scan, dict):
                 raise Rejected("wrong_type", "a scan in lastResult.data is not an object")
             time = required(scan, "time", str)
             context = scan["context"] if isinstance(scan.get("context"), str) else ""
-            is_new = recent.is_new(waybill, f"{time}|{context}")
-            if is_new or index == 0:  # the newest is always read: the push's state code speaks of it
+            keys.append(f"{time}|{context}")
+            if index == 0 or keys[-1] not in seen:  # the newest is always read: the push's state speaks of it
                 events.append(self._scan(waybill, carrier, scan, time, context, state if index == 0 else None, source))
+        recent.remember(waybill, keys)
         return events
 
     def _scan(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable, Set
 
 
 class RecentScans:
@@ -18,8 +19,13 @@ class RecentScans:
         self._capacity = capacity
         self._seen: OrderedDict[str, set[str]] = OrderedDict()
 
-    def is_new(self, waybill: str, scan_key: str) -> bool:
-        """Whether this scan of this waybill was not read before (and remember it)."""
+    def seen(self, waybill: str) -> Set[str]:
+        """Scan keys of this waybill read before (empty if none, or forgotten)."""
+        return self._seen.get(waybill, frozenset())
+
+    def remember(self, waybill: str, scan_keys: Iterable[str]) -> None:
+        """Called once a push has been read whole: a push rejected half-way must not hide its scans
+        from the next push that repeats them."""
         seen = self._seen.get(waybill)
         if seen is None:
             seen = self._seen[waybill] = set()
@@ -27,7 +33,4 @@ class RecentScans:
                 self._seen.popitem(last=False)
         else:
             self._seen.move_to_end(waybill)
-        if scan_key in seen:
-            return False
-        seen.add(scan_key)
-        return True
+        seen.update(scan_keys)

@@ -126,6 +126,19 @@ def test_a_scan_repeated_in_a_later_push_keeps_its_scan_id(ids: Pseudonymizer) -
     assert len({s.scan_id for s in later}) == 4
 
 
+def test_scans_of_a_push_rejected_half_way_are_still_read_from_the_next_push(ids: Pseudonymizer) -> None:
+    normalizer, push = Normalizer(ids), example("carrier.json")[1]
+    scans = push["lastResult"]["data"]
+    broken = {**push, "lastResult": {**push["lastResult"], "data": [*scans[:-1], {**scans[-1], "time": "soon"}]}}
+    outcomes = [
+        normalizer.normalize(topics.RAW_CARRIER, 0, offset, json.dumps(p, ensure_ascii=False).encode(), 0)
+        for offset, p in enumerate((broken, push, push))
+    ]
+    assert isinstance(outcomes[0], DeadLetter) and outcomes[0].reason == "bad_time"
+    assert isinstance(outcomes[1], list) and len(outcomes[1]) == len(scans) == 4
+    assert isinstance(outcomes[2], list) and len(outcomes[2]) == 1  # repeated: only the newest is read again
+
+
 @pytest.mark.parametrize(
     ("topic", "payload", "reason"),
     [
