@@ -124,7 +124,7 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
             polled = consumer.poll(timeout_ms=200)
             records = [record for partition in polled.values() for record in partition]
             if records:
-                buffer.add(stages.apply(_normalized(normalizer, records)))
+                buffer.add(stages.apply(normalized(normalizer, records)))
                 read, heard_at = read + len(records), time.monotonic()
             if buffer.due() or (not records and buffer.count):
                 buffer.flush()
@@ -140,7 +140,8 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
     return read
 
 
-def _normalized(normalizer: Normalizer, records: list[Any]) -> Routed:
+def normalized(normalizer: Normalizer, records: list[Any]) -> Routed:
+    """A batch of Kafka records (anything with topic, partition, offset, value, timestamp), routed."""
     routed = Routed()
     for record in records:
         outcome = normalizer.normalize(record.topic, record.partition, record.offset, record.value, record.timestamp)

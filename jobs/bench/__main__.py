@@ -5,7 +5,9 @@ backlog preloaded into Kafka before the job starts, so the job runs at
 saturation; the job's throughput over that backlog; then, with the job still
 running, freshness probes under background traffic at each rate; a plain
 Python consumer (the baseline) over the same backlog; the job on a Flink
-session cluster with 1 and with 2 TaskManagers. Writes bench-results/latest.json,
+session cluster with 1 and with 2 TaskManagers; last, on the quiet machine, the
+job's pure Python over a small simulated day, each step timed alone (the
+per-record cost breakdown, jobs/bench/costs.py). Writes bench-results/latest.json,
 latest.png and latest.md (and timestamped copies).
 """
 
@@ -26,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors.kafka import KafkaError
-from jobs.bench import report
+from jobs.bench import costs, report
 from jobs.bench.environment import (
     BASELINE_DATABASE,
     BASELINE_GROUP,
@@ -45,10 +47,11 @@ from jobs.bench.traffic import LineProducer, PacedTraffic, Traffic, preload, sim
 from jobs.cli import clickhouse, local_stack
 
 Report = Callable[[str], None]
-STEPS = 8
+STEPS = 9
 CHECKPOINT_INTERVAL_MS = 1000
 RATES = (1000, 5000, 10000)
-BACKLOG_SEED, FRESHNESS_SEED = 7, 8
+BACKLOG_SEED, FRESHNESS_SEED, COSTS_SEED = 7, 8, 9
+COSTS_ORDERS = 10_000  # a whole simulated day: every source in its realistic share
 RECORDS_PER_ORDER = 10.5  # fewest raw records per simulated order seen (a day of 110,000 orders: 10.9)
 KEPT_UP_LAG_S = 3.0  # lag within this many seconds of traffic: kept up (offsets move only at checkpoints)
 PROBE_TAIL_S = 10.0  # traffic kept for the last probes to come back
@@ -138,6 +141,7 @@ class Bench:
             ("job", lambda: self._job_and_freshness(freshness_traffic)),
             ("baseline", self._baseline),
             ("scaling", self._scaling),
+            ("costs", self._offline_costs),
         ]
         for name, measure in steps:
             try:
@@ -211,6 +215,7 @@ class Bench:
                 check = _exits_as_error(job, "the job", log)
                 self.results.job = self._saturation("job", sampler, check, self.options.saturation_seconds, log)
                 self._say_throughput(self.results.job)
+                self.results.job_costs = costs.job_costs(clickhouse(self.settings).connect())
                 self._heading(6, "freshness: probes while the job runs, under background traffic at each rate")
                 if self._caught_up(sampler, self.results.job):
                     with self._phase("freshness"):
@@ -329,6 +334,15 @@ class Bench:
         for taskmanagers in (1, 2):
             self.results.scaling[taskmanagers] = self._cluster_run(taskmanagers)
             self._say_throughput(self.results.scaling[taskmanagers])
+
+    def _offline_costs(self) -> None:
+        self._heading(9, f"where a record's time goes: the job's Python over {COSTS_ORDERS:,} simulated orders, "
+                      "each step timed alone in this process")  # fmt: skip
+        traffic = simulated_traffic(self.env, COSTS_ORDERS, COSTS_SEED, self.say)
+        with self._phase("costs"):
+            self.results.offline_costs = costs.offline_costs(traffic.path)
+        spent = self.results.offline_costs.us_per_record
+        self.say("  µs per raw record: " + ", ".join(f"{step} {us:.1f}" for step, us in spent.items()))
 
     def _cluster_run(self, taskmanagers: int) -> ThroughputRun:
         """The job submitted to a new cluster, on a consumer group of its own, with parallelism = TaskManagers

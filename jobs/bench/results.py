@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from jobs.bench.costs import JobCosts, OfflineCosts
 from jobs.bench.freshness import Percentiles, Probe
 from jobs.bench.resources import PartResources
 from jobs.bench.throughput import ThroughputRun
@@ -59,6 +60,8 @@ class BenchResults:
     baseline: ThroughputRun | None = None
     scaling: dict[int, ThroughputRun] = field(default_factory=dict)
     checkpoint: CheckpointState | None = None
+    job_costs: JobCosts | None = None  # read when the saturation run ends
+    offline_costs: OfflineCosts | None = None
     resources: dict[str, PartResources] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
     errors: list[str] = field(default_factory=list)

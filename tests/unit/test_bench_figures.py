@@ -1,12 +1,19 @@
-"""The bench's arithmetic: percentiles with timeouts, producer lines, process trees."""
+"""The bench's arithmetic: percentiles with timeouts, producer lines, process trees, costs per record."""
 
 from __future__ import annotations
 
 import base64
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from connectors.kafka import RecordedMessage
+from connectors.simulator.simulation import simulate
+from jobs.bench.costs import JobCosts, OfflineCosts, job_costs, offline_costs
 from jobs.bench.freshness import PROBE_TIMEOUT_S, Percentiles, Probe
+from jobs.bench.report import cost_breakdown
 from jobs.bench.resources import process_tree
+from jobs.bench.results import BenchResults
 from jobs.bench.traffic import producer_line
 
 
@@ -38,3 +45,50 @@ def test_a_process_tree_leaves_out_the_parts_watched_on_their_own() -> None:
 
     assert sorted(process_tree(10, parents, other_roots=frozenset({20}))) == [10, 11, 12]
     assert sorted(process_tree(20, parents)) == [20, 21]
+
+
+def test_offline_costs_time_every_step_over_every_record_of_the_sample(tmp_path: Path) -> None:
+    day = simulate(60, 3, datetime.fromisoformat("2026-11-21T00:00:00+08:00"))
+    lines = tmp_path / "day.lines"
+    lines.write_bytes(b"".join(producer_line(message) for message in day.messages))
+
+    costs = offline_costs(lines, records=500)
+
+    assert costs.records == min(500, len(day.messages))
+    assert set(costs.us_per_record) == {"normalize", "vehicles", "waybills", "customers", "orders"}
+    assert all(us > 0 for us in costs.us_per_record.values())
+
+
+class StatsTable:
+    """operator_stats as the ClickHouse client returns it: one row per operator instance."""
+
+    def __init__(self, rows: list[tuple[str, int, float]]) -> None:
+        self.result_rows = rows
+
+    def query(self, sql: str) -> Any:
+        assert "operator_stats FINAL" in sql
+        return self
+
+
+def test_job_costs_sum_subtasks_and_divide_by_the_raw_records_normalized() -> None:
+    table = StatsTable([("normalize-0", 600, 0.3), ("normalize-1", 400, 0.2), ("orders-0", 900, 0.1),
+                        ("clickhouse writer-1", 5000, 0.05)])  # fmt: skip
+
+    costs = job_costs(table)
+
+    assert costs is not None and costs.raw_records == 1000
+    assert costs.us_per_record == {"normalize": 500.0, "orders": 100.0, "clickhouse writer": 50.0}
+    assert job_costs(StatsTable([])) is None
+
+
+def test_the_report_puts_each_step_beside_its_cost_in_the_job() -> None:
+    results = BenchResults(datetime.now().astimezone(), "make bench", {}, {}, {"nproc": 2}, {})
+    results.offline_costs = OfflineCosts(1000, {"normalize": 20.0, "orders": 30.0})
+    results.job_costs = JobCosts(1000, {"normalize": 60.0, "clickhouse writer": 5.0})
+
+    costs = cost_breakdown(results)
+
+    assert costs is not None
+    assert costs["steps"]["normalize"] == {"offline": 20.0, "in_job": 60.0}
+    assert costs["steps"]["clickhouse writer"] == {"offline": None, "in_job": 5.0}
+    assert (costs["offline_total"], costs["python_in_job_total"]) == (50.0, 65.0)
