@@ -83,13 +83,14 @@ class Settings:
             name = ENV_PREFIX + spec.name.upper()
             if name in environ:
                 values[spec.name] = _parse(name, environ[name], hints[spec.name])
-        settings = cls(**values)
-        if settings.start_from not in ("earliest", "latest"):
-            raise SettingsError(f"{ENV_PREFIX}START_FROM={settings.start_from!r} is neither earliest nor latest")
-        for spec in dataclasses.fields(cls):
-            if spec.name.endswith("_retention_days") and getattr(settings, spec.name) < 1:
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        if self.start_from not in ("earliest", "latest"):
+            raise SettingsError(f"{ENV_PREFIX}START_FROM={self.start_from!r} is neither earliest nor latest")
+        for spec in dataclasses.fields(self):
+            if spec.name.endswith("_retention_days") and getattr(self, spec.name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{spec.name.upper()} must be at least 1 (day)")
-        return settings
 
     @property
     def bootstrap_servers(self) -> str:

@@ -174,7 +174,8 @@ class CustomerAssignment:
     """The order belongs to this customer (identity resolution; changes when customers merge)."""
 
     order: OrderRef
-    customer_id: str  # a later assignment names a customer of higher rank (schemas/identity.py)
+    customer_id: str  # a merge only moves an order to a smaller customer id (schemas/identity.py)
+    at_ms: int  # event time of the event that made the assignment
 
 
 @compact_pickle

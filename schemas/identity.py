@@ -8,10 +8,12 @@ customer id. A weak identifier (a shared family tablet's device id) is linked
 to the customer it was seen with but never merges two customers.
 
 The customer id is the smallest hash of the component's strong identifiers:
-the same whatever order the events arrived in, and it only ever moves to a
-smaller hash as components merge. So `customer_rank` orders a member's
-customers by precedence in every interleaving: the final one ranks highest,
-which lets row versions of a replay or restore agree with those of a first run.
+the same whatever order the events arrived in, and a merge only ever moves a
+member to a smaller id. `customer_rank` turns that order into the integer that
+row versions need, so the final customer's rows win over those of any
+interleaving, after restores and replays too. One exception: a weak
+identifier's link names the customer it was first seen with, which depends on
+arrival order when it is seen with several.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ class OrderView:
     track: StatusTrack = StatusTrack()  # noqa: RUF009 - immutable, so one shared default is safe
     facts: frozenset[int] = frozenset()  # fact ids of every event merged (OrderEvent.fact_id)
     customer_id: str = ""
+    assigned_at_ms: int = 0  # event time of the customer's assignment
     waybills: tuple[str, ...] = ()  # sorted
     amount_fen: Stamped | None = None
     region_code: Stamped | None = None
@@ -72,9 +73,9 @@ class OrderView:
     def apply(self, event: OrderEvent | CustomerAssignment) -> OrderView:
         """The view after the event; the same object when the event changes nothing (a fact seen before)."""
         if isinstance(event, CustomerAssignment):
-            if customer_rank(event.customer_id) <= customer_rank(self.customer_id):
-                return self
-            return replace(self, customer_id=event.customer_id)
+            if self.customer_id and event.customer_id >= self.customer_id:
+                return self  # not a merge: an older assignment arriving late
+            return replace(self, customer_id=event.customer_id, assigned_at_ms=event.at_ms)
         return self.merge(event, event.fact_id)
 
     def merge(self, event: OrderEvent, fact_id: int) -> OrderView:
@@ -89,6 +90,7 @@ class OrderView:
             self.track.observe(event.status, at) if event.status else self.track,
             self.facts | {fact_id},
             self.customer_id,
+            self.assigned_at_ms,
             tuple(sorted(set(self.waybills).union(event.waybills))) if event.waybills else self.waybills,
             _newest(self.amount_fen, at, event.amount_fen),
             _newest(self.region_code, at, event.region_code or None),

@@ -48,13 +48,13 @@ S = TypeVar("S")
 
 @dataclass(frozen=True)
 class Retention:
-    """How long (event time) entities stay in state after their last event (jobs/settings.py sets it)."""
+    """How long (event time) entities stay in state after their last event (defaults: jobs/settings.py)."""
 
-    finished_order_ms: int = 7 * DAY_MS  # late confirmations and return requests still find the order
-    open_order_ms: int = 30 * DAY_MS
-    unlinked_waybill_ms: int = 3 * DAY_MS
-    linked_waybill_ms: int = 30 * DAY_MS
-    vehicle_ms: int = 7 * DAY_MS
+    finished_order_ms: int  # late confirmations and return requests still find the order
+    open_order_ms: int
+    unlinked_waybill_ms: int
+    linked_waybill_ms: int
+    vehicle_ms: int
 
 
 class ExpiryIndex:
@@ -85,19 +85,15 @@ class Stage(Generic[S]):
         self.entities = entities
         self._expiry = ExpiryIndex(expiry)
 
-    def expires_at(self, entity: S) -> int | None:
-        """The event time after which the entity may go; None while it has no time of its own yet."""
+    def expires_at(self, entity: S) -> int:
         raise NotImplementedError
 
     def store(self, key: str, entity: S, before: S | None) -> None:
-        """Store the entity; index it when it gets its first expiry, and again when its expiry moved
-        earlier (an order became final): a sweep re-checks every entry, so indexing twice is harmless."""
+        """Store the entity; index it when new, and again when its expiry moved earlier (an order became
+        final): a sweep re-checks every entry, so an entity indexed twice is harmless."""
         self.entities[key] = entity
         expires_at = self.expires_at(entity)
-        if expires_at is None:
-            return
-        earlier = None if before is None else self.expires_at(before)
-        if earlier is None or expires_at // DAY_MS < earlier // DAY_MS:
+        if before is None or expires_at // DAY_MS < self.expires_at(before) // DAY_MS:
             self._expiry.add(key, expires_at)
 
     def update_each(self, events: Iterable[E], key: Callable[[E], str], new: S, observe: Callable[[S, E], S]) -> None:
@@ -118,7 +114,6 @@ class Stage(Generic[S]):
             if entity is None:
                 continue
             expires_at = self.expires_at(entity)
-            assert expires_at is not None, "only entities with a time are indexed"
             if expires_at < watermark_ms:
                 del self.entities[key]
                 removed += 1
@@ -344,7 +339,8 @@ class CustomerStage:
             for membership in self._graph.observe(event.order.key, event.identities):
                 customer = membership.customer_id
                 if membership.is_order:
-                    assignments.append(CustomerAssignment(OrderRef.from_key(membership.member), customer))
+                    order = OrderRef.from_key(membership.member)
+                    assignments.append(CustomerAssignment(order, customer, event.at_ms))
                 else:
                     kind = identifier_kind(membership.member)
                     strong = kind in self._strong_kinds
@@ -373,11 +369,11 @@ class OrderStage(Stage[OrderView]):
         super().__init__(entities, expiry)
         self._retention = retention
 
-    def expires_at(self, entity: OrderView) -> int | None:
-        if not entity.is_heard_from:  # only its customer is known: the event that named it is on its way here
-            return None
+    def expires_at(self, entity: OrderView) -> int:
         keep = self._retention.finished_order_ms if entity.is_final else self._retention.open_order_ms
-        return entity.updated_at_ms + keep
+        # Known only by its customer so far (its first event is on its way, or a merge reached an order
+        # that had left state): kept from the time of the event that assigned the customer.
+        return (entity.updated_at_ms if entity.is_heard_from else entity.assigned_at_ms) + keep
 
     def apply(self, events: Iterable[OrderEvent | CustomerAssignment]) -> OrderRows:
         rows = OrderRows([], [])

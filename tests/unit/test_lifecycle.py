@@ -76,7 +76,7 @@ def test_view_row_holds_status_customer_and_waybills_and_every_new_fact_adds_a_v
     view = OrderView(ORDER)
     for event in (
         OrderEvent(ORDER, at_ms=100, source="t", status=Status.CREATED),
-        CustomerAssignment(ORDER, CUSTOMER),
+        CustomerAssignment(ORDER, CUSTOMER, 150),
         OrderEvent(ORDER, at_ms=300, source="t", status=Status.SHIPPED, waybills=("W1",)),
         OrderEvent(ORDER, at_ms=200, source="t", status=Status.PAID),
     ):
@@ -96,12 +96,12 @@ def test_view_row_holds_status_customer_and_waybills_and_every_new_fact_adds_a_v
 
 def test_an_older_customer_assignment_arriving_late_is_ignored() -> None:
     merged, before_merge = "cust_00000000000000000001", "cust_80000000000000000000"  # a merge lowers the hash
-    view = OrderView(ORDER).apply(CustomerAssignment(ORDER, merged))
-    assert view.apply(CustomerAssignment(ORDER, before_merge)) is view
+    view = OrderView(ORDER).apply(CustomerAssignment(ORDER, merged, 200))
+    assert view.apply(CustomerAssignment(ORDER, before_merge, 100)) is view
     assert (
         OrderView(ORDER)
-        .apply(CustomerAssignment(ORDER, before_merge))
-        .apply(CustomerAssignment(ORDER, merged))
+        .apply(CustomerAssignment(ORDER, before_merge, 100))
+        .apply(CustomerAssignment(ORDER, merged, 200))
         .customer_id
         == merged
     )

@@ -17,7 +17,13 @@ from schemas.lifecycle import Status
 from schemas.stages import DAY_MS, OrderStage, Retention, VehicleStage, WaybillStage
 
 ORDER = OrderRef("tmall", "1")
-RETENTION = Retention(finished_order_ms=2 * DAY_MS, open_order_ms=30 * DAY_MS, unlinked_waybill_ms=3 * DAY_MS)
+RETENTION = Retention(
+    finished_order_ms=2 * DAY_MS,
+    open_order_ms=30 * DAY_MS,
+    unlinked_waybill_ms=3 * DAY_MS,
+    linked_waybill_ms=30 * DAY_MS,
+    vehicle_ms=7 * DAY_MS,
+)
 
 
 def scan(at_ms: int, scan_id: str, waybill: str = "W1") -> ShipmentEvent:
@@ -118,8 +124,21 @@ def test_a_customer_that_reaches_the_order_before_its_first_event_survives_a_swe
     """The assignment and the event that caused it reach the orders stage by two paths, either first
     (CI found an order left without its customer when a sweep came between them)."""
     stage = orders({})
-    stage.apply([CustomerAssignment(ORDER, "cust_0123456789abcdef0123")])
+    stage.apply([CustomerAssignment(ORDER, "cust_0123456789abcdef0123", NOW)])
     assert stage.sweep(watermark_ms=NOW) == 0
     rows = stage.apply([OrderEvent(ORDER, NOW, "raw.orders.tmall", Status.PAID)])
     assert [row[2] for row in rows.current] == ["cust_0123456789abcdef0123"]
     assert stage.sweep(watermark_ms=NOW + 40 * DAY_MS) == 1
+
+
+def test_an_order_that_left_state_and_comes_back_with_a_merge_leaves_again() -> None:
+    """The identity graph keeps every order, so a merge may assign a customer to an order long gone."""
+    state: dict[str, Any] = {}
+    stage = orders(state)
+    stage.apply([OrderEvent(ORDER, NOW, "t", Status.PAID)])
+    stage.apply([OrderEvent(ORDER, NOW + DAY_MS, "t", Status.COMPLETED)])
+    assert stage.sweep(watermark_ms=NOW + 4 * DAY_MS) == 1
+    stage.apply([CustomerAssignment(ORDER, "cust_0123456789abcdef0123", NOW + 10 * DAY_MS)])
+    assert stage.sweep(watermark_ms=NOW + 32 * DAY_MS) == 0  # an old index entry finds it younger than it was
+    assert stage.sweep(watermark_ms=NOW + 41 * DAY_MS) == 1
+    assert state == {}

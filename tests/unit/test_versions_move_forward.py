@@ -10,11 +10,12 @@ from random import Random
 from typing import Any
 
 from connectors.simulator.simulation import simulate
+from jobs.settings import Settings
 from schemas.events import DeadLetter, OrderEvent
 from schemas.identity import load_strong_kinds
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
-from schemas.stages import CustomerStage, OrderStage, Retention
+from schemas.stages import CustomerStage, OrderStage
 from schemas.tables import ORDERS_CURRENT, Row
 
 VERSION = ORDERS_CURRENT.column_names.index("version")
@@ -53,7 +54,7 @@ def run(state: State, events: list[OrderEvent], table: ReplacingMergeTree, batch
     for name in ("orders", "parents", "components"):
         state.setdefault(name, {})
     customers = CustomerStage(state["parents"], state["components"], load_strong_kinds())
-    orders = OrderStage(state["orders"], {}, Retention())
+    orders = OrderStage(state["orders"], {}, Settings().retention)
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
         assignments, _ = customers.apply(e for e in chunk if e.identities)
