@@ -169,8 +169,10 @@ def identities_in(
     found = []
     for kind, paths in kinds:
         value = lookup(payload, paths)
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-            found.append(ids.phone(str(value)) if kind == "phone" else ids.pseudonym(kind, str(value)))
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            pseudonym = ids.phone(str(value)) if kind == "phone" else ids.identifier(kind, str(value))
+            if pseudonym is not None:
+                found.append(pseudonym)
     return tuple(found)
 
 
