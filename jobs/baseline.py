@@ -23,11 +23,11 @@ from connectors.clickhouse import BatchWriter
 from jobs.settings import Settings
 from schemas.adapters import ADAPTERS
 from schemas.events import DeadLetter
-from schemas.identity import load_strong_kinds
+from schemas.identity import IdentityState, load_identity_rules
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 from schemas.stages import CustomerStage, OrderStage, Routed, VehicleStage, WaybillStage
-from schemas.tables import CUSTOMER_LINKS, DEAD_LETTERS, ORDER_EVENTS, ORDERS_CURRENT, TABLES, Row
+from schemas.tables import DEAD_LETTERS, ORDER_EVENTS, ORDERS_CURRENT, TABLES, Row
 
 Report = Callable[[str], None]
 POLL_RECORDS = 5000
@@ -48,7 +48,7 @@ class Stages:
         return cls(
             VehicleStage({}, {}, settings.position_update_interval_ms, retention),
             WaybillStage({}, {}, retention),
-            CustomerStage({}, {}, load_strong_kinds()),
+            CustomerStage(IdentityState.in_memory(), load_identity_rules()),
             OrderStage({}, {}, retention),
         )
 
@@ -57,9 +57,10 @@ class Stages:
         rows = routed.rows
         positions = self.vehicles.apply(routed.vehicles)
         addressed = self.waybills.apply([*routed.waybills, *positions])
-        assignments, links = self.customers.apply(routed.customers)
-        order_rows = self.orders.apply([*routed.orders, *addressed, *assignments])
-        rows[CUSTOMER_LINKS.name].extend(CUSTOMER_LINKS.row(link) for link in links)
+        resolved = self.customers.apply(routed.customers)
+        order_rows = self.orders.apply([*routed.orders, *addressed, *resolved.assignments])
+        for table, table_rows in resolved.rows.items():
+            rows[table].extend(table_rows)
         rows[ORDERS_CURRENT.name].extend(order_rows.current)
         rows[ORDER_EVENTS.name].extend(order_rows.journey)
         return rows

@@ -23,12 +23,14 @@ from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge
 from schemas.events import (
     DeadLetter,
 )
+from schemas.identity import IdentityRules, IdentityState
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 from schemas.stages import (
     DAY_MS,
     CustomerStage,
     OrderStage,
+    Resolved,
     Retention,
     Routed,
     Stage,
@@ -40,7 +42,6 @@ from schemas.stages import (
     waybill_of,
 )
 from schemas.tables import (
-    CUSTOMER_LINKS,
     DEAD_LETTERS,
     EVENT_TIME,
     OPERATOR_STATS,
@@ -372,31 +373,27 @@ class ResolveWaybills(LaneOperator):
 class ResolveCustomers(LaneOperator):
     NAME = "customers"
 
-    def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, strong_kinds: frozenset[str]) -> None:
+    def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, rules: IdentityRules) -> None:
         super().__init__(lanes, cache_entries, idleness_ms)
-        self._strong_kinds = strong_kinds
+        self._rules = rules
 
     def make_stage(self, runtime_context: RuntimeContext) -> CustomerStage:
-        self._assignments: list[Any] = []
-        self._links: list[TableRow] = []
-        parents, components = (
-            self.entities(runtime_context, "parents"),
-            self.entities(runtime_context, "components"),
-        )
-        return CustomerStage(parents, components, self._strong_kinds)
+        self._resolved = Resolved()
+        state = IdentityState.of(lambda name: self.entities(runtime_context, name))
+        return CustomerStage(state, self._rules)
 
     def take(self, items: list[Any]) -> None:
         assert isinstance(self.stage, CustomerStage)
-        assignments, links = self.stage.apply(items)
-        self._assignments.extend(assignments)
-        self._links.extend(CUSTOMER_LINKS.row(link) for link in links)
+        resolved = self.stage.apply(items)
+        self._resolved.assignments.extend(resolved.assignments)
+        for table, rows in resolved.rows.items():
+            self._resolved.rows[table].extend(rows)
 
     def release(self, watermark_ms: int) -> Iterator[Any]:
-        assignments, self._assignments = self._assignments, []
-        links, self._links = self._links, []
-        yield from self.onward(assignments, order_key, watermark_ms)
-        if links:
-            yield self.to_writer({CUSTOMER_LINKS.name: links})
+        resolved, self._resolved = self._resolved, Resolved()
+        yield from self.onward(resolved.assignments, order_key, watermark_ms)
+        if rows := {table: table_rows for table, table_rows in resolved.rows.items() if table_rows}:
+            yield self.to_writer(rows)
 
 
 class TrackOrders(LaneOperator):

@@ -35,7 +35,7 @@ from jobs.batches import Lanes
 from jobs.settings import Settings
 from schemas import topics
 from schemas.adapters import ADAPTERS
-from schemas.identity import load_strong_kinds
+from schemas.identity import load_identity_rules
 
 JOB_NAME = "order-visibility"
 NETWORK_FLUSH_MS = 5
@@ -127,7 +127,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     )
     customers = _keyed(
         normalized.get_side_output(operators.CUSTOMER_BATCHES),
-        operators.ResolveCustomers(lanes, cache, idle, load_strong_kinds()),
+        operators.ResolveCustomers(lanes, cache, idle, load_identity_rules()),
         "resolve customers",
     )
     order_rows = _keyed(

@@ -14,14 +14,21 @@ row versions need, so the final customer's rows win over those of any
 interleaving, after restores and replays too. One exception: a weak
 identifier's link names the customer it was first seen with, which depends on
 arrival order when it is seen with several.
+
+An identifier seen with more distinct strong identifiers of one kind than the
+configured limit (a phone typed in for every walk-in member, a shared store
+card) is degenerate: from then on it joins no one, and it is reported with its
+count. Merges it made before stay (which ones depends on arrival order).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -53,58 +60,124 @@ def identifier_kind(pseudonym: str) -> str:
     return pseudonym.rsplit("_", 1)[0]
 
 
-def load_strong_kinds(path: Path = IDENTITY_CONFIG) -> frozenset[str]:
+@dataclass(frozen=True)
+class IdentityRules:
+    strong: frozenset[str]  # identifier kinds that join customers
+    limit_per_kind: int  # distinct strong identifiers of one kind an identifier may be seen with
+
+
+def load_identity_rules(path: Path = IDENTITY_CONFIG) -> IdentityRules:
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(spec, dict) or not isinstance(spec.get("strong"), list):
         raise ValueError(f"{path}: strong: required, the list of identifier kinds that join customers")
-    return frozenset(map(str, spec["strong"]))
+    limit = spec.get("limit_per_kind")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"{path}: limit_per_kind: required, a whole number of at least 1")
+    return IdentityRules(frozenset(map(str, spec["strong"])), limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Degenerate:
+    """An identifier seen with more distinct strong identifiers of one kind than the limit."""
+
+    identity: str
+    crowded_kind: str
+    distinct: int  # how many of that kind it was seen with (counted up to PARTNERS_KEPT)
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class IdentityState:
+    """The graph's mappings: plain dicts in tests and the baseline, Flink MapState in the job."""
+
+    parents: MutableMapping[str, str]
+    components: MutableMapping[str, list[str]]
+    partners: MutableMapping[str, tuple[str, ...]]
+    degenerate: MutableMapping[str, int]
+
+    @classmethod
+    def of(cls, mapping: Callable[[str], MutableMapping[str, Any]]) -> IdentityState:
+        """Each mapping made by name (its field's name)."""
+        return cls(*(mapping(spec.name) for spec in fields(cls)))
+
+    @classmethod
+    def in_memory(cls) -> IdentityState:
+        return cls.of(lambda _: {})
+
+
+@dataclass
+class Observation:
+    memberships: list[Membership] = field(default_factory=list)
+    degenerate: list[Degenerate] = field(default_factory=list)
 
 
 class IdentityGraph:
     """Union-find whose state lives in the given mappings (plain dicts in tests, Flink state in the job).
 
-    parents: member -> parent member (roots are absent); components: root -> its members.
+    parents: member -> parent member (roots are absent); components: root -> its members;
+    partners: strong identifier -> the distinct strong identifiers seen with it (a bounded list);
+    degenerate: identifier -> how many of its crowded kind it was seen with.
     """
 
     ORDER_PREFIX = "order:"
+    PARTNERS_KEPT = 1000  # beyond the limit, partners are only kept to count them (up to this many)
 
-    def __init__(
-        self,
-        parents: MutableMapping[str, str],
-        components: MutableMapping[str, list[str]],
-        strong_kinds: frozenset[str],
-    ) -> None:
-        self._parents = parents
-        self._components = components
-        self._strong = strong_kinds
+    def __init__(self, state: IdentityState, rules: IdentityRules) -> None:
+        self._parents = state.parents
+        self._components = state.components
+        self._partners = state.partners
+        self._degenerate = state.degenerate
+        self._strong = rules.strong
+        self._limit = rules.limit_per_kind
 
-    def observe(self, order_key: str, identifiers: Sequence[str]) -> list[Membership]:
-        """Record that these identifiers were seen with this order.
+    def observe(self, order_key: str, identifiers: Sequence[str], at_ms: int) -> Observation:
+        """Record that these identifiers were seen with this order (at event time at_ms).
 
-        Returns the membership of every member whose customer changed (merges
-        included) and of every member seen for the first time.
+        Reports the membership of every member whose customer changed (merges
+        included) and of every member seen for the first time, and the identifiers
+        that turned (or stay, seen with yet more) degenerate.
         """
+        observation = Observation()
         order = self.ORDER_PREFIX + order_key
         nodes = [order, *identifiers]
         first_seen = [node for node in nodes if node not in self._parents and node not in self._components]
         before = {root: (self.customer_of(root), self._members(root)) for root in {self._find(n) for n in nodes}}
+        strong = [identifier for identifier in identifiers if identifier_kind(identifier) in self._strong]
+        joining = [i for i in strong if not self._seen_with(i, strong, at_ms, observation.degenerate)]
         root = self._find(order)
-        for identifier in identifiers:
-            if identifier_kind(identifier) in self._strong:
-                root = self._union(root, self._find(identifier))
+        for identifier in joining:
+            root = self._union(root, self._find(identifier))
         for identifier in identifiers:
             if identifier_kind(identifier) not in self._strong and self._find(identifier) == identifier:
                 self._attach_weak(root, identifier)
         customer = self.customer_of(root)
         if not customer:
-            return []
+            return observation
         moved = {
             member
             for old_root, (old_customer, members) in before.items()
             if old_customer != customer and self._find(old_root) == root  # merged here, not merely touched
             for member in members
         }
-        return [self._membership(member, customer) for member in sorted(moved.union(first_seen))]
+        blocked = set(strong).difference(joining)  # degenerate: reported only where it had joined before
+        reported = [m for m in sorted(moved.union(first_seen)) if m not in blocked or self._find(m) == root]
+        observation.memberships = [self._membership(member, customer) for member in reported]
+        return observation
+
+    def _seen_with(self, identifier: str, strong: list[str], at_ms: int, flagged: list[Degenerate]) -> bool:
+        """Count the strong identifiers seen with this one; whether it is degenerate (joins no one)."""
+        known = self._partners.get(identifier, ())
+        new = [other for other in strong if other != identifier and other not in known]
+        if new and len(known) < self.PARTNERS_KEPT:
+            known = (*known, *new)[: self.PARTNERS_KEPT]
+            self._partners[identifier] = known
+        kind, distinct = max(Counter(map(identifier_kind, known)).items(), key=lambda c: c[1], default=("", 0))
+        if distinct <= self._limit:
+            return False
+        if new and distinct > self._degenerate.get(identifier, 0):
+            self._degenerate[identifier] = distinct
+            flagged.append(Degenerate(identifier, kind, distinct, at_ms))
+        return True
 
     def customer_of(self, member: str) -> str:
         members = self._components.get(self._find(member), [member])

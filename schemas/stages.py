@@ -35,9 +35,18 @@ from schemas.events import (
     WaybillPosition,
     fact_id_of,
 )
-from schemas.identity import IdentityGraph, customer_rank, identifier_kind
+from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
 from schemas.order_view import OrderView, is_passed_on_position
-from schemas.tables import MODIFICATIONS, ORDER_EVENTS, SERVICE_MESSAGES, SIGNALS, Row, Table
+from schemas.tables import (
+    CUSTOMER_LINKS,
+    DEGENERATE_IDENTIFIERS,
+    MODIFICATIONS,
+    ORDER_EVENTS,
+    SERVICE_MESSAGES,
+    SIGNALS,
+    Row,
+    Table,
+)
 from schemas.topics import RAW_GPS
 
 DAY_MS = 86_400_000
@@ -319,33 +328,40 @@ def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:
 # --- customers ----------------------------------------------------------------------------
 
 
+@dataclass
+class Resolved:
+    """What a batch told about customers: orders' assignments, and rows of customer_links and
+    degenerate_identifiers."""
+
+    assignments: list[CustomerAssignment] = field(default_factory=list)
+    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+
+
 class CustomerStage:
     """One identity graph (schemas/identity.py): orders get their customer, identifiers their
     link; merges move every order and link they touch. Customers do not expire."""
 
-    def __init__(
-        self,
-        parents: MutableMapping[str, str],
-        components: MutableMapping[str, list[str]],
-        strong_kinds: frozenset[str],
-    ) -> None:
-        self._graph = IdentityGraph(parents, components, strong_kinds)
-        self._strong_kinds = strong_kinds
+    def __init__(self, state: IdentityState, rules: IdentityRules) -> None:
+        self._graph = IdentityGraph(state, rules)
+        self._strong_kinds = rules.strong
 
-    def apply(self, events: Iterable[OrderEvent]) -> tuple[list[CustomerAssignment], list[CustomerLink]]:
-        assignments: list[CustomerAssignment] = []
-        links: list[CustomerLink] = []
+    def apply(self, events: Iterable[OrderEvent]) -> Resolved:
+        resolved = Resolved()
+        links, degenerate = resolved.rows[CUSTOMER_LINKS.name], resolved.rows[DEGENERATE_IDENTIFIERS.name]
         for event in events:
-            for membership in self._graph.observe(event.order.key, event.identities):
+            observation = self._graph.observe(event.order.key, event.identities, event.at_ms)
+            for membership in observation.memberships:
                 customer = membership.customer_id
                 if membership.is_order:
                     order = OrderRef.from_key(membership.member)
-                    assignments.append(CustomerAssignment(order, customer, event.at_ms))
+                    resolved.assignments.append(CustomerAssignment(order, customer, event.at_ms))
                 else:
                     kind = identifier_kind(membership.member)
-                    strong = kind in self._strong_kinds
-                    links.append(CustomerLink(membership.member, kind, customer, strong, customer_rank(customer)))
-        return assignments, links
+                    link = CustomerLink(membership.member, kind, customer, kind in self._strong_kinds,
+                                        customer_rank(customer))  # fmt: skip
+                    links.append(CUSTOMER_LINKS.row(link))
+            degenerate.extend(map(DEGENERATE_IDENTIFIERS.row, observation.degenerate))
+        return resolved
 
 
 # --- orders -------------------------------------------------------------------------------

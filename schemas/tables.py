@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.events import CustomerLink, DeadLetter, OrderEvent, OrderModification, ServiceMessage, Signal
+from schemas.identity import Degenerate, identifier_kind
 
 Row = tuple[Any, ...]  # times are epoch milliseconds: DateTime64(3) ticks, inserted as they are
 
@@ -49,6 +50,11 @@ def _journey_row(identified: tuple[str, OrderEvent]) -> Row:
 
 def _customer_link_row(link: CustomerLink) -> Row:
     return (link.identity, link.kind, link.customer_id, link.strong, link.version)
+
+
+def _degenerate_row(degenerate: Degenerate) -> Row:
+    identity = degenerate.identity
+    return (identity, identifier_kind(identity), degenerate.crowded_kind, degenerate.distinct, degenerate.at_ms)
 
 
 def _modification_row(change: OrderModification) -> Row:
@@ -159,6 +165,18 @@ CUSTOMER_LINKS = Table(
     ("identity",),
     _customer_link_row,
 )
+DEGENERATE_IDENTIFIERS = Table(
+    "degenerate_identifiers",
+    (
+        ("identity", "String"),
+        ("kind", "LowCardinality(String)"),
+        ("crowded_kind", "LowCardinality(String)"),
+        ("distinct_seen", "UInt32"),
+        ("flagged_at", TIME),
+    ),
+    ("identity",),
+    _degenerate_row,
+)
 MODIFICATIONS = Table(
     "modifications",
     (
@@ -239,6 +257,6 @@ OPERATOR_STATS = Table(
     _given,
 )
 TABLES = {table.name: table for table in (
-    ORDERS_CURRENT, ORDER_EVENTS, CUSTOMER_LINKS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS, DEAD_LETTERS, EVENT_TIME,
-    OPERATOR_STATS,
+    ORDERS_CURRENT, ORDER_EVENTS, CUSTOMER_LINKS, DEGENERATE_IDENTIFIERS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS,
+    DEAD_LETTERS, EVENT_TIME, OPERATOR_STATS,
 )}  # fmt: skip

@@ -62,9 +62,9 @@ def offline_costs(lines: Path, records: int = SAMPLE_RECORDS) -> OfflineCosts:
         with watch("waybills"):
             addressed = stages.waybills.apply([*routed.waybills, *positions])
         with watch("customers"):
-            assignments, _ = stages.customers.apply(routed.customers)
+            resolved = stages.customers.apply(routed.customers)
         with watch("orders"):
-            stages.orders.apply([*routed.orders, *addressed, *assignments])
+            stages.orders.apply([*routed.orders, *addressed, *resolved.assignments])
     return OfflineCosts(count, {step: seconds * 1e6 / max(count, 1) for step, seconds in watch.spent.items()})
 
 

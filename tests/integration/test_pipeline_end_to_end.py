@@ -40,9 +40,23 @@ PINGS = [  # the example vehicle after its departure; the last one has no fix
 ]
 
 
+SHARED_PHONE = "13912345678"  # typed in for every walk-in member: one more than identity.yaml's limit
+
+
+def app_orders_poisoning_identity() -> list[dict[str, object]]:
+    """Six members with one phone (the sixth turns it degenerate), and two with the placeholder "N/A"."""
+    app = example("app.json")[0]
+    shared = [{**app, "order_id": f"APP-SHARED-{n}", "member_id": f"M-SHARED-{n}", "phone": SHARED_PHONE}
+              for n in range(6)]  # fmt: skip
+    placeholder = [{**app, "order_id": f"APP-NA-{n}", "member_id": f"M-NA-{n}", "phone": "N/A"} for n in range(2)]
+    return [{**order, "device_id": None} for order in shared + placeholder]
+
+
 def other_sources_recording(folder: Path) -> Path:
-    """The contract examples of the sources orders.jsonl does not tell, as one recording."""
+    """The contract examples of the sources orders.jsonl does not tell, and orders that try to poison
+    identity resolution, as one recording."""
     messages = [
+        *(("raw.orders.app", p) for p in app_orders_poisoning_identity()),
         *(("raw.logistics.manifest", p) for p in example("manifest.json")),
         *(("raw.logistics.gps", p) for p in PINGS),
         *(("raw.oms.modifications", p) for p in example("modifications.json")),
@@ -137,6 +151,22 @@ def test_buyer_message_without_order_resolves_to_the_customer_of_the_buyers_orde
     assert len(rows.result_rows) == 1
     order_customer, message_customer = rows.result_rows[0]
     assert order_customer == message_customer != ""
+
+
+def test_a_phone_shared_beyond_the_limit_stops_joining_and_placeholders_join_no_one(
+    first_run: dict[str, str],
+) -> None:
+    client = database(first_run)
+    customers = dict(
+        client.query(
+            "SELECT order_id, customer_id FROM orders WHERE order_id LIKE 'APP-SHARED-%' OR order_id LIKE 'APP-NA-%'"
+        ).result_rows
+    )
+    shared = [customers[f"APP-SHARED-{n}"] for n in range(6)]
+    assert len(set(shared)) == 2  # five joined before the phone turned degenerate; the sixth stays apart
+    assert customers["APP-NA-0"] != customers["APP-NA-1"]
+    degenerate = client.query("SELECT kind, crowded_kind, distinct_seen FROM degenerate_identifiers FINAL")
+    assert degenerate.result_rows == [("phone", "member_id", 6)]
 
 
 def test_truncated_carrier_payload_is_a_dead_letter_with_reason(first_run: dict[str, str]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from connectors.simulator.simulation import simulate
 from jobs.settings import Settings
 from schemas.events import DeadLetter, OrderEvent
-from schemas.identity import load_strong_kinds
+from schemas.identity import IdentityState, load_identity_rules
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 from schemas.stages import CustomerStage, OrderStage
@@ -51,14 +51,12 @@ State = dict[str, dict[str, Any]]  # one mapping per state of the stages
 
 def run(state: State, events: list[OrderEvent], table: ReplacingMergeTree, batch: int = 50) -> None:
     """The customer and order stages, as the job runs them."""
-    for name in ("orders", "parents", "components"):
-        state.setdefault(name, {})
-    customers = CustomerStage(state["parents"], state["components"], load_strong_kinds())
-    orders = OrderStage(state["orders"], {}, Settings().retention)
+    customers = CustomerStage(IdentityState.of(lambda name: state.setdefault(name, {})), load_identity_rules())
+    orders = OrderStage(state.setdefault("orders", {}), {}, Settings().retention)
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
-        assignments, _ = customers.apply(e for e in chunk if e.identities)
-        table.insert(orders.apply([*chunk, *assignments]).current)
+        resolved = customers.apply(e for e in chunk if e.identities)
+        table.insert(orders.apply([*chunk, *resolved.assignments]).current)
 
 
 def test_restore_replaying_in_another_order_after_a_half_done_run_leaves_every_order_complete() -> None:
