@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import orjson
 
 CHINA_TIME = timezone(timedelta(hours=8))  # China keeps no daylight saving time
+MAX_FEN = 10**12  # ten billion yuan: more is junk, and beyond Int64 no table could hold it
 T = TypeVar("T")
 
 
@@ -63,7 +64,7 @@ def china_time_ms(text: str, name: str) -> int:
         moment = datetime.fromisoformat(text).replace(tzinfo=CHINA_TIME)
     except ValueError:
         raise Rejected("bad_time", f"field {name!r} = {text!r} is not 'yyyy-MM-dd HH:mm:ss'") from None
-    return int(moment.timestamp() * 1000)
+    return _plausible(int(moment.timestamp() * 1000), name, text)
 
 
 def iso_time_ms(text: str, name: str) -> int:
@@ -74,7 +75,7 @@ def iso_time_ms(text: str, name: str) -> int:
         raise Rejected("bad_time", f"field {name!r} = {text!r} is not an ISO-8601 time") from None
     if moment.tzinfo is None:
         raise Rejected("bad_time", f"field {name!r} = {text!r} has no UTC offset")
-    return int(moment.timestamp() * 1000)
+    return _plausible(int(moment.timestamp() * 1000), name, text)
 
 
 def yuan_to_fen(value: str | int | float | Decimal, name: str) -> int:
@@ -86,6 +87,8 @@ def yuan_to_fen(value: str | int | float | Decimal, name: str) -> int:
         raise Rejected("wrong_type", f"field {name!r} = {value!r} is not an amount in yuan") from None
     if not amount.is_finite() or amount != amount.to_integral_value():
         raise Rejected("wrong_type", f"field {name!r} = {value!r} is not a whole number of fen")
+    if abs(amount) > MAX_FEN:
+        raise Rejected("out_of_range", f"field {name!r} = {value!r} is beyond {MAX_FEN // 100:,} yuan")
     return int(amount)
 
 
@@ -101,7 +104,13 @@ def _names(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-# Epoch times outside these years are a unit mix-up (seconds read as milliseconds or the reverse).
+def _plausible(millis: int, name: str, text: str) -> int:
+    if not _PLAUSIBLE_MS[0] <= millis <= _PLAUSIBLE_MS[1]:
+        raise Rejected("bad_time", f"field {name!r} = {text!r} is not between the years 2000 and 2100")
+    return millis
+
+
+# Times outside these years are a unit mix-up (seconds read as milliseconds or the reverse) or junk.
 _PLAUSIBLE_MS = (946_684_800_000, 4_102_444_800_000)  # 2000-01-01 .. 2100-01-01
 
 

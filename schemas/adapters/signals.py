@@ -64,11 +64,14 @@ def _port(payload: dict[str, Any]) -> Signal:
     )
 
 
+MAX_DELAY_MIN = 30 * 24 * 60
+
+
 def _traffic(payload: dict[str, Any]) -> Signal:
-    severity = required(payload, "severity", int)
+    severity, delay_min = required(payload, "severity", int), required(payload, "expected_delay_min", int)
     lat, lon = number(payload, "lat"), number(payload, "lon")
-    if not (1 <= severity <= 4 and -90 <= lat <= 90 and -180 <= lon <= 180):
-        raise Rejected("out_of_range", "severity must be 1..4 and lat/lon within range")
+    if not (1 <= severity <= 4 and -90 <= lat <= 90 and -180 <= lon <= 180 and 0 <= delay_min <= MAX_DELAY_MIN):
+        raise Rejected("out_of_range", "severity must be 1..4, lat/lon within range, the delay 0..30 days")
     return Signal(
         kind="traffic_incident",
         subject=required(payload, "road", str),
@@ -77,7 +80,7 @@ def _traffic(payload: dict[str, Any]) -> Signal:
         level=str(severity),
         lat=lat,
         lon=lon,
-        delay_min=required(payload, "expected_delay_min", int),
+        delay_min=delay_min,
     )
 
 

@@ -152,6 +152,9 @@ def test_scans_of_a_push_rejected_half_way_are_still_read_from_the_next_push(ids
         (APP, {**example("app.json")[0], "ts": "2026-11-21T10:01:11"}, "bad_time"),
         (APP, {**example("app.json")[0], "order_id": True}, "wrong_type"),
         (APP, {**example("app.json")[0], "amount": "12.345"}, "wrong_type"),
+        (APP, {**example("app.json")[0], "amount": 1e25}, "out_of_range"),
+        (APP, {**example("app.json")[0], "ts": "2999-11-21T10:01:11+08:00"}, "bad_time"),
+        (TMALL, {**example("tmall.json")[0], "pub_time": "1900-11-21 10:01:11"}, "bad_time"),
         (topics.RAW_WMS, {"event": "PACKED", "ts": "2026-11-21T06:40:00Z"}, "missing_field"),
         (topics.RAW_CARRIER, {"lastResult": {**CARRIER_RESULT, "state": "99"}}, "unknown_code"),
         (topics.RAW_CARRIER, {"lastResult": {**CARRIER_RESULT, "data": [{**CARRIER_RESULT["data"][0],
@@ -161,7 +164,8 @@ def test_scans_of_a_push_rejected_half_way_are_still_read_from_the_next_push(ids
     ],
     ids=[
         "truncated", "not-utf8", "array", "unknown-status-word", "unknown-topic-without-status", "bad-china-time",
-        "content-not-json", "time-without-offset", "bool-id", "sub-fen-amount", "no-order-ref",
+        "content-not-json", "time-without-offset", "bool-id", "sub-fen-amount", "amount-beyond-any-table",
+        "year-2999", "year-1900", "no-order-ref",
         "unknown-carrier-state", "area-center-out-of-range", "unread-topic",
     ],
 )  # fmt: skip

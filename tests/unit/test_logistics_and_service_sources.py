@@ -95,8 +95,9 @@ def test_signals_of_each_type(ids: Pseudonymizer) -> None:
         ({**example("signals.json")[0], "level": "purple"}, "unknown_code"),
         ({**example("signals.json")[1], "index": 140}, "out_of_range"),
         ({"type": "earthquake"}, "unknown_code"),
+        ({**example("signals.json")[2], "expected_delay_min": 2**40}, "out_of_range"),
     ],
-    ids=["unknown-level", "index-over-100", "unknown-type"],
+    ids=["unknown-level", "index-over-100", "unknown-type", "delay-beyond-int32"],
 )
 def test_bad_signals_are_dead_letters(ids: Pseudonymizer, payload: dict[str, Any], reason: str) -> None:
     outcome = normalize(ids, "raw.signals", payload)
