@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +111,43 @@ def migrate(target: ClickHouseTarget, folder: Path, report: Callable[[str], None
     return done
 
 
+# ClickHouse error codes that speak of the rows, not of the server: cannot parse, type mismatch,
+# argument or value out of range, cannot convert, incorrect data, string too large, NULL in a
+# non-Nullable column. A batch refused with one of them is split until the row is found.
+CONTENT_ERROR_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321, 349})
+
+
+def is_content_error(error: Exception) -> bool:
+    """Whether the rows themselves were refused (retrying cannot help), not ClickHouse out of reach."""
+    if isinstance(error, OperationalError | OSError):
+        return False
+    if isinstance(error, DataError):
+        return True  # refused by clickhouse-connect while encoding, before anything was sent
+    if isinstance(error, DatabaseError):
+        return error.code in CONTENT_ERROR_CODES
+    return True  # TypeError, ValueError, OverflowError...: raised while encoding a value
+
+
+@dataclass(frozen=True)
+class RefusedRow:
+    """A row ClickHouse (or its client) refuses for its content, and why."""
+
+    table: str
+    row: Sequence[Any]
+    error: str
+
+
+class RowsRefused(Exception):  # noqa: N818 - reads as "raise RowsRefused(...)"
+    """An insert refused for the content of its rows."""
+
+
 class BatchWriter:
     """Inserts batches into one table, retrying with backoff while ClickHouse is unreachable.
 
     After `give_up_after_s` it raises, so that the caller (a Flink task) fails
-    and is restored from its last checkpoint with the batch still in state.
+    and is restored from its last checkpoint with the batch still in state. Rows
+    refused for their content are not retried: the batch is halved until each such
+    row stands alone, every other row is written, and the refused ones are returned.
     """
 
     def __init__(
@@ -132,7 +165,18 @@ class BatchWriter:
         self._give_up_after_s = give_up_after_s
         self._client: Client | None = None
 
-    def write(self, rows: Sequence[Sequence[Any]]) -> None:
+    def write(self, rows: Sequence[Sequence[Any]]) -> list[RefusedRow]:
+        """Write the rows; returns those refused for their content (the others are written)."""
+        try:
+            self._insert(rows)
+            return []
+        except RowsRefused as refused:
+            if len(rows) == 1:
+                return [RefusedRow(self._table, rows[0], str(refused))]
+            half = len(rows) // 2
+            return self.write(rows[:half]) + self.write(rows[half:])
+
+    def _insert(self, rows: Sequence[Sequence[Any]]) -> None:
         delay, deadline = 0.5, time.monotonic() + self._give_up_after_s
         while True:
             try:
@@ -141,6 +185,8 @@ class BatchWriter:
                 )
                 return
             except Exception as error:
+                if is_content_error(error):
+                    raise RowsRefused(f"{type(error).__name__}: {error}") from error
                 self._client = None
                 if time.monotonic() + delay > deadline:
                     raise RuntimeError(f"writing {len(rows)} rows to {self._table} failed: {error}") from error

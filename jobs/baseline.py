@@ -19,15 +19,15 @@ from typing import Any
 from kafka import KafkaConsumer
 
 from connectors import kafka
-from connectors.clickhouse import BatchWriter
 from jobs.settings import Settings
+from jobs.sink import TableWriters
 from schemas.adapters import ADAPTERS
 from schemas.events import DeadLetter
 from schemas.identity import IdentityState, load_identity_rules
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 from schemas.stages import CustomerStage, OrderStage, Routed, VehicleStage, WaybillStage
-from schemas.tables import DEAD_LETTERS, ORDER_EVENTS, ORDERS_CURRENT, TABLES, Row
+from schemas.tables import DEAD_LETTERS, ORDER_EVENTS, ORDERS_CURRENT, Row
 
 Report = Callable[[str], None]
 POLL_RECORDS = 5000
@@ -70,7 +70,7 @@ class Stages:
 class RowBuffer:
     """Rows waiting to be written, flushed by age or size like the job's writer."""
 
-    writers: dict[str, BatchWriter]
+    writers: TableWriters
     flush_interval_s: float
     max_rows: int
     rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
@@ -89,9 +89,7 @@ class RowBuffer:
         return old or self.count >= self.max_rows
 
     def flush(self) -> None:
-        for table, table_rows in self.rows.items():
-            if table_rows:
-                self.writers[table].write(table_rows)
+        self.writers.write(self.rows, time.time_ns() // 1_000_000)
         self.rows, self.count, self.oldest_at = defaultdict(list), 0, None
 
 
@@ -114,7 +112,7 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
     )
     target = settings.clickhouse
     buffer = RowBuffer(
-        {t.name: BatchWriter(target, t.name, t.column_names, t.column_types) for t in TABLES.values()},
+        TableWriters(target),
         settings.sink_flush_interval_ms / 1000,
         settings.sink_max_batch_rows,
     )

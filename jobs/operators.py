@@ -17,8 +17,9 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
-from connectors.clickhouse import BatchWriter, ClickHouseTarget
+from connectors.clickhouse import ClickHouseTarget
 from jobs.batches import Batch, Lanes, by_lane, framed
+from jobs.sink import TableWriters
 from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge
 from schemas.events import (
     DeadLetter,
@@ -47,7 +48,6 @@ from schemas.tables import (
     OPERATOR_STATS,
     ORDER_EVENTS,
     ORDERS_CURRENT,
-    TABLES,
     dead_letter_json,
 )
 from schemas.tables import (
@@ -445,17 +445,14 @@ class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]
         self._max_rows = max_rows
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._writers = {
-            table.name: BatchWriter(self._target, table.name, table.column_names, table.column_types)
-            for table in TABLES.values()
-        }
+        self._writers = TableWriters(self._target)
         self._chunks = runtime_context.get_list_state(ListStateDescriptor("chunks", PICKLED))
         self._buffered = runtime_context.get_state(ValueStateDescriptor("buffered-rows", Types.LONG()))
         self._busy = Busy(f"clickhouse writer-{subtask_index(runtime_context)}")
 
     def close(self) -> None:
-        for writer in getattr(self, "_writers", {}).values():
-            writer.close()
+        if writers := getattr(self, "_writers", None):
+            writers.close()
 
     def process_element(self, rows_by_table: dict[str, list[TableRow]], ctx: KeyedProcessFunction.Context) -> None:
         if not rows_by_table:
@@ -481,9 +478,7 @@ class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]
             for table, table_rows in chunk.items():
                 rows[table].extend(table_rows)
         rows[OPERATOR_STATS.name].extend(self._busy.report(now_ms()))
-        for table, table_rows in rows.items():
-            if table_rows:
-                self._writers[table].write(table_rows)
+        self._writers.write(rows, now_ms())
         self._chunks.clear()
         self._buffered.clear()
         self._busy.add(sum(map(len, rows.values())), time.perf_counter() - started)

@@ -8,8 +8,9 @@ tests/integration/test_tables_match_schema.py checks them against the migrated s
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +95,19 @@ def _dead_letter_row(letter: DeadLetter) -> Row:
 def _given(row: Row) -> Row:
     """For tables whose rows are made by the logic that owns them (orders_current, event_time)."""
     return row
+
+
+REFUSED_ROWS_TOPIC = "clickhouse.refused"  # dead letters' source_topic for rows ClickHouse refused
+MAX_DETAIL_CHARS = 2000
+
+
+def refused_row_letter(table: str, row: Sequence[Any], error: str, now_ms: int) -> DeadLetter:
+    """A row ClickHouse refused for its content, kept as a dead letter: the row as JSON (rows hold
+    pseudonyms only), identified by its hash, so the same row refused again after a restore is the
+    same dead letter."""
+    raw = json.dumps({"table": table, "row": row}, ensure_ascii=False, default=str).encode()
+    offset = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest()) >> 1  # fits Int64
+    return DeadLetter(REFUSED_ROWS_TOPIC, 0, offset, raw, "refused_by_clickhouse", error[:MAX_DETAIL_CHARS], now_ms)
 
 
 def dead_letter_json(letter: DeadLetter) -> str:
