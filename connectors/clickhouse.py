@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,15 +118,19 @@ def migrate(target: ClickHouseTarget, folder: Path, report: Callable[[str], None
 CONTENT_ERROR_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321, 349})
 
 
+# Raised while encoding a value the column cannot hold (clickhouse-connect's DataError, or the
+# conversion itself), before anything is sent.
+ENCODING_ERRORS = (DataError, TypeError, ValueError, OverflowError, struct.error)
+
+
 def is_content_error(error: Exception) -> bool:
-    """Whether the rows themselves were refused (retrying cannot help), not ClickHouse out of reach."""
-    if isinstance(error, OperationalError | OSError):
-        return False
-    if isinstance(error, DataError):
-        return True  # refused by clickhouse-connect while encoding, before anything was sent
-    if isinstance(error, DatabaseError):
-        return error.code in CONTENT_ERROR_CODES
-    return True  # TypeError, ValueError, OverflowError...: raised while encoding a value
+    """Whether the rows themselves were refused (retrying cannot help). Anything else, ClickHouse out of
+    reach or an error we do not know, is retried and then raised, never taken for bad rows."""
+    if isinstance(error, ENCODING_ERRORS):
+        return True
+    if isinstance(error, OperationalError) or not isinstance(error, DatabaseError):
+        return False  # out of reach, timed out, or not ClickHouse's answer at all
+    return error.code in CONTENT_ERROR_CODES
 
 
 @dataclass(frozen=True)

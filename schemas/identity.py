@@ -83,6 +83,7 @@ class Degenerate:
     identity: str
     crowded_kind: str
     distinct: int  # how many of that kind it was seen with (counted up to PARTNERS_KEPT)
+    customer_id: str  # the customer it had joined before: its merges stay, analysts may want to look
     at_ms: int
 
 
@@ -168,15 +169,16 @@ class IdentityGraph:
         """Count the strong identifiers seen with this one; whether it is degenerate (joins no one)."""
         known = self._partners.get(identifier, ())
         new = [other for other in strong if other != identifier and other not in known]
-        if new and len(known) < self.PARTNERS_KEPT:
-            known = (*known, *new)[: self.PARTNERS_KEPT]
-            self._partners[identifier] = known
-        kind, distinct = max(Counter(map(identifier_kind, known)).items(), key=lambda c: c[1], default=("", 0))
+        if not new or len(known) >= self.PARTNERS_KEPT:
+            return identifier in self._degenerate
+        known = (*known, *new)[: self.PARTNERS_KEPT]
+        self._partners[identifier] = known
+        kind, distinct = max(Counter(map(identifier_kind, known)).items(), key=lambda count: count[1])
         if distinct <= self._limit:
             return False
-        if new and distinct > self._degenerate.get(identifier, 0):
+        if distinct > self._degenerate.get(identifier, 0):
             self._degenerate[identifier] = distinct
-            flagged.append(Degenerate(identifier, kind, distinct, at_ms))
+            flagged.append(Degenerate(identifier, kind, distinct, self.customer_of(identifier), at_ms))
         return True
 
     def customer_of(self, member: str) -> str:

@@ -18,18 +18,19 @@ from typing import Any
 
 import yaml
 
-from schemas.adapters.fields import (
+from schemas.events import CanonicalEvent, OrderEvent, OrderRef, WaybillLink
+from schemas.fields import (
     Rejected,
     china_time_ms,
     epoch_ms,
     iso_time_ms,
     json_object,
+    within_money_range,
     yuan_to_fen,
 )
-from schemas.adapters.recent import RecentScans
-from schemas.events import CanonicalEvent, OrderEvent, OrderRef, WaybillLink
 from schemas.lifecycle import Status
 from schemas.privacy import Pseudonymizer
+from schemas.recent import RecentScans
 
 SOURCES_DIR = Path(__file__).parent / "sources"
 
@@ -141,7 +142,7 @@ class OrderMapping:
         if self.money == "fen":
             if isinstance(amount, bool) or not isinstance(amount, int):
                 raise Rejected("wrong_type", f"amount {amount!r} is not a whole number of fen")
-            return amount
+            return within_money_range(amount, "amount", amount)
         if isinstance(amount, bool) or not isinstance(amount, Decimal | int | float | str):
             raise Rejected("wrong_type", f"amount {amount!r} is not an amount in yuan")
         return yuan_to_fen(amount, "amount")
@@ -168,11 +169,13 @@ def identities_in(
     """The pseudonyms of every identifier present, in the order the mapping lists them."""
     found = []
     for kind, paths in kinds:
-        value = lookup(payload, paths)
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            pseudonym = ids.phone(str(value)) if kind == "phone" else ids.identifier(kind, str(value))
-            if pseudonym is not None:
-                found.append(pseudonym)
+        for path in paths:  # the first valid one: "N/A" at one path does not hide a real id at the next
+            value = lookup(payload, (path,))
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                pseudonym = ids.phone(str(value)) if kind == "phone" else ids.identifier(kind, str(value))
+                if pseudonym is not None:
+                    found.append(pseudonym)
+                    break
     return tuple(found)
 
 

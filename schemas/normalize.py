@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 
 from schemas.adapters import ADAPTERS, Adapter
-from schemas.adapters.fields import Rejected
-from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, DeadLetter
+from schemas.fields import Rejected
 from schemas.privacy import Pseudonymizer
+from schemas.recent import RecentScans
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,21 @@ import hmac
 import re
 import unicodedata
 
-# Mainland mobile numbers, with or without +86 / 86 and common separators.
-_PHONE = re.compile(r"(?<![0-9])(?:\+?86[ -]?)?(1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})(?![0-9])")
+# A mainland mobile number as people write it, anywhere in a text: an optional country code
+# (+86, 0086, 86), separators between any digits, ASCII or full-width digits.
+_DIGIT = "[0-9\uff10-\uff19]"
+_SEP = r"[\s().\-\uff08\uff09\uff0d]*"
+_PHONE = re.compile(
+    rf"(?<!{_DIGIT})(?:(?:[+\uff0b]|[0\uff10]{{2}})?[8\uff18][6\uff16]{_SEP})?"
+    rf"[1\uff11]{_SEP}[3-9\uff13-\uff19](?:{_SEP}{_DIGIT}){{9}}(?!{_DIGIT})"
+)
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
+_NOT_DIGITS = re.compile(r"[^0-9]")
 _SEPARATORS = re.compile(r"[\s().-]")
 _COUNTRY_CODE = ("+86", "0086", "86")
-PLACEHOLDERS = frozenset({"n/a", "na", "null", "none", "nil", "undefined", "unknown", "anonymous", "匿名", "无"})
+PLACEHOLDER_PHONES = frozenset({"13800138000"})  # a carrier's service number, typed in for "no phone"
+PLACEHOLDERS = frozenset({"n/a", "na", "null", "none", "nil", "undefined", "unknown", "anonymous", "-1", "匿名", "无"})
+JUNK_CHARACTERS = frozenset("0-*._?xX ")  # an id made of these only ("0000", "----", a zero UUID) is none
 
 
 def mobile_number(text: str) -> str | None:
@@ -30,7 +39,7 @@ def mobile_number(text: str) -> str | None:
     for code in _COUNTRY_CODE:
         if compact.startswith(code) and len(compact) == len(code) + 11:
             compact = compact.removeprefix(code)
-    if not _MOBILE.fullmatch(compact) or len(set(compact[3:])) == 1:
+    if not _MOBILE.fullmatch(compact) or len(set(compact[3:])) == 1 or compact in PLACEHOLDER_PHONES:
         return None
     return compact
 
@@ -47,9 +56,9 @@ class Pseudonymizer:
 
     def identifier(self, kind: str, value: str) -> str | None:
         """The pseudonym of a buyer id, or None for what identifies no one: blanks, placeholders such as
-        "N/A" or "-", one character repeated ("0000"), masked values ("o6_****")."""
+        "N/A" or "-1", zeros and dashes only ("0000", a zero UUID), masked values ("o6_****")."""
         text = value.strip()
-        if not text or text.casefold() in PLACEHOLDERS or len(set(text)) == 1 or "*" in text:
+        if not text or text.casefold() in PLACEHOLDERS or set(text) <= JUNK_CHARACTERS or "*" in text:
             return None
         return self.pseudonym(kind, text)
 
@@ -59,6 +68,12 @@ class Pseudonymizer:
         return None if number is None else self.pseudonym("phone", number)
 
     def redact_phones(self, raw: bytes) -> bytes:
-        """The payload with every phone number replaced by its pseudonym, all other bytes kept."""
-        text = raw.decode("latin-1")  # lossless for any bytes; phone digits are ASCII
-        return _PHONE.sub(lambda m: self.pseudonym("phone", "".join(m.groups())), text).encode("latin-1")
+        """The payload with every mobile number (valid or a placeholder) replaced by its pseudonym, all
+        other bytes kept: bytes that are no UTF-8 pass through as they are (surrogateescape)."""
+        text = raw.decode("utf-8", errors="surrogateescape")
+        redacted = _PHONE.sub(lambda m: self.pseudonym("phone", _last_11_digits(m.group(0))), text)
+        return redacted.encode("utf-8", errors="surrogateescape")
+
+
+def _last_11_digits(written: str) -> str:
+    return _NOT_DIGITS.sub("", unicodedata.normalize("NFKC", written))[-11:]

@@ -55,7 +55,8 @@ def _customer_link_row(link: CustomerLink) -> Row:
 
 def _degenerate_row(degenerate: Degenerate) -> Row:
     identity = degenerate.identity
-    return (identity, identifier_kind(identity), degenerate.crowded_kind, degenerate.distinct, degenerate.at_ms)
+    kind = identifier_kind(identity)
+    return (identity, kind, degenerate.crowded_kind, degenerate.distinct, degenerate.customer_id, degenerate.at_ms)
 
 
 def _modification_row(change: OrderModification) -> Row:
@@ -105,7 +106,7 @@ def refused_row_letter(table: str, row: Sequence[Any], error: str, now_ms: int) 
     """A row ClickHouse refused for its content, kept as a dead letter: the row as JSON (rows hold
     pseudonyms only), identified by its hash, so the same row refused again after a restore is the
     same dead letter."""
-    raw = json.dumps({"table": table, "row": row}, ensure_ascii=False, default=str).encode()
+    raw = json.dumps({"table": table, "row": row}, default=str).encode()  # ASCII: lone surrogates too
     offset = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest()) >> 1  # fits Int64
     return DeadLetter(REFUSED_ROWS_TOPIC, 0, offset, raw, "refused_by_clickhouse", error[:MAX_DETAIL_CHARS], now_ms)
 
@@ -186,6 +187,7 @@ DEGENERATE_IDENTIFIERS = Table(
         ("kind", "LowCardinality(String)"),
         ("crowded_kind", "LowCardinality(String)"),
         ("distinct_seen", "UInt32"),
+        ("customer_id", "String"),
         ("flagged_at", TIME),
     ),
     ("identity",),

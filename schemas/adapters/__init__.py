@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from schemas.adapters import carrier, logistics, service, signals
-from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent
 from schemas.mapping import SOURCES_DIR, MappingError, SpecChecker, read_spec
 from schemas.privacy import Pseudonymizer
+from schemas.recent import RecentScans
 
 Adapter = Callable[[str, Pseudonymizer, str, RecentScans], list[CanonicalEvent]]
 

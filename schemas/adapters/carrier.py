@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.adapters.fields import Rejected, china_time_ms, code, json_object, required
-from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, ShipmentEvent
+from schemas.fields import Rejected, china_time_ms, code, json_object, required
 from schemas.lifecycle import Status
 from schemas.mapping import SpecChecker
 from schemas.privacy import Pseudonymizer
+from schemas.recent import RecentScans
 
 
 @dataclass(frozen=True)

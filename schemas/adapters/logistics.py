@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.adapters.fields import Rejected, epoch_ms, iso_time_ms, json_object, number, required
-from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, ShipmentEvent, VehicleLoad, VehiclePing
+from schemas.fields import Rejected, epoch_ms, iso_time_ms, json_object, number, required
 from schemas.lifecycle import Status
 from schemas.mapping import SpecChecker
 from schemas.privacy import Pseudonymizer
+from schemas.recent import RecentScans
 
 
 @dataclass(frozen=True)

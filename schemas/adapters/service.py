@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.adapters.fields import Rejected, code, epoch_ms, iso_time_ms, json_object, required
-from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, OrderEvent, OrderModification, OrderRef, ServiceMessage
+from schemas.fields import Rejected, code, epoch_ms, iso_time_ms, json_object, required
 from schemas.mapping import FieldPath, SpecChecker, identities_in
 from schemas.privacy import Pseudonymizer
+from schemas.recent import RecentScans
 
 
 @dataclass(frozen=True)

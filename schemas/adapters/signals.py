@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.adapters.fields import Rejected, iso_time_ms, json_object, number, required
-from schemas.adapters.recent import RecentScans
 from schemas.events import CanonicalEvent, Signal
+from schemas.fields import Rejected, iso_time_ms, json_object, number, required
 from schemas.mapping import SpecChecker
 from schemas.privacy import Pseudonymizer
+from schemas.recent import RecentScans
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def test_a_refused_row_is_a_dead_letter_and_the_rest_of_its_batch_is_written(mig
     assert len(letters) == 1
     topic, reason, raw, detail = letters[0]
     assert (topic, reason) == (REFUSED_ROWS_TOPIC, "refused_by_clickhouse")
-    assert '"table": "modifications"' in raw and "at" in detail
+    assert '"table": "modifications"' in raw and "column `at`" in detail
 
 
 def test_clickhouse_out_of_reach_is_retried_then_raised_not_taken_for_bad_rows() -> None:

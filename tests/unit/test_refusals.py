@@ -22,6 +22,8 @@ from connectors.clickhouse import is_content_error
         (DatabaseError("HTTP 502", code=None), False),
         (OperationalError("Error HTTPConnectionPool: connection refused"), False),
         (ConnectionResetError("reset by peer"), False),
+        (RuntimeError("a bug of ours"), False),
+        (KeyError("column"), False),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
 )

@@ -87,9 +87,13 @@ def yuan_to_fen(value: str | int | float | Decimal, name: str) -> int:
         raise Rejected("wrong_type", f"field {name!r} = {value!r} is not an amount in yuan") from None
     if not amount.is_finite() or amount != amount.to_integral_value():
         raise Rejected("wrong_type", f"field {name!r} = {value!r} is not a whole number of fen")
-    if abs(amount) > MAX_FEN:
-        raise Rejected("out_of_range", f"field {name!r} = {value!r} is beyond {MAX_FEN // 100:,} yuan")
-    return int(amount)
+    return within_money_range(int(amount), name, value)
+
+
+def within_money_range(fen: int, name: str, written: object) -> int:
+    if abs(fen) > MAX_FEN:
+        raise Rejected("out_of_range", f"field {name!r} = {written!r} is beyond {MAX_FEN // 100:,} yuan")
+    return fen
 
 
 def code(table: Mapping[str, T], value: object, name: str) -> T:
