@@ -32,6 +32,9 @@ def json_object(text: str | bytes, what: str = "payload") -> dict[str, Any]:
     except orjson.JSONDecodeError:
         try:
             value = json.loads(text, parse_float=Decimal)
+            json.dumps(value, ensure_ascii=False, default=str).encode()  # "\ud800": no store takes it
+        except UnicodeEncodeError:
+            raise Rejected("bad_text", f"{what} holds a lone UTF-16 surrogate (an escape such as \\ud800)") from None
         except (ValueError, RecursionError) as error:
             raise Rejected("malformed_json", f"{what} is not valid JSON: {error}") from None
     if not isinstance(value, dict):

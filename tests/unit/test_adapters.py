@@ -145,6 +145,7 @@ def test_scans_of_a_push_rejected_half_way_are_still_read_from_the_next_push(ids
         (topics.RAW_CARRIER, b'{"status": "polling", "lastResult": {"nu": "YT77812', "malformed_json"),
         (TMALL, b"\xff\xfe not utf-8", "not_utf8"),
         (TMALL, b"[1, 2]", "not_an_object"),
+        (APP, json.dumps({**example("app.json")[0], "member_id": "M\ud800"}).encode(), "bad_text"),
         (TMALL, {**example("tmall.json")[0], "content": '{"tid": 1, "status": "WAIT_SOMETHING"}'}, "unknown_code"),
         (TMALL, {**example("tmall.json")[0], "topic": "taobao_trade_Unknown", "content": '{"tid": 1}'}, "unknown_code"),
         (TMALL, {**example("tmall.json")[0], "pub_time": "21/11/2026"}, "bad_time"),
@@ -163,7 +164,8 @@ def test_scans_of_a_push_rejected_half_way_are_still_read_from_the_next_push(ids
         ("raw.orders.kuaishou", example("app.json")[0], "unknown_source"),
     ],
     ids=[
-        "truncated", "not-utf8", "array", "unknown-status-word", "unknown-topic-without-status", "bad-china-time",
+        "truncated", "not-utf8", "array", "lone-surrogate", "unknown-status-word", "unknown-topic-without-status",
+        "bad-china-time",
         "content-not-json", "time-without-offset", "bool-id", "sub-fen-amount", "amount-beyond-any-table",
         "year-2999", "year-1900", "no-order-ref",
         "unknown-carrier-state", "area-center-out-of-range", "unread-topic",
