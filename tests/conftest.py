@@ -1,15 +1,75 @@
+"""Fixtures of every test: Hypothesis for busy machines, a pseudonymizer, and real processes (the embedded
+ClickHouse server, the whole local stack) for the integration and chaos tests."""
+
 from __future__ import annotations
 
-import pytest
-from hypothesis import HealthCheck, settings
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+from connectors.clickhouse import ClickHouseTarget, migrate
+from connectors.local.process import ManagedProcess
+from jobs.cli import SQL_DIR, clickhouse, local_stack
+from jobs.settings import Settings
 from schemas.privacy import Pseudonymizer
+from tests.support import free_ports
 
 # The suite runs on busy two-core machines: no property test may fail for being slow.
-settings.register_profile("busy-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("busy-machine")
+hypothesis_settings.register_profile("busy-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("busy-machine")
 
 
 @pytest.fixture
 def ids() -> Pseudonymizer:
     return Pseudonymizer("test-key")
+
+
+# --- real processes: the embedded ClickHouse server, and the whole local stack ----------------
+
+PASSWORD = "conformance-secret"
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseTarget]:
+    """The embedded ClickHouse HTTP server as its own process, as `orderscope stack up` runs it."""
+    run_dir: Path = tmp_path_factory.mktemp("clickhouse")
+    [port] = free_ports(1)
+    server = ManagedProcess(
+        "clickhouse",
+        [sys.executable, "-m", "connectors.chdb_server", "--data-dir", str(run_dir / "data"), "--port", str(port),
+         "--password", PASSWORD],
+        run_dir,
+    )  # fmt: skip
+    server.start()
+    target = ClickHouseTarget(f"http://127.0.0.1:{port}", password=PASSWORD)
+    try:
+        server.wait_ready(target.is_reachable, 60, print)
+        yield target
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real local stack (Kafka broker, ClickHouse server) on free ports, migrated; yields its ORDERSCOPE_* env."""
+    kafka_port, controller_port, clickhouse_port = free_ports(3)
+    env = {
+        "ORDERSCOPE_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
+        "ORDERSCOPE_KAFKA_PORT": str(kafka_port),
+        "ORDERSCOPE_KAFKA_CONTROLLER_PORT": str(controller_port),
+        "ORDERSCOPE_CLICKHOUSE_PORT": str(clickhouse_port),
+        "ORDERSCOPE_PARALLELISM": "2",
+        "ORDERSCOPE_CHECKPOINT_INTERVAL_MS": "1000",
+    }
+    settings = Settings.from_env(env)
+    stack = local_stack(settings)
+    try:
+        stack.up(fresh=True, report=print)
+        migrate(clickhouse(settings), SQL_DIR, report=print)
+        yield env
+    finally:
+        stack.down(report=print)

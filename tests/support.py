@@ -45,3 +45,12 @@ def orderscope(env: dict[str, str], *args: str) -> str:
     )
     assert result.returncode == 0, f"orderscope {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
     return result.stdout
+
+
+def assert_every_order_once_with_its_true_status(truth: dict[str, Any], client: Any) -> None:
+    """The simulator's oracle: each simulated order is in `orders` once, in its true final status."""
+    rows = client.query("SELECT channel, order_id, status FROM orders").result_rows
+    expected = {(o["channel"], o["order_id"]): o["status"] for o in truth["orders"]}
+    assert len(rows) == len({(channel, order_id) for channel, order_id, _ in rows}) == len(expected)
+    wrong = {(c, o): (s, expected.get((c, o))) for c, o, s in rows if expected.get((c, o)) != s}
+    assert not wrong, f"{len(wrong)} orders with a wrong status, e.g. {list(wrong.items())[:5]}"

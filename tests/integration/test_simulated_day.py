@@ -12,7 +12,7 @@ import pytest
 
 from jobs.cli import clickhouse
 from jobs.settings import Settings
-from tests.support import orderscope
+from tests.support import assert_every_order_once_with_its_true_status, orderscope
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +35,8 @@ def test_every_order_is_in_orders_current_once_with_its_true_final_status(
     simulated_day: tuple[dict[str, Any], Any],
 ) -> None:
     truth, client = simulated_day
-    rows = client.query("SELECT channel, order_id, status FROM orders").result_rows
-    assert len(rows) == len({(channel, order_id) for channel, order_id, _ in rows}) == ORDERS
-    expected = {(o["channel"], o["order_id"]): o["status"] for o in truth["orders"]}
-    wrong = {(c, o): (s, expected.get((c, o))) for c, o, s in rows if expected.get((c, o)) != s}
-    assert not wrong, f"{len(wrong)} orders with a wrong status, e.g. {list(wrong.items())[:5]}"
+    assert len(truth["orders"]) == ORDERS
+    assert_every_order_once_with_its_true_status(truth, client)
 
 
 def test_every_malformed_payload_is_a_dead_letter(simulated_day: tuple[dict[str, Any], Any]) -> None:
