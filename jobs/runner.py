@@ -87,10 +87,15 @@ class IdleWatch:
 
     def done(self, job_checkpoints: Path) -> bool:
         now = time.monotonic()
-        ends = self.probe.end_offsets(self.topics)
+        try:
+            ends = self.probe.end_offsets(self.topics)
+            committed = self.probe.committed_offsets(self.settings.consumer_group)
+        except kafka.KafkaError as error:  # the broker is away: the job waits for it, and so does the watch
+            self.report(f"  Kafka is out of reach ({type(error).__name__}); waiting for it to come back")
+            self._drained_at, self._last_seen_checkpoint = None, None
+            return False
         if ends != self._ends:
             self._ends, self._ends_changed_at = ends, now
-        committed = self.probe.committed_offsets(self.settings.consumer_group)
         behind = sum(max(end - committed.get(tp, 0), 0) for tp, end in ends.items())
         self._progress(now, behind, sum(ends.values()))
         if behind or now - self._ends_changed_at < self.idle_s:
