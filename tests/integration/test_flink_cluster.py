@@ -1,18 +1,22 @@
-"""Scale-out: the job on a standalone Flink session cluster, its JobManager and TaskManagers separate processes."""
+"""Scale-out: the job on a standalone Flink session cluster, its JobManager and TaskManagers separate
+processes; and a TaskManager killed under it."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from connectors.local.flink_cluster import FlinkSession
+from connectors.local.flink_cluster import FlinkCluster, FlinkSession
 from jobs.cli import clickhouse
 from jobs.settings import Settings
-from tests.support import CONTRACT_EXAMPLES, free_ports, orderscope
+from tests.support import CONTRACT_EXAMPLES, free_ports, orders_not_as_true, orderscope
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +25,26 @@ OUTPUT_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="module")
-def session(stack_env: dict[str, str]) -> Iterator[FlinkSession]:
-    """A cluster of a JobManager and two TaskManagers on free ports, its state in the stack's state dir."""
+def ports() -> list[str]:
     rest_port, rpc_port = free_ports(2)
-    ports = ["--rest-port", str(rest_port), "--rpc-port", str(rpc_port)]
+    return ["--rest-port", str(rest_port), "--rpc-port", str(rpc_port)]
+
+
+@pytest.fixture(scope="module")
+def session(stack_env: dict[str, str], ports: list[str]) -> Iterator[FlinkSession]:
+    """A cluster of a JobManager and two TaskManagers on free ports, its state in the stack's state dir."""
     try:
         orderscope(stack_env, "cluster", "up", "--taskmanagers", "2", *ports)
-        yield FlinkSession(f"http://127.0.0.1:{rest_port}")
+        yield FlinkSession(f"http://127.0.0.1:{ports[1]}")
     finally:
         orderscope(stack_env, "cluster", "down", *ports)
+
+
+def submitted_job(env: dict[str, str], session: FlinkSession) -> str:
+    submitted = orderscope(env, "job", "submit", "--cluster", session.url)
+    match = re.search(r"job submitted: ([0-9a-f]{32})", submitted)
+    assert match, submitted
+    return match.group(1)
 
 
 def wait_for_tmall_order_delivered(env: dict[str, str], session: FlinkSession, job_id: str) -> None:
@@ -52,13 +67,43 @@ def wait_for_tmall_order_delivered(env: dict[str, str], session: FlinkSession, j
 def test_job_submitted_to_two_taskmanagers_runs_on_both_and_delivers_the_tmall_order(
     stack_env: dict[str, str], session: FlinkSession
 ) -> None:
-    submitted = orderscope(stack_env, "job", "submit", "--cluster", session.url)
-    match = re.search(r"job submitted: ([0-9a-f]{32})", submitted)
-    assert match, submitted
-    job_id = match.group(1)
+    job_id = submitted_job(stack_env, session)
     try:
         orderscope(stack_env, "replay", str(CONTRACT_EXAMPLES / "orders.jsonl"))
         wait_for_tmall_order_delivered(stack_env, session, job_id)
         assert session.job_taskmanagers(job_id) == {"taskmanager-1", "taskmanager-2"}
+    finally:
+        orderscope(stack_env, "job", "cancel", job_id, "--cluster", session.url)
+
+
+def completed_checkpoints(session: FlinkSession, job_id: str) -> int:
+    return int(session.get(f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
+
+
+def test_a_taskmanager_killed_after_two_checkpoints_loses_nothing_and_doubles_nothing(
+    stack_env: dict[str, str], session: FlinkSession, ports: list[str]
+) -> None:
+    settings = Settings.from_env(stack_env)
+    recording = settings.state_dir / "day.jsonl"
+    orderscope(stack_env, "simulate", "--orders", "3000", "--seed", "23", "--out", str(recording))
+    job_id = submitted_job(stack_env, session)
+    try:
+        orderscope(stack_env, "replay", str(recording))
+        deadline = time.monotonic() + OUTPUT_TIMEOUT_S
+        while completed_checkpoints(session, job_id) < 2:
+            assert time.monotonic() < deadline, f"fewer than two checkpoints in {OUTPUT_TIMEOUT_S} s"
+            time.sleep(0.5)
+        cluster = FlinkCluster(settings.state_dir / "flink-cluster", int(ports[1]), int(ports[3]))
+        taskmanager = cluster.taskmanager(2).pid()
+        assert taskmanager is not None
+        os.killpg(taskmanager, signal.SIGKILL)
+        orderscope(stack_env, "cluster", "up", "--taskmanagers", "2", *ports)  # a new one takes its place
+
+        truth = json.loads(recording.with_suffix(".truth.json").read_text())
+        client = clickhouse(settings).connect()
+        while wrong := orders_not_as_true(truth, client):
+            assert time.monotonic() < deadline + OUTPUT_TIMEOUT_S, f"{len(wrong)} orders not as true: {wrong[:5]}"
+            time.sleep(1)
+        assert session.job(job_id)["state"] == "RUNNING"
     finally:
         orderscope(stack_env, "job", "cancel", job_id, "--cluster", session.url)
