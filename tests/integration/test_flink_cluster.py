@@ -102,7 +102,16 @@ def test_a_taskmanager_killed_after_two_checkpoints_loses_nothing_and_doubles_no
         truth = json.loads(recording.with_suffix(".truth.json").read_text())
         client = clickhouse(settings).connect()
         while wrong := orders_not_as_true(truth, client):
-            assert time.monotonic() < deadline + OUTPUT_TIMEOUT_S, f"{len(wrong)} orders not as true: {wrong[:5]}"
+            if time.monotonic() > deadline + OUTPUT_TIMEOUT_S:
+                journeys = client.query(
+                    "SELECT channel, order_id, groupArray((at, status, source)) FROM order_events FINAL "
+                    "WHERE (channel, order_id) IN {keys:Array(Tuple(String, String))} GROUP BY channel, order_id",
+                    parameters={"keys": [key for key, _ in wrong[:3]]},
+                ).result_rows
+                pytest.fail(
+                    f"{len(wrong)} orders not as true, e.g. {wrong[:5]}; their journeys {journeys}; "
+                    f"job {session.job(job_id)['state']}, exceptions:\n{session.exceptions(job_id)[:3000]}"
+                )
             time.sleep(1)
         assert session.job(job_id)["state"] == "RUNNING"
     finally:
