@@ -20,7 +20,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from connectors.clickhouse import ClickHouseTarget
-from tests.integration.conftest import PASSWORD
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.integration
 
