@@ -53,7 +53,8 @@ def assert_every_order_once_with_its_true_status(truth: dict[str, Any], client: 
 
 
 def orders_not_as_true(truth: dict[str, Any], client: Any) -> list[tuple[tuple[str, str], Any]]:
-    """Each simulated order missing from `orders`, there twice, or in another status than its true one."""
+    """Each simulated order missing from `orders` or in another status than its true one (other orders in
+    the table are not looked at)."""
     expected = {(o["channel"], o["order_id"]): o["status"] for o in truth["orders"]}
     found: dict[tuple[str, str], list[str]] = {key: [] for key in expected}
     for channel, order_id, status in client.query("SELECT channel, order_id, status FROM orders").result_rows:

@@ -106,7 +106,7 @@ def is_zombie(pid: int) -> bool:
     """A daemon killed after its starter exited waits for a reaper that a container's init may never be:
     signals still reach it, yet it is dead."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_bytes()  # the name may hold any bytes; the state follows its ")"
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    return stat.rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")

@@ -16,7 +16,7 @@ import pytest
 
 from jobs.cli import clickhouse
 from jobs.settings import Settings
-from tests.support import assert_every_order_once_with_its_true_status, orderscope
+from tests.support import assert_every_order_once_with_its_true_status, orders_not_as_true, orderscope
 
 pytestmark = pytest.mark.integration
 
@@ -28,21 +28,16 @@ def completed_checkpoints(settings: Settings) -> int:
     return sum(1 for _ in settings.checkpoints.glob("*/chk-*/_metadata"))
 
 
-def rows_written(client: Any) -> int:
-    return int(client.query("SELECT count() FROM orders_current").result_rows[0][0])
+def has_written(client: Any) -> bool:
+    return bool(client.query("SELECT count() FROM orders_current").result_rows[0][0])
 
 
-def kill_once_it_has_checkpointed_and_written(job: subprocess.Popen[bytes], settings: Settings) -> int:
-    """SIGKILL to the job's whole process group (the CLI and its JVM) once a checkpoint has completed
-    and rows are in ClickHouse; returns the rows written by then."""
-    client, deadline = clickhouse(settings).connect(), time.monotonic() + STARTUP_TIMEOUT_S
-    while not (completed_checkpoints(settings) and (written := rows_written(client))):
+def wait_for_a_checkpoint_and_output(job: subprocess.Popen[bytes], settings: Settings, client: Any) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not (completed_checkpoints(settings) and has_written(client)):
         assert job.poll() is None, "the job ended before it could be killed"
         assert time.monotonic() < deadline, "no checkpoint and no output within the start-up timeout"
         time.sleep(0.2)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait(timeout=30)
-    return written
 
 
 def test_a_job_killed_mid_stream_resumes_from_its_checkpoint_and_every_order_ends_right_once(
@@ -51,7 +46,9 @@ def test_a_job_killed_mid_stream_resumes_from_its_checkpoint_and_every_order_end
     folder, settings = Path(stack_env["ORDERSCOPE_STATE_DIR"]), Settings.from_env(stack_env)
     recording = folder / "day.jsonl"
     orderscope(stack_env, "simulate", "--orders", str(ORDERS), "--seed", "21", "--out", str(recording))
+    truth = json.loads(recording.with_suffix(".truth.json").read_text())
     orderscope(stack_env, "replay", str(recording))
+    client = clickhouse(settings).connect()
     job = subprocess.Popen(
         [sys.executable, "-m", "jobs.cli", "job", "run", "--until-idle", "5", "--fresh"],
         env={**os.environ, **stack_env},
@@ -59,12 +56,15 @@ def test_a_job_killed_mid_stream_resumes_from_its_checkpoint_and_every_order_end
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the kill reaches the JVM too
     )
-    written_before_kill = kill_once_it_has_checkpointed_and_written(job, settings)
+    try:
+        wait_for_a_checkpoint_and_output(job, settings, client)
+        pending_at_kill = orders_not_as_true(truth, client)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # the CLI and its JVM, also when the test fails
+        job.wait(timeout=30)
+    assert pending_at_kill, "every order was done before the kill: it was not mid-stream"
 
     output = orderscope(stack_env, "job", "run", "--until-idle", "5")
 
     assert "resuming from" in output
-    truth = json.loads(recording.with_suffix(".truth.json").read_text())
-    client = clickhouse(settings).connect()
-    assert rows_written(client) > written_before_kill
     assert_every_order_once_with_its_true_status(truth, client)
