@@ -7,6 +7,7 @@ code, and the rest of the stream goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from schemas.adapters import ADAPTERS, Adapter
@@ -14,10 +15,29 @@ from schemas.events import CanonicalEvent, DeadLetter
 from schemas.fields import Rejected
 from schemas.privacy import Pseudonymizer
 from schemas.recent import RecentScans
+from schemas.topics import RAW_CS_MESSAGES
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 1 << 20
+# Fields of free text a person wrote (it may hold names, addresses, anything): never kept, not even in
+# a dead letter.
+FREE_TEXT = {RAW_CS_MESSAGES: "text"}
+LEFT_OUT = "[left out: free text is never kept]"
+
+
+def without_free_text(raw: bytes, field: str) -> bytes:
+    """The payload with its free-text field left out; a payload too broken to find the field in is
+    left out whole, but for its size."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        return f"[left out: {len(raw)} bytes, no JSON object, so no telling their free text apart]".encode()
+    if field in payload:
+        payload[field] = LEFT_OUT
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8", errors="backslashreplace")
 
 
 class Normalizer:
@@ -40,7 +60,13 @@ class Normalizer:
         except Exception as error:  # a bug of ours must not stop the stream either
             log.exception("unexpected error normalizing %s/%d@%d", topic, partition, offset)
             reason, detail = "internal_error", f"{type(error).__name__}: {error}"
-        return DeadLetter(topic, partition, offset, self._ids.redact_phones(raw), reason, detail, received_at_ms)
+        return DeadLetter(topic, partition, offset, self._kept(topic, raw), reason, detail, received_at_ms)
+
+    def _kept(self, topic: str, raw: bytes) -> bytes:
+        """What a dead letter keeps of a payload: phone numbers pseudonymized, free text left out."""
+        if topic in FREE_TEXT:
+            raw = without_free_text(raw, FREE_TEXT[topic])
+        return self._ids.redact_phones(raw)
 
     def _adapt(self, topic: str, raw: bytes) -> list[CanonicalEvent]:
         adapter = self._adapters.get(topic)

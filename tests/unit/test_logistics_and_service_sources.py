@@ -102,3 +102,17 @@ def test_signals_of_each_type(ids: Pseudonymizer) -> None:
 def test_bad_signals_are_dead_letters(ids: Pseudonymizer, payload: dict[str, Any], reason: str) -> None:
     outcome = normalize(ids, "raw.signals", payload)
     assert isinstance(outcome, DeadLetter) and outcome.reason == reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        json.dumps({"channel": "tmall", "order_id": "1", "text": "寄到 张三 幸福路8号, 急用", "ts": "soon"}).encode(),
+        '{"channel": "tmall", "text": "寄到 张三 幸福路8号'.encode(),  # truncated: the text cannot be cut out
+    ],
+    ids=["bad-field", "truncated"],
+)
+def test_a_dead_lettered_service_message_keeps_no_free_text(ids: Pseudonymizer, raw: bytes) -> None:
+    outcome = Normalizer(ids).normalize("raw.cs.messages", 0, 0, raw, 0)
+    assert isinstance(outcome, DeadLetter)
+    assert "张三".encode() not in outcome.raw and "幸福路".encode() not in outcome.raw
