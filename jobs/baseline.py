@@ -116,7 +116,7 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
         settings.sink_flush_interval_ms / 1000,
         settings.sink_max_batch_rows,
     )
-    normalizer, stages = Normalizer(Pseudonymizer(settings.pii_key)), Stages.in_memory(settings)
+    normalizer, stages = Normalizer(Pseudonymizer(settings.pseudonymization_key())), Stages.in_memory(settings)
     read, heard_at, next_report = 0, time.monotonic(), time.monotonic() + 5
     try:
         while until_idle_s is None or time.monotonic() - heard_at < until_idle_s:

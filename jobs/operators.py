@@ -19,6 +19,7 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, Va
 
 from connectors.clickhouse import ClickHouseTarget
 from jobs.batches import Batch, Lanes, by_lane, framed
+from jobs.settings import Settings
 from jobs.sink import TableWriters
 from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge
 from schemas.events import (
@@ -115,14 +116,14 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
     each kind; rows of the tables that need no state straight to the writer; dead letters also as
     records for their Kafka topic. Tracks event time per source."""
 
-    def __init__(self, pii_key: str, lanes: Lanes, out_of_orderness_ms: int, idleness_ms: int) -> None:
-        self._pii_key = pii_key
+    def __init__(self, lanes: Lanes, out_of_orderness_ms: int, idleness_ms: int) -> None:
         self._lanes = lanes
         self._out_of_orderness_ms = out_of_orderness_ms
         self._idleness_ms = idleness_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._normalizer = Normalizer(Pseudonymizer(self._pii_key))
+        # The key is read where the job runs, now: it is never part of the job graph.
+        self._normalizer = Normalizer(Pseudonymizer(Settings.from_env().pseudonymization_key()))
         self._clock = EventClock(self._out_of_orderness_ms, self._idleness_ms)
         subtask = subtask_index(runtime_context)
         self._name = f"normalize-{subtask}"

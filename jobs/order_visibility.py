@@ -100,6 +100,7 @@ def lanes_for(settings: Settings) -> Lanes:
 
 
 def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
+    settings.pseudonymization_key()  # refuses a missing or, in production, the development key before any start
     env.set_max_parallelism(settings.max_parallelism)
     # Elements are whole micro-batches: send each at once rather than wait up to 100 ms (the default)
     # for a network buffer to fill, at each of the graph's six exchanges.
@@ -111,9 +112,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings)))
     if settings.parallelism > 1:
         batches = batches.rebalance()  # partition groups hashed to subtasks may collide; batches spread evenly
-    normalize = operators.NormalizeBatches(
-        settings.pii_key, lanes, settings.out_of_orderness_ms, settings.source_idleness_ms
-    )
+    normalize = operators.NormalizeBatches(lanes, settings.out_of_orderness_ms, settings.source_idleness_ms)
     normalized = batches.process(normalize, output_type=operators.KEYED).name("normalize").uid("normalize")
     positions = _keyed(
         normalized.get_side_output(operators.VEHICLE_BATCHES),

@@ -18,6 +18,8 @@ from schemas.stages import DAY_MS, Retention
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "ORDERSCOPE_"
+DEVELOPMENT_PII_KEY = "orderscope-local-development-key"
+ENVIRONMENTS = ("development", "production")
 
 
 class SettingsError(ValueError):
@@ -71,9 +73,12 @@ class Settings:
     vehicle_retention_days: int = 7
     # A vehicle's GPS position is passed on to the orders it carries at most this often (event time).
     position_update_interval_ms: int = 300_000
-    # Key of the keyed hash that turns personal identifiers into pseudonyms.
-    # The default is for local development only; production sets a secret.
-    pii_key: str = "orderscope-local-development-key"
+    # Key of the keyed hash that turns personal identifiers into pseudonyms, or a file that holds it (read
+    # where the job runs, when it starts: never part of the job graph). The default is for local
+    # development only: with environment "production" the job refuses it.
+    pii_key: str = DEVELOPMENT_PII_KEY
+    pii_key_file: Path | None = None
+    environment: str = "development"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -88,6 +93,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.start_from not in ("earliest", "latest"):
             raise SettingsError(f"{ENV_PREFIX}START_FROM={self.start_from!r} is neither earliest nor latest")
+        if self.environment not in ENVIRONMENTS:
+            raise SettingsError(f"{ENV_PREFIX}ENVIRONMENT={self.environment!r} is neither {' nor '.join(ENVIRONMENTS)}")
         for spec in dataclasses.fields(self):
             if spec.name.endswith("_retention_days") and getattr(self, spec.name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{spec.name.upper()} must be at least 1 (day)")
@@ -105,6 +112,26 @@ class Settings:
         return ClickHouseTarget(
             self.clickhouse_endpoint, self.clickhouse_user, self.clickhouse_password, self.clickhouse_database
         )
+
+    def pseudonymization_key(self) -> str:
+        """The key, read now: from ORDERSCOPE_PII_KEY_FILE when set, else ORDERSCOPE_PII_KEY."""
+        if self.pii_key_file is not None:
+            try:
+                key = self.pii_key_file.read_text(encoding="utf-8").strip()
+            except OSError as error:
+                raise SettingsError(f"{ENV_PREFIX}PII_KEY_FILE={self.pii_key_file}: cannot read it ({error})") from None
+        else:
+            key = self.pii_key
+        if not key:
+            raise SettingsError(
+                f"the pseudonymization key is empty: set {ENV_PREFIX}PII_KEY or {ENV_PREFIX}PII_KEY_FILE"
+            )
+        if self.environment == "production" and key == DEVELOPMENT_PII_KEY:
+            raise SettingsError(
+                f"{ENV_PREFIX}ENVIRONMENT=production with the development pseudonymization key: set a secret in "
+                f"{ENV_PREFIX}PII_KEY_FILE (or {ENV_PREFIX}PII_KEY)"
+            )
+        return key
 
     @property
     def retention(self) -> Retention:

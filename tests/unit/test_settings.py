@@ -36,3 +36,21 @@ def test_retention_is_configured_in_days_and_reaches_the_stages_in_milliseconds(
     assert (settings.retention.finished_order_ms, settings.retention.open_order_ms) == (2 * DAY_MS, 30 * DAY_MS)
     with pytest.raises(SettingsError, match="ORDERSCOPE_VEHICLE_RETENTION_DAYS must be at least 1"):
         Settings.from_env({"ORDERSCOPE_VEHICLE_RETENTION_DAYS": "0"})
+
+
+def test_production_refuses_the_development_pseudonymization_key() -> None:
+    settings = Settings.from_env({"ORDERSCOPE_ENVIRONMENT": "production"})
+    with pytest.raises(SettingsError, match="production with the development pseudonymization key"):
+        settings.pseudonymization_key()
+    assert Settings.from_env(
+        {"ORDERSCOPE_ENVIRONMENT": "production", "ORDERSCOPE_PII_KEY": "s3cret"}
+    ).pseudonymization_key()
+
+
+def test_the_pseudonymization_key_is_read_from_its_file_when_the_job_starts(tmp_path: Path) -> None:
+    key_file = tmp_path / "pii.key"
+    settings = Settings.from_env({"ORDERSCOPE_PII_KEY_FILE": str(key_file), "ORDERSCOPE_ENVIRONMENT": "production"})
+    with pytest.raises(SettingsError, match="cannot read it"):
+        settings.pseudonymization_key()
+    key_file.write_text("from-the-secret-store\n")
+    assert settings.pseudonymization_key() == "from-the-secret-store"
