@@ -143,7 +143,7 @@ class IdentityGraph:
         nodes = [order, *identifiers]
         first_seen = [node for node in nodes if node not in self._parents and node not in self._components]
         before = {root: (self.customer_of(root), self._members(root)) for root in {self._find(n) for n in nodes}}
-        strong = [identifier for identifier in identifiers if identifier_kind(identifier) in self._strong]
+        strong = [identifier for identifier in identifiers if self._is_strong(identifier)]
         joining = [i for i in strong if not self._seen_with(i, strong, at_ms, observation.degenerate)]
         root = self._find(order)
         for identifier in joining:

@@ -101,11 +101,15 @@ def test_a_waybill_known_only_from_its_link_outlives_the_next_sweep_and_later_sc
     assert [(e.order, e.at_ms) for e in addressed] == [(ORDER, NOW + 2 * DAY_MS)]
 
 
+def paid_then_completed_a_day_later(stage: OrderStage) -> None:
+    stage.apply([OrderEvent(ORDER, NOW, "t", Status.PAID)])
+    stage.apply([OrderEvent(ORDER, NOW + DAY_MS, "t", Status.COMPLETED)])
+
+
 def test_an_open_order_that_becomes_final_leaves_after_the_finished_retention_not_the_open_one() -> None:
     state: dict[str, Any] = {}
     stage = orders(state)
-    stage.apply([OrderEvent(ORDER, NOW, "t", Status.PAID)])
-    stage.apply([OrderEvent(ORDER, NOW + DAY_MS, "t", Status.COMPLETED)])
+    paid_then_completed_a_day_later(stage)
     assert stage.sweep(watermark_ms=NOW + 2 * DAY_MS) == 0
     assert stage.sweep(watermark_ms=NOW + 5 * DAY_MS) == 1
     assert state == {}
@@ -135,8 +139,7 @@ def test_an_order_that_left_state_and_comes_back_with_a_merge_leaves_again() -> 
     """The identity graph keeps every order, so a merge may assign a customer to an order long gone."""
     state: dict[str, Any] = {}
     stage = orders(state)
-    stage.apply([OrderEvent(ORDER, NOW, "t", Status.PAID)])
-    stage.apply([OrderEvent(ORDER, NOW + DAY_MS, "t", Status.COMPLETED)])
+    paid_then_completed_a_day_later(stage)
     assert stage.sweep(watermark_ms=NOW + 4 * DAY_MS) == 1
     stage.apply([CustomerAssignment(ORDER, "cust_0123456789abcdef0123", NOW + 10 * DAY_MS)])
     assert stage.sweep(watermark_ms=NOW + 32 * DAY_MS) == 0  # an old index entry finds it younger than it was
