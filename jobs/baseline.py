@@ -22,12 +22,22 @@ from connectors import kafka
 from jobs.settings import Settings
 from jobs.sink import TableWriters
 from schemas.adapters import ADAPTERS
+from schemas.event_time import EventClock, now_ms
 from schemas.events import DeadLetter
+from schemas.health import load_health_policy
 from schemas.identity import IdentityState, load_identity_rules
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
-from schemas.stages import CustomerStage, OrderStage, Routed, VehicleStage, WaybillStage
-from schemas.tables import DEAD_LETTERS, ORDER_EVENTS, ORDERS_CURRENT, Row
+from schemas.stages import (
+    CustomerStage,
+    OrderStage,
+    OrderState,
+    Routed,
+    VehicleStage,
+    WaybillStage,
+    event_time_of,
+)
+from schemas.tables import DEAD_LETTERS, Row
 
 Report = Callable[[str], None]
 POLL_RECORDS = 5000
@@ -41,6 +51,7 @@ class Stages:
     waybills: WaybillStage
     customers: CustomerStage
     orders: OrderStage
+    clock: EventClock  # event time, as the job's normalizer tracks it
 
     @classmethod
     def in_memory(cls, settings: Settings) -> Stages:
@@ -49,20 +60,21 @@ class Stages:
             VehicleStage({}, {}, settings.position_update_interval_ms, retention),
             WaybillStage({}, {}, retention),
             CustomerStage(IdentityState.in_memory(), load_identity_rules()),
-            OrderStage({}, {}, retention),
+            OrderStage(OrderState.in_memory(), retention, load_health_policy()),
+            EventClock(settings.out_of_orderness_ms, settings.source_idleness_ms),
         )
 
     def apply(self, routed: Routed) -> dict[str, list[Row]]:
         """Rows made from one batch: the job's graph, run in order in one process."""
         rows = routed.rows
+        watermark = self.clock.watermark(now_ms())
         positions = self.vehicles.apply(routed.vehicles)
         addressed = self.waybills.apply([*routed.waybills, *positions])
         resolved = self.customers.apply(routed.customers)
-        order_rows = self.orders.apply([*routed.orders, *addressed, *resolved.assignments])
-        for table, table_rows in resolved.rows.items():
+        order_rows = self.orders.apply([*routed.orders, *routed.signals, *addressed, *resolved.assignments], watermark)
+        order_rows.extend(self.orders.check_due(watermark))
+        for table, table_rows in [*resolved.rows.items(), *order_rows.by_table().items()]:
             rows[table].extend(table_rows)
-        rows[ORDERS_CURRENT.name].extend(order_rows.current)
-        rows[ORDER_EVENTS.name].extend(order_rows.journey)
         return rows
 
 
@@ -123,7 +135,7 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
             polled = consumer.poll(timeout_ms=200)
             records = [record for partition in polled.values() for record in partition]
             if records:
-                buffer.add(stages.apply(normalized(normalizer, records)))
+                buffer.add(stages.apply(normalized(normalizer, records, stages.clock)))
                 read, heard_at = read + len(records), time.monotonic()
             if buffer.due() or (not records and buffer.count):
                 buffer.flush()
@@ -139,14 +151,17 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
     return read
 
 
-def normalized(normalizer: Normalizer, records: list[Any]) -> Routed:
-    """A batch of Kafka records (anything with topic, partition, offset, value, timestamp), routed."""
-    routed = Routed()
+def normalized(normalizer: Normalizer, records: list[Any], clock: EventClock) -> Routed:
+    """A batch of Kafka records (anything with topic, partition, offset, value, timestamp), routed; the
+    clock observes their event times."""
+    routed, now = Routed(), now_ms()
     for record in records:
         outcome = normalizer.normalize(record.topic, record.partition, record.offset, record.value, record.timestamp)
         if isinstance(outcome, DeadLetter):
             routed.rows[DEAD_LETTERS.name].append(DEAD_LETTERS.row(outcome))
-        else:
-            for event in outcome:
-                routed.add(event)
+            continue
+        for event in outcome:
+            routed.add(event)
+            if (at_ms := event_time_of(event)) is not None:
+                clock.observe(record.topic, at_ms, now)
     return routed

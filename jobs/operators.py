@@ -21,17 +21,20 @@ from connectors.clickhouse import ClickHouseTarget
 from jobs.batches import Batch, Lanes, by_lane, framed
 from jobs.settings import Settings
 from jobs.sink import TableWriters
-from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge
+from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge, now_ms
 from schemas.events import (
     DeadLetter,
 )
+from schemas.health import MINUTE_MS, HealthPolicy
 from schemas.identity import IdentityRules, IdentityState
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 from schemas.stages import (
     DAY_MS,
     CustomerStage,
+    OrderRows,
     OrderStage,
+    OrderState,
     Resolved,
     Retention,
     Routed,
@@ -47,8 +50,6 @@ from schemas.tables import (
     DEAD_LETTERS,
     EVENT_TIME,
     OPERATOR_STATS,
-    ORDER_EVENTS,
-    ORDERS_CURRENT,
     dead_letter_json,
 )
 from schemas.tables import (
@@ -63,6 +64,8 @@ WAYBILL_BATCHES = OutputTag("waybill-batches", KEYED)
 CUSTOMER_BATCHES = OutputTag("customer-batches", KEYED)
 WRITES = OutputTag("writes", KEYED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
+ALERT_RECORDS = OutputTag("alert-records", Types.STRING())
+CHECK_CACHE_ENTRIES = 64  # the check index's pending minutes and the minutes being filled
 REPORT_EVERY_MS = 5000
 
 
@@ -87,10 +90,6 @@ class Busy:
             return []
         self.reported_at_ms = now
         return [(self.operator, self.calls, self.items, self.seconds, now)]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def subtask_index(runtime_context: RuntimeContext) -> int:
@@ -129,6 +128,7 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         self._name = f"normalize-{subtask}"
         self._writer_key = self._lanes.writer_keys[subtask]
         self._busy = Busy(self._name)
+        self._minute = UNKNOWN
 
     def process_element(self, batch: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         started = time.perf_counter()
@@ -154,7 +154,11 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
                     self._clock.observe(topic, at_ms, now)
         watermark = self._clock.watermark(now)
         lanes = self._lanes
-        yield from keyed_batches(framed(by_lane(routed.orders, lanes, order_key), lanes, self._name, watermark))
+        orders = by_lane(routed.orders, lanes, order_key)
+        if routed.signals or self._is_new_minute(watermark):
+            for lane in lanes.keys:  # signals hold for every order; checks fall due in every lane
+                orders.setdefault(lane, []).extend(routed.signals)
+        yield from keyed_batches(framed(orders, lanes, self._name, watermark))
         vehicles = framed(by_lane(routed.vehicles, lanes, vehicle_of), lanes, self._name, watermark)
         yield from keyed_batches(vehicles, VEHICLE_BATCHES)
         waybills = framed(by_lane(routed.waybills, lanes, waybill_of), lanes, self._name, watermark)
@@ -166,6 +170,15 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
             rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark))
         if rows:
             yield WRITES, Row(self._writer_key, dict(rows))
+
+    def _is_new_minute(self, watermark: int) -> bool:
+        """Whether event time entered a new minute: then every lane hears of it, even one that no
+        order event reaches, so its orders' checks fall due (OrderStage.check_due)."""
+        minute = watermark // MINUTE_MS
+        if watermark == UNKNOWN or minute <= self._minute:
+            return False
+        self._minute = minute
+        return True
 
     def _event_time_rows(self, now: int, watermark: int) -> list[TableRow]:
         """One row per source that has a known event time, and one ('*') for the combined watermark."""
@@ -284,7 +297,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._states.append(mapping)
         return mapping
 
-    def take(self, items: list[Any]) -> None:
+    def take(self, items: list[Any], watermark_ms: int) -> None:
         raise NotImplementedError
 
     def release(self, watermark_ms: int) -> Iterator[Any]:
@@ -293,7 +306,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, batch: Batch, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         started = time.perf_counter()
         watermark = self._watermarks.update(batch.upstream, batch.watermark_ms, now_ms())
-        self.take(batch.items)
+        self.take(batch.items, watermark)
         self._sweep(watermark)
         for mapping in self._states:
             mapping.commit()
@@ -336,7 +349,7 @@ class TrackVehicles(LaneOperator):
         )
         return VehicleStage(entities, expiry, self._interval_ms, self._retention)
 
-    def take(self, items: list[Any]) -> None:
+    def take(self, items: list[Any], watermark_ms: int) -> None:
         assert isinstance(self.stage, VehicleStage)
         self._positions.extend(self.stage.apply(items))
 
@@ -362,7 +375,7 @@ class ResolveWaybills(LaneOperator):
         )
         return WaybillStage(entities, expiry, self._retention)
 
-    def take(self, items: list[Any]) -> None:
+    def take(self, items: list[Any], watermark_ms: int) -> None:
         assert isinstance(self.stage, WaybillStage)
         self._events.extend(self.stage.apply(items))
 
@@ -383,7 +396,7 @@ class ResolveCustomers(LaneOperator):
         state = IdentityState.of(lambda name: self.entities(runtime_context, name))
         return CustomerStage(state, self._rules)
 
-    def take(self, items: list[Any]) -> None:
+    def take(self, items: list[Any], watermark_ms: int) -> None:
         assert isinstance(self.stage, CustomerStage)
         resolved = self.stage.apply(items)
         self._resolved.assignments.extend(resolved.assignments)
@@ -400,30 +413,34 @@ class ResolveCustomers(LaneOperator):
 class TrackOrders(LaneOperator):
     NAME = "orders"
 
-    def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, retention: Retention) -> None:
+    def __init__(
+        self, lanes: Lanes, cache_entries: int, idleness_ms: int, retention: Retention, policy: HealthPolicy
+    ) -> None:
         super().__init__(lanes, cache_entries, idleness_ms)
         self._retention = retention
+        self._policy = policy
 
     def make_stage(self, runtime_context: RuntimeContext) -> OrderStage:
-        self._current: list[TableRow] = []
-        self._journey: list[TableRow] = []
-        entities, expiry = (
+        self._rows = OrderRows()
+        state = OrderState(
             self.entities(runtime_context, "orders"),
             self.state(runtime_context, "expiry"),
+            self.state(runtime_context, "checks", CHECK_CACHE_ENTRIES),
+            self.state(runtime_context, "context", 1),
         )
-        return OrderStage(entities, expiry, self._retention)
+        return OrderStage(state, self._retention, self._policy)
 
-    def take(self, items: list[Any]) -> None:
+    def take(self, items: list[Any], watermark_ms: int) -> None:
         assert isinstance(self.stage, OrderStage)
-        rows = self.stage.apply(items)
-        self._current.extend(rows.current)
-        self._journey.extend(rows.journey)
+        self._rows.extend(self.stage.apply(items, watermark_ms))
+        self._rows.extend(self.stage.check_due(watermark_ms))
 
-    def release(self, watermark_ms: int) -> Iterator[Row]:
-        rows = {ORDERS_CURRENT.name: self._current, ORDER_EVENTS.name: self._journey}
-        self._current, self._journey = [], []
-        if any(rows.values()):
-            yield self.to_writer({table: table_rows for table, table_rows in rows.items() if table_rows})
+    def release(self, watermark_ms: int) -> Iterator[Any]:
+        rows, self._rows = self._rows, OrderRows()
+        for step in rows.alerts:
+            yield ALERT_RECORDS, step.json()
+        if tables := rows.by_table():
+            yield self.to_writer(tables)
 
     def to_writer(self, rows: dict[str, list[TableRow]]) -> Row:
         return Row(self._writer_key, rows)

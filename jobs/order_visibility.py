@@ -4,8 +4,8 @@
           ─► normalize ─┬─ order events ──────────────────────────────────────────┐
                         ├─ GPS, manifests ─► track vehicles ─┐                       │
                         ├─ carrier scans, waybill links ─────┴► resolve waybills ──────┤
-                        ├─ buyer identifiers ─► resolve customers ─────────────────────┼─► track orders
-                        │                            └─ customer_links ──┐              │
+                        ├─ buyer identifiers ─► resolve customers ─────────────────────┼─► track orders ─► alerts
+                        │                            └─ customer_links ──┐              │    (health, checks)
                         ├─ modifications, service messages, signals, ───┴──────────────┴─► ClickHouse writer
                         │  dead letters, event-time reports
                         └─ dead letters ─► orderscope.dead_letters
@@ -35,6 +35,7 @@ from jobs.batches import Lanes
 from jobs.settings import Settings
 from schemas import topics
 from schemas.adapters import ADAPTERS
+from schemas.health import load_health_policy
 from schemas.identity import load_identity_rules
 
 JOB_NAME = "order-visibility"
@@ -131,7 +132,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     )
     order_rows = _keyed(
         normalized.union(waybill_events, customers),
-        operators.TrackOrders(lanes, cache, idle, retention),
+        operators.TrackOrders(lanes, cache, idle, retention, load_health_policy()),
         "track orders",
     )
     writes = order_rows.union(
@@ -140,12 +141,11 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     target = settings.clickhouse
     writer = operators.ClickHouseWriter(target, settings.sink_flush_interval_ms, settings.sink_max_batch_rows)
     (keyed_by_key(writes).process(writer).name("clickhouse writer").uid("clickhouse-writer"))
-    (
-        normalized.get_side_output(operators.DEAD_LETTER_RECORDS)
-        .sink_to(_dead_letter_topic(settings))
-        .name(f"kafka {topics.DEAD_LETTERS}")
-        .uid("kafka-dead-letters")
-    )
+    for records, topic, uid in (
+        (normalized.get_side_output(operators.DEAD_LETTER_RECORDS), topics.DEAD_LETTERS, "kafka-dead-letters"),
+        (order_rows.get_side_output(operators.ALERT_RECORDS), topics.ALERTS, "kafka-alerts"),
+    ):
+        records.sink_to(_kafka_topic(settings, topic)).name(f"kafka {topic}").uid(uid)
 
 
 def keyed_by_key(stream: DataStream) -> KeyedStream:
@@ -164,11 +164,12 @@ def _keyed(stream: DataStream, function: operators.LaneOperator, name: str) -> D
     return keyed_by_key(stream).process(function, output_type=operators.KEYED).name(name).uid(name.replace(" ", "-"))
 
 
-def _dead_letter_topic(settings: Settings) -> KafkaSink:
-    """At-least-once: records are flushed before each checkpoint completes, visible at once to readers."""
+def _kafka_topic(settings: Settings, topic: str) -> KafkaSink:
+    """At-least-once: records are flushed before each checkpoint completes, visible at once to readers
+    (dead letters are keyed by their offset, alert steps carry an idempotency key)."""
     serializer = (
         KafkaRecordSerializationSchema.builder()
-        .set_topic(topics.DEAD_LETTERS)
+        .set_topic(topic)
         .set_value_serialization_schema(SimpleStringSchema())
         .build()
     )

@@ -12,9 +12,15 @@ applied to state; lateness is only a fact the next stages may act on.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 UNKNOWN = -(2**62)  # no event seen yet: earlier than any real time
+
+
+def now_ms() -> int:
+    """Processing time, in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
 
 
 @dataclass

@@ -67,6 +67,11 @@ def fact_id_of(event_id: str) -> int:
     return int(event_id[:16], 16)
 
 
+def _fact_id_of_fields(*fields: object) -> int:
+    """The fact id of a mark (a message or modification an order keeps): from everything it says."""
+    return int.from_bytes(hashlib.blake2b("|".join(map(str, fields)).encode(), digest_size=8).digest())
+
+
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class ShipmentEvent:
@@ -140,6 +145,10 @@ class OrderModification:
     error: str
     source: str
 
+    @property
+    def fact_id(self) -> int:
+        return _fact_id_of_fields("modification", self.order.key, self.at_ms, self.kind, self.succeeded, self.error)
+
 
 @compact_pickle
 @dataclass(frozen=True, slots=True)
@@ -151,6 +160,14 @@ class ServiceMessage:
     identity: str  # pseudonym of the buyer's identifier; customer_links names its customer
     at_ms: int
     intents: tuple[str, ...]
+
+    @property
+    def order(self) -> OrderRef:
+        return OrderRef(self.channel, self.order_id)
+
+    @property
+    def fact_id(self) -> int:
+        return _fact_id_of_fields("message", self.channel, self.order_id, self.identity, self.at_ms, self.intents)
 
 
 @compact_pickle

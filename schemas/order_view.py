@@ -14,16 +14,25 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from schemas.alerts import Incident
 from schemas.compact import compact_pickle
-from schemas.events import CustomerAssignment, OrderEvent, OrderRef
+from schemas.events import CustomerAssignment, OrderEvent, OrderModification, OrderRef, ServiceMessage
+from schemas.health import Facts, Health
 from schemas.identity import RANK_LIMIT, customer_rank
-from schemas.lifecycle import Status, StatusTrack
+from schemas.lifecycle import LIFECYCLE, Status, StatusTrack
 from schemas.tables import Row
-from schemas.topics import RAW_GPS
+from schemas.topics import RAW_CARRIER, RAW_GPS, RAW_WMS
 
 # Delivered is not final: the buyer's confirmation, an exchange or a return may follow days later.
 FINAL_STATUSES = frozenset({Status.COMPLETED, Status.CANCELLED, Status.RETURNED})
 Stamped = tuple[int, Any]  # (event time, value): the newest wins, the larger value on a tie
+Mark = ServiceMessage | OrderModification  # what else is said about an order, kept for its health
+SCANNING_SOURCES = frozenset({RAW_WMS, RAW_CARRIER})
+NOT_REACHED = (0,) * len(LIFECYCLE)
+# The row version packs, most significant first: facts merged (11 bits), the customer's rank
+# (its top 24 bits) and the minute of the health assessment (29 bits, minutes since 2000).
+FACT_BITS, RANK_BITS, MINUTE_BITS = 11, 24, 29
+EPOCH_2000_MS = 946_684_800_000
 
 
 def _newest(current: Stamped | None, at_ms: int, value: Any) -> Stamped | None:
@@ -55,10 +64,23 @@ class OrderView:
     promised_at_ms: Stamped | None = None
     updated_at_ms: int = 0
     position: tuple[int, float, float] | None = None  # when, lat, lon
+    reached: tuple[int, ...] = NOT_REACHED  # event time each lifecycle step was first reached; 0 if not
+    scanned_at_ms: int = 0  # newest event from a warehouse or carrier
+    intents: tuple[tuple[int, str], ...] = ()  # (event time, intent) of the buyer's messages, sorted
+    failed_changes: tuple[tuple[int, str, str], ...] = ()  # (event time, kind, error), sorted
+    # Derived, not merged: the latest assessment, the incidents it keeps open, the pending check.
+    health: Health | None = None
+    assessed_at_ms: int = 0
+    incidents: tuple[Incident, ...] = ()
+    check_at_ms: int = 0  # event time of the order's entry in the check index; 0 if none
 
     @property
     def version(self) -> int:
-        return len(self.facts) * (RANK_LIMIT + 1) + customer_rank(self.customer_id)
+        """Rows of more facts win; then the customer of higher rank; then the later assessment."""
+        facts = min(len(self.facts), (1 << FACT_BITS) - 1)
+        rank = customer_rank(self.customer_id) * (1 << RANK_BITS) // (RANK_LIMIT + 1)
+        minute = max(self.assessed_at_ms - EPOCH_2000_MS, 0) // 60_000
+        return (facts << (RANK_BITS + MINUTE_BITS)) | (min(rank, (1 << RANK_BITS) - 1) << MINUTE_BITS) | minute
 
     @property
     def is_heard_from(self) -> bool:
@@ -70,13 +92,29 @@ class OrderView:
         current = self.track.current
         return current is not None and current[0] in FINAL_STATUSES
 
-    def apply(self, event: OrderEvent | CustomerAssignment) -> OrderView:
+    def apply(self, event: OrderEvent | CustomerAssignment | Mark) -> OrderView:
         """The view after the event; the same object when the event changes nothing (a fact seen before)."""
         if isinstance(event, CustomerAssignment):
             if self.customer_id and event.customer_id >= self.customer_id:
                 return self  # not a merge: an older assignment arriving late
             return replace(self, customer_id=event.customer_id, assigned_at_ms=event.at_ms)
-        return self.merge(event, event.fact_id)
+        if isinstance(event, OrderEvent):
+            return self.merge(event, event.fact_id)
+        return self.note(event)
+
+    def note(self, mark: Mark) -> OrderView:
+        """A buyer's message or a modification's outcome: a fact, kept for what it says about health."""
+        fact_id = mark.fact_id
+        if fact_id in self.facts:
+            return self
+        noted = replace(self, facts=self.facts | {fact_id}, updated_at_ms=max(self.updated_at_ms, mark.at_ms))
+        if isinstance(mark, ServiceMessage):
+            said = {(mark.at_ms, intent) for intent in mark.intents}
+            return replace(noted, intents=tuple(sorted(set(self.intents) | said)))
+        if mark.succeeded:
+            return noted
+        failed = (mark.at_ms, mark.kind, mark.error)
+        return replace(noted, failed_changes=tuple(sorted({*self.failed_changes, failed})))
 
     def merge(self, event: OrderEvent, fact_id: int) -> OrderView:
         """apply() for an event whose fact id the caller has computed already."""
@@ -97,6 +135,14 @@ class OrderView:
             _newest(self.promised_at_ms, at, event.promised_at_ms or None),
             max(self.updated_at_ms, at),
             self._newer_position(event),
+            _reach(self.reached, event.status, at),
+            max(self.scanned_at_ms, at) if event.source in SCANNING_SOURCES else self.scanned_at_ms,
+            self.intents,
+            self.failed_changes,
+            self.health,
+            self.assessed_at_ms,
+            self.incidents,
+            self.check_at_ms,
         )
 
     def _located(self, event: OrderEvent) -> OrderView:
@@ -112,6 +158,22 @@ class OrderView:
             return self.position
         candidate = (event.at_ms, *event.position)
         return candidate if self.position is None or candidate > self.position else self.position
+
+    def facts_for_health(self) -> Facts:
+        current = self.track.current
+        position = self.position
+        return Facts(
+            channel=self.order.channel,
+            status=current[0] if current else None,
+            status_at_ms=current[1] if current else 0,
+            reached={status: at for status, at in zip(LIFECYCLE, self.reached, strict=True) if at},
+            scanned_at_ms=self.scanned_at_ms,
+            position_at_ms=position[0] if position else 0,
+            promised_at_ms=_value(self.promised_at_ms),
+            region_code=_value(self.region_code),
+            intents=self.intents,
+            failed_changes=self.failed_changes,
+        )
 
     def row(self) -> Row | None:
         """The orders_current row, or None while no source has said what state the order is in."""
@@ -133,4 +195,27 @@ class OrderView:
             _value(self.promised_at_ms),
             self.version,
             *((position[1], position[2], position[0]) if position else (None, None, None)),
+            *self.health_columns(),
         )
+
+    def health_columns(self) -> Row:
+        """health_score, health_color, health_reasons, health_at, health_config."""
+        health = self.health
+        if health is None:
+            return (None, None, [], None, "")
+        return (health.score, health.color, health.reasons, self.assessed_at_ms, health.config_version)
+
+    def health_history_row(self) -> Row:
+        order = self.order
+        return (order.channel, order.order_id, *self.health_columns())
+
+
+def _reach(reached: tuple[int, ...], status: Status | None, at_ms: int) -> tuple[int, ...]:
+    """The first time of each lifecycle step, with this event's."""
+    if status is None or status.is_side_state:
+        return reached
+    rank = status.rank
+    first = reached[rank]
+    if first and first <= at_ms:
+        return reached
+    return (*reached[:rank], at_ms, *reached[rank + 1 :])

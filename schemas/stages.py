@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
+from schemas.alerts import AlertStep, follow
 from schemas.compact import compact_pickle
+from schemas.event_time import UNKNOWN
 from schemas.events import (
     CanonicalEvent,
     CustomerAssignment,
@@ -35,13 +37,17 @@ from schemas.events import (
     WaybillPosition,
     fact_id_of,
 )
+from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
-from schemas.order_view import OrderView, is_passed_on_position
+from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.tables import (
+    ALERTS,
     CUSTOMER_LINKS,
     DEGENERATE_IDENTIFIERS,
     MODIFICATIONS,
     ORDER_EVENTS,
+    ORDER_HEALTH_HISTORY,
+    ORDERS_CURRENT,
     SERVICE_MESSAGES,
     SIGNALS,
     Row,
@@ -142,8 +148,9 @@ STATELESS_TABLES: dict[type, Table] = {
 class Routed:
     """A batch's canonical events by the stage that owns them; rows of tables that need no state."""
 
-    orders: list[OrderEvent] = field(default_factory=list)
+    orders: list[OrderEvent | Mark] = field(default_factory=list)  # with the messages and changes naming an order
     customers: list[OrderEvent] = field(default_factory=list)  # order events that name their buyer
+    signals: list[Signal] = field(default_factory=list)  # for every lane of the order stage
     waybills: list[ShipmentEvent | WaybillLink] = field(default_factory=list)
     vehicles: list[VehicleLoad | VehiclePing] = field(default_factory=list)
     rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
@@ -160,6 +167,10 @@ class Routed:
         else:
             table = STATELESS_TABLES[type(event)]
             self.rows[table.name].append(table.row(event))
+            if isinstance(event, Signal):
+                self.signals.append(event)
+            elif isinstance(event, OrderModification) or event.order_id:
+                self.orders.append(event)
 
 
 def event_time_of(event: CanonicalEvent) -> int | None:
@@ -367,23 +378,102 @@ class CustomerStage:
 # --- orders -------------------------------------------------------------------------------
 
 
-def order_key(event: OrderEvent | CustomerAssignment) -> str:
+def order_key(event: OrderEvent | CustomerAssignment | Mark) -> str:
     return event.order.key
+
+
+OrderChange = OrderEvent | CustomerAssignment | Mark
+OrderItem = OrderChange | Signal  # what the order stage receives
 
 
 @dataclass
 class OrderRows:
-    current: list[Row]
-    journey: list[Row]
+    current: list[Row] = field(default_factory=list)
+    journey: list[Row] = field(default_factory=list)
+    health: list[Row] = field(default_factory=list)  # order_health_history
+    alerts: list[AlertStep] = field(default_factory=list)
+
+    def extend(self, other: OrderRows) -> None:
+        self.current += other.current
+        self.journey += other.journey
+        self.health += other.health
+        self.alerts += other.alerts
+
+    def by_table(self) -> dict[str, list[Row]]:
+        tables = {
+            ORDERS_CURRENT.name: self.current,
+            ORDER_EVENTS.name: self.journey,
+            ORDER_HEALTH_HISTORY.name: self.health,
+            ALERTS.name: [step.row() for step in self.alerts],
+        }
+        return {table: rows for table, rows in tables.items() if rows}
+
+
+class CheckIndex:
+    """When to look at an order again if nothing more is heard of it: order keys by the minute of event
+    time their check is due, so that a quiet order turns yellow or red on time without a timer each.
+
+    State: one entry per minute holding its keys, and one holding the pending minutes; a batch's
+    additions are written once per minute (`flush`). An order has at most one live entry
+    (OrderView.check_at_ms); entries left behind when its check moved are skipped when due.
+    """
+
+    PENDING = "pending"
+
+    def __init__(self, entries: MutableMapping[str, Any]) -> None:
+        self._entries = entries
+        self._added: dict[int, list[str]] = defaultdict(list)
+
+    def add(self, key: str, at_ms: int) -> int:
+        """Index the key at the minute at or after at_ms; returns that minute's time."""
+        minute = -(-at_ms // MINUTE_MS)
+        self._added[minute].append(key)
+        return minute * MINUTE_MS
+
+    def flush(self) -> None:
+        if not self._added:
+            return
+        for minute, keys in self._added.items():
+            self._entries[str(minute)] = (*self._entries.get(str(minute), ()), *keys)
+        self._entries[self.PENDING] = self._pending() | self._added.keys()
+        self._added.clear()
+
+    def take_due(self, watermark_ms: int) -> list[tuple[int, tuple[str, ...]]]:
+        """The entries due by the watermark, earliest first, each removed as it is read."""
+        self.flush()
+        pending = self._pending()
+        due = sorted(minute for minute in pending if minute * MINUTE_MS <= watermark_ms)
+        if not due:
+            return []
+        taken = [(minute * MINUTE_MS, self._entries.get(str(minute), ())) for minute in due]
+        for minute in due:
+            del self._entries[str(minute)]
+        self._entries[self.PENDING] = pending.difference(due)
+        return taken
+
+    def _pending(self) -> frozenset[int]:
+        pending: frozenset[int] = self._entries.get(self.PENDING, frozenset())
+        return pending
 
 
 class OrderStage(Stage[OrderView]):
-    """Merges each event (and customer assignment) into its order's view; a new fact makes a
-    journey row, a changed view an orders_current row."""
+    """Merges each event (customer assignment, buyer's message, modification) into its order's view and
+    assesses the order's health (schemas/health.py) whenever its view changes or a check falls due;
+    the assessment opens, updates and resolves alerts (schemas/alerts.py).
 
-    def __init__(self, entities: MutableMapping[str, OrderView], expiry: Any, retention: Retention) -> None:
-        super().__init__(entities, expiry)
+    Rows: a new fact makes a journey row, a changed view an orders_current row, a changed health an
+    order_health_history row; alert steps go to the alerts table and topic. Signals (weather, ports)
+    reach every lane and are kept as the conditions that later assessments read.
+    """
+
+    CONDITIONS = "conditions"
+
+    def __init__(self, state: OrderState, retention: Retention, policy: HealthPolicy) -> None:
+        super().__init__(state.orders, state.expiry)
+        self._checks = CheckIndex(state.checks)
+        self._context = state.context
         self._retention = retention
+        self._policy = policy
 
     def expires_at(self, entity: OrderView) -> int:
         keep = self._retention.finished_order_ms if entity.is_final else self._retention.open_order_ms
@@ -391,23 +481,94 @@ class OrderStage(Stage[OrderView]):
         # that had left state): kept from the time of the event that assigned the customer.
         return (entity.updated_at_ms if entity.is_heard_from else entity.assigned_at_ms) + keep
 
-    def apply(self, events: Iterable[OrderEvent | CustomerAssignment]) -> OrderRows:
-        rows = OrderRows([], [])
-        for key, changes in grouped(events, order_key).items():
+    def apply(self, items: Iterable[OrderItem], watermark_ms: int = UNKNOWN) -> OrderRows:
+        """Rows from a batch; views are assessed at the watermark, or at their newest event if later."""
+        rows = OrderRows()
+        changes_by_order: list[OrderChange] = []
+        for item in items:
+            if isinstance(item, Signal):
+                self._observe(item)
+            else:
+                changes_by_order.append(item)
+        for key, changes in grouped(changes_by_order, order_key).items():
             before = self.entities.get(key)
-            view = before or OrderView(changes[0].order)
-            for change in changes:
-                if isinstance(change, OrderEvent):
-                    event_id = change.event_id
-                    updated = view.merge(change, fact_id_of(event_id))
-                    if updated is not view or is_passed_on_position(change):  # older fixes too are journey
-                        rows.journey.append(ORDER_EVENTS.row((event_id, change)))
-                    view = updated
-                else:
-                    view = view.apply(change)
+            view = self._merged(before or OrderView(changes[0].order), changes, rows)
             if view is before:
                 continue
+            if view.track.current is not None:
+                view, _ = self._assessed(view, max(watermark_ms, view.updated_at_ms), rows)
             self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
+        self._checks.flush()
         return rows
+
+    def check_due(self, watermark_ms: int) -> OrderRows:
+        """Assess the orders whose check the watermark has reached, at the check's time: an order that
+        went quiet turns yellow or red even if nothing more is ever heard of it."""
+        rows = OrderRows()
+        while due := self._checks.take_due(watermark_ms):
+            for at_ms, keys in due:
+                for key in keys:
+                    view = self.entities.get(key)
+                    if view is None or view.check_at_ms != at_ms:
+                        continue  # gone, or its check moved
+                    assessed, changed = self._assessed(replace(view, check_at_ms=0), at_ms, rows)
+                    self.store(key, assessed, view)
+                    if changed and (row := assessed.row()) is not None:
+                        rows.current.append(row)
+        return rows
+
+    def _merged(self, view: OrderView, changes: list[OrderChange], rows: OrderRows) -> OrderView:
+        for change in changes:
+            if isinstance(change, OrderEvent):
+                event_id = change.event_id
+                updated = view.merge(change, fact_id_of(event_id))
+                if updated is not view or is_passed_on_position(change):  # older fixes too are journey
+                    rows.journey.append(ORDER_EVENTS.row((event_id, change)))
+                view = updated
+            else:
+                view = view.apply(change)
+        return view
+
+    def _assessed(self, view: OrderView, now_ms: int, rows: OrderRows) -> tuple[OrderView, bool]:
+        """The view with its health at now_ms, its alerts followed and its next check indexed; whether
+        its health changed."""
+        health = assess(view.facts_for_health(), now_ms, self._conditions(), self._policy)
+        incidents, steps = follow(view.order, view.incidents, health, self._policy, now_ms)
+        changed = not health.same_as(view.health)
+        view = replace(view, health=health, assessed_at_ms=now_ms, incidents=incidents)
+        if changed:
+            rows.health.append(view.health_history_row())
+        rows.alerts.extend(steps)
+        due = health.next_check_ms
+        if due is not None and not now_ms < view.check_at_ms <= due:
+            view = replace(view, check_at_ms=self._checks.add(view.order.key, due))
+        return view, changed
+
+    def _conditions(self) -> Conditions:
+        conditions: Conditions = self._context.get(self.CONDITIONS, NO_CONDITIONS)
+        return conditions
+
+    def _observe(self, signal: Signal) -> None:
+        conditions = self._conditions()
+        observed = conditions.observe(signal)
+        if observed is not conditions:
+            self._context[self.CONDITIONS] = observed
+
+
+NO_CONDITIONS = Conditions.none()
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """The order stage's mappings (MapState in the job)."""
+
+    orders: MutableMapping[str, OrderView]
+    expiry: MutableMapping[str, bool]
+    checks: MutableMapping[str, Any]
+    context: MutableMapping[str, Any]
+
+    @classmethod
+    def in_memory(cls) -> OrderState:
+        return cls({}, {}, {}, {})

@@ -133,6 +133,14 @@ def dead_letter_json(letter: DeadLetter) -> str:
 
 
 TIME = "DateTime64(3, 'UTC')"
+COLOR = "Enum8('green' = 1, 'yellow' = 2, 'red' = 3)"
+HEALTH_COLUMNS = (
+    ("health_score", "UInt8"),
+    ("health_color", COLOR),
+    ("health_reasons", "Array(String)"),
+    ("health_at", TIME),
+    ("health_config", "LowCardinality(String)"),
+)
 ORDERS_CURRENT = Table(
     "orders_current",
     (
@@ -150,8 +158,38 @@ ORDERS_CURRENT = Table(
         ("position_lat", "Nullable(Float64)"),
         ("position_lon", "Nullable(Float64)"),
         ("position_at", f"Nullable({TIME})"),
+        *(
+            (name, kind if name in ("health_reasons", "health_config") else f"Nullable({kind})")
+            for name, kind in HEALTH_COLUMNS
+        ),  # no health until an order has a status
     ),
     ("channel", "order_id"),
+    _given,
+)
+ORDER_HEALTH_HISTORY = Table(
+    "order_health_history",
+    (("channel", "LowCardinality(String)"), ("order_id", "String"), *HEALTH_COLUMNS),
+    ("channel", "order_id", "health_at"),
+    _given,
+)
+ALERTS = Table(
+    "alerts",
+    (
+        ("alert_id", "String"),
+        ("incident_key", "String"),
+        ("alert_type", "LowCardinality(String)"),
+        ("severity", "Enum8('yellow' = 1, 'red' = 2)"),
+        ("channel", "LowCardinality(String)"),
+        ("order_id", "String"),
+        ("opened_at", TIME),
+        ("resolved_at", f"Nullable({TIME})"),
+        ("reason", "String"),
+        ("rule_id", "LowCardinality(String)"),
+        ("config_version", "LowCardinality(String)"),
+        ("revision", "UInt32"),
+        ("updated_at", TIME),
+    ),
+    ("incident_key",),
     _given,
 )
 ORDER_EVENTS = Table(
@@ -273,6 +311,7 @@ OPERATOR_STATS = Table(
     _given,
 )
 TABLES = {table.name: table for table in (
-    ORDERS_CURRENT, ORDER_EVENTS, CUSTOMER_LINKS, DEGENERATE_IDENTIFIERS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS,
+    ORDERS_CURRENT, ORDER_HEALTH_HISTORY, ALERTS, ORDER_EVENTS, CUSTOMER_LINKS,
+    DEGENERATE_IDENTIFIERS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS,
     DEAD_LETTERS, EVENT_TIME, OPERATOR_STATS,
 )}  # fmt: skip

@@ -35,5 +35,7 @@ RAW_TOPICS: tuple[str, ...] = (
 
 # The pipeline's own: payloads it could not understand, kept with their reason.
 DEAD_LETTERS = "orderscope.dead_letters"
+# Every step (opened, updated, resolved) of every alert incident, as JSON (schemas/alerts.py).
+ALERTS = "orderscope.alerts"
 
-ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS)
+ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS, ALERTS)

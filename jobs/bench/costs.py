@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from jobs.baseline import Stages, normalized
 from jobs.settings import Settings
+from schemas.event_time import now_ms
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 
@@ -56,7 +57,7 @@ def offline_costs(lines: Path, records: int = SAMPLE_RECORDS) -> OfflineCosts:
     for batch in _batches(lines, records):
         count += len(batch)
         with watch("normalize"):
-            routed = normalized(normalizer, batch)
+            routed = normalized(normalizer, batch, stages.clock)
         with watch("vehicles"):
             positions = stages.vehicles.apply(routed.vehicles)
         with watch("waybills"):
@@ -64,7 +65,9 @@ def offline_costs(lines: Path, records: int = SAMPLE_RECORDS) -> OfflineCosts:
         with watch("customers"):
             resolved = stages.customers.apply(routed.customers)
         with watch("orders"):
-            stages.orders.apply([*routed.orders, *addressed, *resolved.assignments])
+            watermark = stages.clock.watermark(now_ms())
+            stages.orders.apply([*routed.orders, *routed.signals, *addressed, *resolved.assignments], watermark)
+            stages.orders.check_due(watermark)
     return OfflineCosts(count, {step: seconds * 1e6 / max(count, 1) for step, seconds in watch.spent.items()})
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from schemas.events import CustomerAssignment, OrderEvent, OrderRef
 from schemas.identity import RANK_LIMIT, customer_rank
 from schemas.lifecycle import LIFECYCLE, Status, StatusTrack
-from schemas.order_view import OrderView
+from schemas.order_view import MINUTE_BITS, RANK_BITS, OrderView
 from schemas.tables import ORDERS_CURRENT
 
 ORDER = OrderRef("tmall", "1")
@@ -69,7 +69,7 @@ def test_duplicate_event_changes_nothing_and_emits_nothing() -> None:
     event = OrderEvent(ORDER, at_ms=100, source="t", status=Status.PAID, amount_fen=100)
     once = OrderView(ORDER).apply(event)
     assert once.apply(event) is once
-    assert once.version == 1 * (RANK_LIMIT + 1)  # one fact, no customer
+    assert once.version == 1 << (RANK_BITS + MINUTE_BITS)  # one fact, no customer, not assessed
 
 
 def test_view_row_holds_status_customer_and_waybills_and_every_new_fact_adds_a_version() -> None:
@@ -84,14 +84,17 @@ def test_view_row_holds_status_customer_and_waybills_and_every_new_fact_adds_a_v
     row = view.row()
     assert row is not None
     named = dict(zip(ORDERS_CURRENT.column_names, row, strict=True))
-    assert [named[c] for c in ("channel", "order_id", "customer_id", "status", "waybills", "version")] == [
+    assert [named[c] for c in ("channel", "order_id", "customer_id", "status", "waybills")] == [
         "tmall",
         "1",
         CUSTOMER,
         "shipped",
         ["W1"],
-        3 * (RANK_LIMIT + 1) + customer_rank(CUSTOMER),  # three facts, then the customer
     ]
+    version = named["version"]
+    assert version >> (RANK_BITS + MINUTE_BITS) == 3  # three facts, then the customer's rank
+    customer_bits = version >> MINUTE_BITS & ((1 << RANK_BITS) - 1)
+    assert customer_bits == customer_rank(CUSTOMER) * (1 << RANK_BITS) // (RANK_LIMIT + 1)
 
 
 def test_an_older_customer_assignment_arriving_late_is_ignored() -> None:

@@ -13,8 +13,9 @@ from schemas.events import (
     VehiclePing,
     WaybillLink,
 )
+from schemas.health import load_health_policy
 from schemas.lifecycle import Status
-from schemas.stages import DAY_MS, OrderStage, Retention, VehicleStage, WaybillStage
+from schemas.stages import DAY_MS, OrderStage, OrderState, Retention, VehicleStage, WaybillStage
 
 ORDER = OrderRef("tmall", "1")
 RETENTION = Retention(
@@ -50,7 +51,7 @@ def test_a_vehicle_passes_its_newest_ping_to_every_waybill_on_board_once_its_man
 
 
 def orders(state: dict[str, Any]) -> OrderStage:
-    return OrderStage(state, {}, RETENTION)
+    return OrderStage(OrderState(state, {}, {}, {}), RETENTION, load_health_policy())
 
 
 def test_finished_orders_leave_state_after_their_retention_and_open_ones_stay() -> None:

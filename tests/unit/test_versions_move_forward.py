@@ -12,10 +12,11 @@ from typing import Any
 from connectors.simulator.simulation import simulate
 from jobs.settings import Settings
 from schemas.events import DeadLetter, OrderEvent
+from schemas.health import load_health_policy
 from schemas.identity import IdentityState, load_identity_rules
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
-from schemas.stages import CustomerStage, OrderStage
+from schemas.stages import CustomerStage, OrderStage, OrderState
 from schemas.tables import ORDERS_CURRENT, Row
 
 VERSION = ORDERS_CURRENT.column_names.index("version")
@@ -52,7 +53,8 @@ State = dict[str, dict[str, Any]]  # one mapping per state of the stages
 def run(state: State, events: list[OrderEvent], table: ReplacingMergeTree, batch: int = 50) -> None:
     """The customer and order stages, as the job runs them."""
     customers = CustomerStage(IdentityState.of(lambda name: state.setdefault(name, {})), load_identity_rules())
-    orders = OrderStage(state.setdefault("orders", {}), {}, Settings().retention)
+    order_state = OrderState(state.setdefault("orders", {}), {}, state.setdefault("checks", {}), {})
+    orders = OrderStage(order_state, Settings().retention, load_health_policy())
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
         resolved = customers.apply(e for e in chunk if e.identities)

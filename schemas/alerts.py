@@ -1,0 +1,123 @@
+"""Alerts: one incident per order and factor while the factor lasts, with its lifecycle.
+
+An incident opens when a factor's finding reaches the severity its configuration
+alerts from (schemas/health.yaml), is updated when its severity changes, and is
+resolved only when the factor clears altogether: a finding that drops below the
+alerting severity keeps its incident open, so an order hovering at a threshold
+raises one incident, not one per crossing. Every step has an idempotency key
+(incident key and revision): the same step told twice, after a restore, is one
+step to whoever reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+
+from schemas.compact import compact_pickle
+from schemas.events import OrderRef
+from schemas.health import Health, HealthPolicy, Severity
+from schemas.tables import utc
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Incident:
+    alert_type: str  # the factor that raised it
+    severity: Severity
+    opened_at_ms: int  # event time at which it was found
+    revision: int  # 1 when opened, one more at each later step
+    reason: str
+
+
+@dataclass(frozen=True)
+class AlertStep:
+    """One step of an incident's lifecycle: what the alerts table and topic receive."""
+
+    order: OrderRef
+    incident: Incident
+    step: str  # opened, updated or resolved
+    at_ms: int
+    config_version: str
+
+    @property
+    def incident_key(self) -> str:
+        """Stable across restarts and replays: the order, the factor, and when the incident opened."""
+        order, incident = self.order, self.incident
+        return f"{order.channel}|{order.order_id}|{incident.alert_type}|{incident.opened_at_ms}"
+
+    @property
+    def alert_id(self) -> str:
+        return hashlib.blake2b(self.incident_key.encode(), digest_size=8).hexdigest()
+
+    @property
+    def rule_id(self) -> str:
+        return f"health.{self.incident.alert_type}"
+
+    @property
+    def resolved_at_ms(self) -> int | None:
+        return self.at_ms if self.step == "resolved" else None
+
+    def row(self) -> tuple[object, ...]:
+        """The alerts row (schemas/tables.py ALERTS)."""
+        order, incident = self.order, self.incident
+        return (
+            self.alert_id, self.incident_key, incident.alert_type, incident.severity.label, order.channel,
+            order.order_id, incident.opened_at_ms, self.resolved_at_ms, incident.reason, self.rule_id,
+            self.config_version, incident.revision, self.at_ms,
+        )  # fmt: skip
+
+    def json(self) -> str:
+        """The record on the alerts topic."""
+        incident, resolved_at = self.incident, self.resolved_at_ms
+        return json.dumps(
+            {
+                "alert_id": self.alert_id,
+                "incident_key": self.incident_key,
+                "idempotency_key": f"{self.incident_key}#{incident.revision}",
+                "step": self.step,
+                "revision": incident.revision,
+                "alert_type": incident.alert_type,
+                "severity": incident.severity.label,
+                "channel": self.order.channel,
+                "order_id": self.order.order_id,
+                "opened_at": utc(incident.opened_at_ms).isoformat(),
+                "resolved_at": utc(resolved_at).isoformat() if resolved_at is not None else None,
+                "at": utc(self.at_ms).isoformat(),
+                "reason": incident.reason,
+                "rule_id": self.rule_id,
+                "config_version": self.config_version,
+            },
+            ensure_ascii=False,
+        )
+
+
+def follow(
+    order: OrderRef, open_incidents: tuple[Incident, ...], health: Health, policy: HealthPolicy, now_ms: int
+) -> tuple[tuple[Incident, ...], list[AlertStep]]:
+    """The incidents open after an assessment, and the lifecycle steps it took."""
+    found = {finding.factor: finding for finding in health.findings}
+    steps: list[AlertStep] = []
+    still_open: list[Incident] = []
+
+    def step(incident: Incident, name: str) -> None:
+        steps.append(AlertStep(order, incident, name, now_ms, health.config_version))
+
+    for incident in open_incidents:
+        finding = found.pop(incident.alert_type, None)
+        if finding is None:
+            step(replace(incident, revision=incident.revision + 1), "resolved")
+            continue
+        if finding.severity != incident.severity:
+            incident = replace(incident, severity=finding.severity, revision=incident.revision + 1,
+                               reason=finding.reason)  # fmt: skip
+            step(incident, "updated")
+        still_open.append(incident)
+    for finding in found.values():
+        alert_from = policy.factors[finding.factor].alert_from
+        if alert_from is not None and finding.severity >= alert_from:
+            incident = Incident(finding.factor, finding.severity, now_ms, 1, finding.reason)
+            step(incident, "opened")
+            still_open.append(incident)
+    return tuple(still_open), steps

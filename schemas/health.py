@@ -1,0 +1,398 @@
+"""Order health: a score from 0 to 100, a colour, and the reasons for both, in words.
+
+Each factor looks at one thing that can go wrong with an order (a step overdue,
+a promise at risk, a buyer complaining, a storm at the destination) and finds
+it yellow or red, with a penalty and a sentence a support agent understands.
+Overdue steps are found by time alone: an assessment also says when the next
+threshold will be crossed (`next_check_ms`), so the job can look again at that
+event time even if nothing more is ever heard about the order.
+
+Thresholds, penalties and alerting are configuration (schemas/health.yaml);
+every assessment carries the configuration's version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schemas.compact import compact_pickle
+from schemas.events import Signal
+from schemas.lifecycle import Status
+
+HEALTH_CONFIG = Path(__file__).with_name("health.yaml")
+MINUTE_MS = 60_000
+CHINA = timezone(timedelta(hours=8))
+
+
+class Severity(IntEnum):
+    YELLOW = 1
+    RED = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Finding:
+    factor: str
+    severity: Severity
+    penalty: int
+    reason: str
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Health:
+    score: int
+    color: str  # green, yellow or red
+    findings: tuple[Finding, ...]
+    next_check_ms: int | None  # event time at which a threshold will be crossed if nothing happens
+    config_version: str
+
+    @property
+    def reasons(self) -> list[str]:
+        return [finding.reason for finding in self.findings]
+
+    def same_as(self, other: Health | None) -> bool:
+        """Whether a reader would see no difference (the next check is the job's business)."""
+        return other is not None and (self.score, self.color, self.findings) == (
+            other.score,
+            other.color,
+            other.findings,
+        )
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What an assessment reads about one order (schemas/order_view.py makes it)."""
+
+    channel: str
+    status: Status | None
+    status_at_ms: int
+    reached: Mapping[Status, int]  # when each lifecycle step was first reached
+    scanned_at_ms: int  # newest scan by a warehouse or carrier
+    position_at_ms: int  # newest position of the vehicle carrying it; 0 if none
+    promised_at_ms: int | None
+    region_code: str | None
+    intents: tuple[tuple[int, str], ...]  # (event time, intent) of the buyer's messages
+    failed_changes: tuple[tuple[int, str, str], ...]  # (event time, kind, error)
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """External conditions (R7): the newest signal of each kind and subject, whatever the arrival order."""
+
+    weather: Mapping[str, tuple[int, str, str, int | None]]  # region -> (issued at, level, phenomenon, until)
+    ports: Mapping[str, tuple[int, float]]  # port code -> (at, congestion index)
+
+    @classmethod
+    def none(cls) -> Conditions:
+        return cls({}, {})
+
+    def observe(self, signal: Signal) -> Conditions:
+        if signal.kind.startswith("weather_"):
+            warning = (signal.at_ms, signal.level, signal.kind.removeprefix("weather_"), signal.until_ms)
+            current = self.weather.get(signal.subject)
+            if current is None or warning[:2] > current[:2]:
+                return Conditions({**self.weather, signal.subject: warning}, self.ports)
+        elif signal.kind == "port_congestion":
+            congestion = (signal.at_ms, float(signal.level))
+            current_port = self.ports.get(signal.subject)
+            if current_port is None or congestion > current_port:
+                return Conditions(self.weather, {**self.ports, signal.subject: congestion})
+        return self
+
+
+@dataclass(frozen=True)
+class Factor:
+    name: str
+    penalties: Mapping[Severity, int]
+    alert_from: Severity | None
+    settings: Mapping[str, Any]
+
+    def minutes(self, key: str) -> int:
+        return int(self.settings[key]) * MINUTE_MS
+
+    def finding(self, severity: Severity, reason: str) -> Finding:
+        return Finding(self.name, severity, self.penalties[severity], reason)
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    version: str
+    yellow_below: int
+    red_below: int
+    factors: Mapping[str, Factor]
+
+
+Assessed = tuple[Finding | None, int | None]  # a finding, and when the factor should be looked at again
+
+
+def assess(facts: Facts, now_ms: int, conditions: Conditions, policy: HealthPolicy) -> Health:
+    """The order's health at event time now_ms: a function of what is known and the time alone, so a
+    replay or restore assesses every order as the first run did."""
+    findings: list[Finding] = []
+    checks: list[int] = []
+    if facts.status is not None and facts.status.rank < Status.DELIVERED.rank:
+        for name, rule in RULES.items():
+            factor = policy.factors.get(name)
+            if factor is None:
+                continue
+            finding, check = rule(factor, facts, now_ms, conditions)
+            if finding is not None:
+                findings.append(finding)
+            if check is not None and check > now_ms:
+                checks.append(check)
+    findings.sort(key=lambda finding: (-finding.penalty, finding.factor))
+    score = max(0, 100 - sum(finding.penalty for finding in findings))
+    color = "red" if score < policy.red_below else "yellow" if score < policy.yellow_below else "green"
+    return Health(score, color, tuple(findings), min(checks, default=None), policy.version)
+
+
+# --- the factors ------------------------------------------------------------------------------
+
+
+def duration(ms: int) -> str:
+    """A duration as people say it: '3 h 10 min', '45 min', '2 d 4 h'."""
+    minutes = max(ms, 0) // MINUTE_MS
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
+
+
+def china_time(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, CHINA).strftime("%m-%d %H:%M China time")
+
+
+def overdue(factor: Factor, since_ms: int, now_ms: int, what: Callable[[str], str]) -> Assessed:
+    """A step expected within the factor's yellow_after_min of since_ms; red after red_after_min.
+    `what` words the finding given the time elapsed."""
+    yellow_at, red_at = since_ms + factor.minutes("yellow_after_min"), since_ms + factor.minutes("red_after_min")
+    sla = f"(SLA {duration(factor.minutes('yellow_after_min'))})"
+    if now_ms >= red_at:
+        return factor.finding(Severity.RED, f"{what(duration(now_ms - since_ms))} {sla}"), None
+    if now_ms >= yellow_at:
+        return factor.finding(Severity.YELLOW, f"{what(duration(now_ms - since_ms))} {sla}"), red_at
+    return None, yellow_at
+
+
+def _reached_any(facts: Facts, *statuses: Status) -> bool:
+    return any(status in facts.reached for status in statuses)
+
+
+AFTER_PAYMENT = (Status.ALLOCATED, Status.PICKED, Status.PACKED, Status.SHIPPED, Status.IN_TRANSIT)
+PICKED_UP = (Status.IN_TRANSIT, Status.CUSTOMS, Status.OUT_FOR_DELIVERY)
+WAREHOUSE = (Status.ALLOCATED, Status.PICKED, Status.PACKED)
+IN_TRANSIT = (Status.IN_TRANSIT, Status.CUSTOMS)
+
+
+def first_update_late(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    paid_at = facts.reached.get(Status.PAID)
+    if paid_at is None or facts.status != Status.PAID or _reached_any(facts, *AFTER_PAYMENT):
+        return None, None
+    return overdue(factor, paid_at, now_ms, lambda late: f"no logistics update {late} after payment")
+
+
+def warehouse_dwell(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    if facts.status not in WAREHOUSE:
+        return None, None
+    status = facts.status
+    return overdue(factor, facts.status_at_ms, now_ms, lambda long: f"{long} in the warehouse at {status.value}")
+
+
+def no_pickup(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    shipped_at = facts.reached.get(Status.SHIPPED)
+    if shipped_at is None or facts.status != Status.SHIPPED or _reached_any(facts, *PICKED_UP):
+        return None, None
+    return overdue(factor, shipped_at, now_ms, lambda late: f"no carrier pick-up {late} after the outbound scan")
+
+
+def gps_stale(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    """On a vehicle since the last scan (its positions are newer), and the vehicle went quiet."""
+    if facts.status not in IN_TRANSIT or facts.position_at_ms <= facts.scanned_at_ms:
+        return None, None
+    return overdue(
+        factor, facts.position_at_ms, now_ms, lambda quiet: f"the vehicle carrying the parcel silent for {quiet}"
+    )
+
+
+def scans_stale(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    if facts.status not in IN_TRANSIT:
+        return None, None
+    heard_at = max(facts.scanned_at_ms, facts.position_at_ms, facts.status_at_ms)
+    return overdue(factor, heard_at, now_ms, lambda quiet: f"no carrier scan for {quiet} in transit")
+
+
+def delivery_dwell(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    if facts.status != Status.OUT_FOR_DELIVERY:
+        return None, None
+    return overdue(factor, facts.status_at_ms, now_ms, lambda long: f"out for delivery for {long} without signature")
+
+
+def promise(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    promised = facts.promised_at_ms
+    if promised is None:
+        return None, None
+    if now_ms >= promised:
+        return factor.finding(Severity.RED, f"promised arrival missed ({china_time(promised)})"), None
+    warn_at = promised - factor.minutes("warn_before_min")
+    if facts.status is not None and facts.status.rank >= Status.OUT_FOR_DELIVERY.rank:
+        return None, promised
+    if now_ms >= warn_at:
+        reason = f"promised arrival in {duration(promised - now_ms)} and not yet out for delivery"
+        return factor.finding(Severity.YELLOW, reason), promised
+    return None, warn_at
+
+
+def carrier_exception(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    if facts.status != Status.EXCEPTION:
+        return None, None
+    reason = f"the carrier reported an exception {duration(now_ms - facts.status_at_ms)} ago"
+    return factor.finding(Severity.RED, reason), None
+
+
+INTENT_WORDS = {
+    "chase": "chased delivery (催单)",
+    "urgent": "needs it urgently (急用)",
+    "complaint": "complained (投诉)",
+}
+
+
+def service_intents(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    levels = factor.settings["severity"]
+    said = {intent for at, intent in facts.intents if at <= now_ms and intent in levels}
+    if not said:
+        return None, None
+    severity = max(Severity[levels[intent].upper()] for intent in said)
+    words = ", ".join(INTENT_WORDS.get(intent, intent) for intent in sorted(said))
+    return factor.finding(severity, f"the buyer {words}"), None
+
+
+def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    failed = [change for change in facts.failed_changes if change[0] <= now_ms]
+    if not failed:
+        return None, None
+    severity = Severity.RED if len(failed) >= int(factor.settings["red_from_count"]) else Severity.YELLOW
+    words = "; ".join(f"{kind.replace('_', ' ')} failed ({error or 'no reason given'})" for _, kind, error in failed)
+    return factor.finding(severity, words), None
+
+
+def weather(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    warning = conditions.weather.get(facts.region_code or "")
+    if warning is None:
+        return None, None
+    issued_at, level, phenomenon, until_ms = warning
+    severity_name = factor.settings["severity"].get(level)
+    if severity_name is None or (until_ms is not None and now_ms >= until_ms):
+        return None, None
+    if now_ms < issued_at:
+        return None, issued_at
+    reason = f"{level} {phenomenon} warning at the destination"
+    return factor.finding(Severity[severity_name.upper()], reason), until_ms
+
+
+def port_congestion(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    if facts.channel not in factor.settings["cross_border_channels"] and Status.CUSTOMS not in facts.reached:
+        return None, None
+    in_force = {port: index for port, (at, index) in conditions.ports.items() if at <= now_ms}
+    if not in_force:
+        return None, None
+    port, index = max(in_force.items(), key=lambda item: item[1])
+    if index >= float(factor.settings["red_from_index"]):
+        severity = Severity.RED
+    elif index >= float(factor.settings["yellow_from_index"]):
+        severity = Severity.YELLOW
+    else:
+        return None, None
+    return factor.finding(severity, f"port {port} congested (index {index:g} of 100)"), None
+
+
+Rule = Callable[[Factor, Facts, int, Conditions], Assessed]
+RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
+    first_update_late, warehouse_dwell, no_pickup, gps_stale, scans_stale, delivery_dwell, promise,
+    carrier_exception, service_intents, modification_failed, weather, port_congestion,
+)}  # fmt: skip
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+REQUIRED_SETTINGS = {
+    "first_update_late": ("yellow_after_min", "red_after_min"),
+    "warehouse_dwell": ("yellow_after_min", "red_after_min"),
+    "no_pickup": ("yellow_after_min", "red_after_min"),
+    "gps_stale": ("yellow_after_min", "red_after_min"),
+    "scans_stale": ("yellow_after_min", "red_after_min"),
+    "delivery_dwell": ("yellow_after_min", "red_after_min"),
+    "promise": ("warn_before_min",),
+    "service_intents": ("severity",),
+    "modification_failed": ("red_from_count",),
+    "weather": ("severity",),
+    "port_congestion": ("yellow_from_index", "red_from_index", "cross_border_channels"),
+}
+
+
+def load_health_policy(path: Path = HEALTH_CONFIG) -> HealthPolicy:
+    """The policy in a health.yaml, checked: errors name the file and the key."""
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+
+    def fail(key: str, problem: str) -> ValueError:
+        return ValueError(f"{path}: {key}: {problem}")
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("version"), str) or not spec["version"]:
+        raise fail("version", "required, a non-empty string that changes with every change of the file")
+    colors = spec.get("colors")
+    if not isinstance(colors, dict) or not all(isinstance(colors.get(k), int) for k in ("yellow_below", "red_below")):
+        raise fail("colors", "required: yellow_below and red_below, whole numbers")
+    if not 0 < colors["red_below"] <= colors["yellow_below"] <= 100:
+        raise fail("colors", "need 0 < red_below <= yellow_below <= 100")
+    factors = spec.get("factors")
+    if not isinstance(factors, dict) or not factors:
+        raise fail("factors", "required, a mapping of factor name to its settings")
+    return HealthPolicy(
+        spec["version"],
+        colors["yellow_below"],
+        colors["red_below"],
+        {name: _factor(name, settings, fail) for name, settings in factors.items()},
+    )
+
+
+def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) -> Factor:
+    key = f"factors.{name}"
+    if name not in RULES:
+        raise fail(key, f"unknown factor; known: {', '.join(RULES)}")
+    if not isinstance(settings, dict):
+        raise fail(key, "a mapping of settings")
+    penalties = settings.get("penalties")
+    if not isinstance(penalties, dict) or not all(
+        isinstance(penalties.get(level), int) and 0 <= penalties[level] <= 100 for level in ("yellow", "red")
+    ):
+        raise fail(f"{key}.penalties", "required: yellow and red, whole numbers 0..100")
+    if missing := [setting for setting in REQUIRED_SETTINGS.get(name, ()) if setting not in settings]:
+        raise fail(key, f"missing {', '.join(missing)}")
+    for level_map in ("severity",):
+        for level in (settings.get(level_map) or {}).values():
+            if str(level).upper() not in Severity.__members__:
+                raise fail(f"{key}.{level_map}", f"{level!r} is not yellow or red")
+    alert = settings.get("alert", "never")
+    if alert not in ("yellow", "red", "never"):
+        raise fail(f"{key}.alert", "yellow, red or never")
+    return Factor(
+        name,
+        {Severity.YELLOW: penalties["yellow"], Severity.RED: penalties["red"]},
+        None if alert == "never" else Severity[alert.upper()],
+        {k: v for k, v in settings.items() if k not in ("penalties", "alert")},
+    )

@@ -1,0 +1,198 @@
+"""Order health: reasons in words, silence found by event time alone, alerts once per incident."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.alerts import follow
+from schemas.events import OrderEvent, OrderModification, OrderRef, ServiceMessage, Signal
+from schemas.health import MINUTE_MS, Conditions, Finding, Health, Severity, duration, load_health_policy
+from schemas.lifecycle import Status
+from schemas.order_view import OrderView
+from schemas.stages import DAY_MS, OrderRows, OrderStage, OrderState, Retention
+from schemas.tables import ORDERS_CURRENT
+from schemas.topics import RAW_CARRIER, RAW_WMS
+
+POLICY = load_health_policy()
+ORDER = OrderRef("douyin", "6921")
+HOUR = 60 * MINUTE_MS
+T0 = 1_764_547_200_000  # 2025-12-01T00:00Z
+RETENTION = Retention(7 * DAY_MS, 30 * DAY_MS, 3 * DAY_MS, 30 * DAY_MS, 7 * DAY_MS)
+
+
+def stage(state: dict[str, Any] | None = None) -> OrderStage:
+    return OrderStage(OrderState(state if state is not None else {}, {}, {}, {}), RETENTION, POLICY)
+
+
+def event(at_ms: int, status: Status | None, source: str = "raw.orders.douyin", **fields: Any) -> OrderEvent:
+    return OrderEvent(ORDER, at_ms, source, status, **fields)
+
+
+def health_of(rows: OrderRows) -> dict[str, Any]:
+    """The latest orders_current row of the order, by column name."""
+    named = dict(zip(ORDERS_CURRENT.column_names, rows.current[-1], strict=True))
+    return {key: named[key] for key in ("status", "health_score", "health_color", "health_reasons", "health_at")}
+
+
+def test_an_order_shipped_and_never_picked_up_turns_yellow_then_red_without_another_event() -> None:
+    orders = stage()
+    shipped = T0 + HOUR
+    first = orders.apply([event(T0, Status.PAID), event(T0 + 30 * MINUTE_MS, Status.ALLOCATED, RAW_WMS),
+                          event(shipped, Status.SHIPPED, RAW_WMS)], watermark_ms=shipped)  # fmt: skip
+    assert health_of(first)["health_color"] == "green"
+
+    assert orders.check_due(shipped + 119 * MINUTE_MS).current == []  # within the 2 h SLA: nothing to say
+    yellow = orders.check_due(shipped + 150 * MINUTE_MS)
+    assert health_of(yellow) == {
+        "status": "shipped",
+        "health_score": 80,
+        "health_color": "yellow",
+        "health_reasons": ["no carrier pick-up 2 h after the outbound scan (SLA 2 h)"],
+        "health_at": shipped + 2 * HOUR,  # assessed when the threshold was crossed, not when looked at
+    }
+    assert yellow.alerts == []  # no_pickup alerts from red
+    red = orders.check_due(shipped + 10 * HOUR)
+    assert health_of(red)["health_color"] == "red"
+    assert health_of(red)["health_reasons"] == ["no carrier pick-up 4 h after the outbound scan (SLA 2 h)"]
+    assert [(step.step, step.incident.alert_type, step.incident.opened_at_ms) for step in red.alerts] == [
+        ("opened", "no_pickup", shipped + 4 * HOUR)
+    ]
+    assert orders.check_due(shipped + 20 * HOUR).current == []  # red stays red: no row, no second alert
+
+    picked_up = orders.apply([event(shipped + 11 * HOUR, Status.IN_TRANSIT, RAW_CARRIER)], shipped + 11 * HOUR)
+    assert [step.step for step in picked_up.alerts] == ["resolved"]
+    assert health_of(picked_up)["health_color"] == "green"
+
+
+def test_a_quiet_order_is_assessed_later_at_a_higher_version_than_its_last_event() -> None:
+    orders = stage()
+    paid = orders.apply([event(T0, Status.PAID)], watermark_ms=T0)
+    quiet = orders.check_due(T0 + HOUR)
+    version = ORDERS_CURRENT.column_names.index("version")
+    assert quiet.current[-1][version] > paid.current[-1][version]
+    assert health_of(quiet)["health_reasons"] == ["no logistics update 15 min after payment (SLA 15 min)"]
+
+
+def test_each_order_has_at_most_one_live_check_and_moved_checks_are_skipped() -> None:
+    state: dict[str, Any] = {}
+    checks: dict[str, Any] = {}
+    orders = OrderStage(OrderState(state, {}, checks, {}), RETENTION, POLICY)
+    orders.apply([event(T0, Status.PAID)], T0)  # first update due at 15 min
+    orders.apply([event(T0 + 5 * MINUTE_MS, Status.ALLOCATED, RAW_WMS)], T0 + 5 * MINUTE_MS)  # due at 2 h 5 min
+    assert state[ORDER.key].check_at_ms == T0 + 15 * MINUTE_MS  # the earlier check stays; it re-indexes when due
+    assessed = orders.check_due(T0 + 16 * MINUTE_MS)
+    assert assessed.current == []  # nothing changed at 15 min: the order is allocated
+    assert state[ORDER.key].check_at_ms == T0 + 125 * MINUTE_MS
+    late = orders.check_due(T0 + 3 * HOUR)
+    assert health_of(late)["health_reasons"] == ["2 h in the warehouse at allocated (SLA 2 h)"]
+
+
+def test_many_quiet_orders_all_fall_due_in_one_pass() -> None:
+    orders = stage()
+    refs = [OrderRef("app", f"A{i}") for i in range(500)]
+    orders.apply([OrderEvent(ref, T0 + i * 1000, "raw.orders.app", Status.PAID) for i, ref in enumerate(refs)], T0)
+    rows = orders.check_due(T0 + 6 * HOUR)
+    red = {row[1] for row in rows.current if row[ORDERS_CURRENT.column_names.index("health_color")] == "red"}
+    assert red == {ref.order_id for ref in refs}
+    assert {step.order for step in rows.alerts if step.step == "opened"} == set(refs)
+
+
+def test_buyer_messages_failed_changes_and_weather_count_with_reasons() -> None:
+    orders = stage()
+    orders.apply([event(T0, Status.PAID, region_code="310115")], T0)
+    storm = Signal("weather_rainstorm", "310115", T0 + MINUTE_MS, T0 + 12 * HOUR, "red")
+    rows = orders.apply(
+        [
+            storm,
+            ServiceMessage("douyin", "6921", "id", T0 + 2 * MINUTE_MS, ("chase",)),
+            OrderModification(ORDER, T0 + 3 * MINUTE_MS, "address_change", False, "SYSTEM_LOCKED", "oms"),
+            event(T0 + 4 * MINUTE_MS, Status.ALLOCATED, RAW_WMS),
+        ],
+        watermark_ms=T0 + 4 * MINUTE_MS,
+    )
+    health = health_of(rows)
+    assert health["health_reasons"] == [
+        "red rainstorm warning at the destination",
+        "address change failed (SYSTEM_LOCKED)",  # equal penalties: by factor name
+        "the buyer chased delivery (催单)",
+    ]
+    assert health["health_score"] == 100 - 35 - 15 - 15
+    assert health["health_color"] == "red"
+
+
+def test_an_alert_stays_one_incident_while_its_factor_hovers_and_resolves_when_it_clears() -> None:
+    def health(*findings: Finding) -> Health:
+        return Health(50, "yellow", findings, None, POLICY.version)
+
+    red = Finding("no_pickup", Severity.RED, 55, "late")
+    yellow = Finding("no_pickup", Severity.YELLOW, 20, "late")
+    incidents: tuple[Any, ...] = ()
+    steps = []
+    for at, assessed in enumerate([health(yellow), health(red), health(yellow), health(red), health(), health()]):
+        incidents, taken = follow(ORDER, incidents, assessed, POLICY, at)
+        steps.extend(taken)
+    assert [(s.step, s.incident.severity.label, s.incident.revision) for s in steps] == [
+        ("opened", "red", 1),
+        ("updated", "yellow", 2),
+        ("updated", "red", 3),
+        ("resolved", "red", 4),
+    ]
+    assert len({step.incident_key for step in steps}) == 1
+    assert {step.json().count("idempotency_key") for step in steps} == {1}
+
+
+def test_a_delivered_order_is_green_and_opens_nothing() -> None:
+    view = OrderView(ORDER).apply(event(T0, Status.PAID, promised_at_ms=T0 + HOUR))
+    view = view.apply(event(T0 + 5 * HOUR, Status.DELIVERED, RAW_CARRIER))
+    orders = stage({ORDER.key: view})
+    rows = orders.apply([event(T0 + 6 * HOUR, None, detail="note")], T0 + 30 * HOUR)
+    assert health_of(rows)["health_color"] == "green" and rows.alerts == []
+
+
+def test_a_missed_promise_is_red_and_says_by_how_much() -> None:
+    orders = stage()
+    orders.apply([event(T0, Status.PAID, promised_at_ms=T0 + 24 * HOUR), event(T0 + MINUTE_MS, Status.ALLOCATED,
+                  RAW_WMS), event(T0 + 2 * MINUTE_MS, Status.SHIPPED, RAW_WMS),
+                  event(T0 + 3 * MINUTE_MS, Status.IN_TRANSIT, RAW_CARRIER)], T0)  # fmt: skip
+    warned = health_of(orders.check_due(T0 + 13 * HOUR))  # assessed when the warning began: 12 h before
+    assert "promised arrival in 12 h and not yet out for delivery" in warned["health_reasons"]
+    late = health_of(orders.check_due(T0 + 27 * HOUR))
+    assert "promised arrival missed (12-02 08:00 China time)" in late["health_reasons"]
+
+
+@pytest.mark.parametrize(
+    ("ms", "words"),
+    [(0, "0 min"), (45 * MINUTE_MS, "45 min"), (190 * MINUTE_MS, "3 h 10 min"), (2 * HOUR, "2 h"),
+     (52 * HOUR, "2 d 4 h"), (48 * HOUR, "2 d")],
+)  # fmt: skip
+def test_durations_read_as_people_say_them(ms: int, words: str) -> None:
+    assert duration(ms) == words
+
+
+def test_conditions_keep_the_newest_signal_whatever_the_arrival_order() -> None:
+    older = Signal("weather_rainstorm", "310115", T0, T0 + HOUR, "orange")
+    newer = Signal("weather_rainstorm", "310115", T0 + MINUTE_MS, T0 + HOUR, "red")
+    one_way = Conditions.none().observe(older).observe(newer)
+    other_way = Conditions.none().observe(newer).observe(older)
+    assert one_way == other_way and one_way.weather["310115"][1] == "red"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.replace('version: "2026-12-02.1"', "version: 3"), "version: required"),
+        (lambda s: s.replace("no_pickup:", "no_pickups:"), "factors.no_pickups: unknown factor"),
+        (lambda s: s.replace("alert: never", "alert: sometimes", 1), "alert: yellow, red or never"),
+        (lambda s: s.replace("    warn_before_min: 720", ""), "factors.promise: missing warn_before_min"),
+        (lambda s: s.replace("{yellow: 15, red: 35}", "{yellow: 15}", 1), "penalties: required"),
+    ],
+)
+def test_a_wrong_health_file_is_refused_naming_the_file_and_the_key(tmp_path: Path, edit: Any, message: str) -> None:
+    config = tmp_path / "health.yaml"
+    config.write_text(edit(Path("schemas/health.yaml").read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as refused:
+        load_health_policy(config)
+    assert str(config) in str(refused.value)
