@@ -22,7 +22,7 @@ from connectors import kafka
 from jobs.settings import Settings
 from jobs.sink import TableWriters
 from schemas.adapters import ADAPTERS
-from schemas.event_time import EventClock, now_ms
+from schemas.event_time import EventClock, now_ms, split_of
 from schemas.events import DeadLetter
 from schemas.health import load_health_policy
 from schemas.identity import IdentityState, load_identity_rules
@@ -163,5 +163,5 @@ def normalized(normalizer: Normalizer, records: list[Any], clock: EventClock) ->
         for event in outcome:
             routed.add(event)
             if (at_ms := event_time_of(event)) is not None:
-                clock.observe(record.topic, at_ms, now)
+                clock.observe(split_of(record.topic, record.partition), at_ms, now)
     return routed

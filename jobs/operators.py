@@ -21,7 +21,7 @@ from connectors.clickhouse import ClickHouseTarget
 from jobs.batches import Batch, Lanes, by_lane, framed
 from jobs.settings import Settings
 from jobs.sink import TableWriters
-from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge, now_ms
+from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge, now_ms, split_of
 from schemas.events import (
     DeadLetter,
 )
@@ -65,7 +65,6 @@ CUSTOMER_BATCHES = OutputTag("customer-batches", KEYED)
 WRITES = OutputTag("writes", KEYED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
 ALERT_RECORDS = OutputTag("alert-records", Types.STRING())
-CHECK_CACHE_ENTRIES = 64  # the check index's pending minutes and the minutes being filled
 REPORT_EVERY_MS = 5000
 
 
@@ -151,7 +150,7 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
             for event in outcome:
                 routed.add(event)
                 if (at_ms := event_time_of(event)) is not None:
-                    self._clock.observe(topic, at_ms, now)
+                    self._clock.observe(split_of(topic, partition), at_ms, now)
         watermark = self._clock.watermark(now)
         lanes = self._lanes
         orders = by_lane(routed.orders, lanes, order_key)
@@ -201,7 +200,9 @@ class MapStateDict(MutableMapping[Any, Any]):
     so writes wait in `pending` until `commit()` puts them all in one call, and reads go through
     a bounded cache of deserialized values (absent keys included). The cache cannot go stale:
     this operator instance is the only writer of its keys, every write goes through it, the
-    stages never change a value in place, and a restore or rescale makes new instances. The
+    stages never change a value in place, and a restore or rescale makes new instances. The cache
+    is the instance's, not the lane's: only a state whose keys differ from lane to lane (entity
+    keys) may have one. The
     operator commits before its call returns, so a checkpoint never misses a pending write.
     """
 
@@ -425,8 +426,8 @@ class TrackOrders(LaneOperator):
         state = OrderState(
             self.entities(runtime_context, "orders"),
             self.state(runtime_context, "expiry"),
-            self.state(runtime_context, "checks", CHECK_CACHE_ENTRIES),
-            self.state(runtime_context, "context", 1),
+            self.state(runtime_context, "checks"),  # the same keys in every lane: not cached
+            self.state(runtime_context, "context"),
         )
         return OrderStage(state, self._retention, self._policy)
 

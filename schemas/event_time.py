@@ -1,6 +1,6 @@
 """Event time, as the job's operators track it while they work in micro-batches.
 
-Each source (raw topic) has its newest event time; its watermark trails it by the
+Each source (a raw topic's partition) has its newest event time; its watermark trails it by the
 allowed out-of-orderness. The combined watermark is the smallest watermark of the
 sources that are not idle: a source silent for longer than the idleness timeout
 (in processing time) holds no one back, so a quiet topic cannot stall time, also
@@ -21,6 +21,12 @@ UNKNOWN = -(2**62)  # no event seen yet: earlier than any real time
 def now_ms() -> int:
     """Processing time, in epoch milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+def split_of(topic: str, partition: int) -> str:
+    """What event time is tracked per: a topic's partition, as Flink tracks a split. A topic's partitions
+    are read at their own pace, and one read ahead must not make the others' events late."""
+    return f"{topic}/{partition}"
 
 
 @dataclass

@@ -542,7 +542,9 @@ class OrderStage(Stage[OrderView]):
             rows.health.append(view.health_history_row())
         rows.alerts.extend(steps)
         due = health.next_check_ms
-        if due is not None and not now_ms < view.check_at_ms <= due:
+        if due is None:
+            view = replace(view, check_at_ms=0)  # a check still indexed is skipped: it would look back in time
+        elif not now_ms < view.check_at_ms <= due:
             view = replace(view, check_at_ms=self._checks.add(view.order.key, due))
         return view, changed
 

@@ -54,3 +54,9 @@ CREATE TABLE IF NOT EXISTS alerts
 )
 ENGINE = ReplacingMergeTree(revision)
 ORDER BY incident_key;
+
+-- Event time is tracked per partition of each raw topic since health reads it
+-- (schemas/event_time.py, split_of): one partition read ahead of the others must
+-- not make their events late.
+ALTER TABLE event_time
+    COMMENT COLUMN source 'a raw topic''s partition (raw.wms/0), or ''*'' for the operator''s combined watermark';

@@ -90,6 +90,15 @@ def test_each_order_has_at_most_one_live_check_and_moved_checks_are_skipped() ->
     assert health_of(late)["health_reasons"] == ["2 h in the warehouse at allocated (SLA 2 h)"]
 
 
+def test_a_check_left_behind_by_a_later_assessment_never_looks_back_in_time() -> None:
+    orders = stage()
+    orders.apply([event(T0, Status.PAID)], T0)  # a check is indexed at 15 min
+    message = ServiceMessage("douyin", "6921", "id", T0 + 40 * HOUR, ("exchange",))  # stamped far later
+    red = orders.apply([message], T0)
+    assert health_of(red)["health_color"] == "red" and [s.step for s in red.alerts] == ["opened"]
+    assert orders.check_due(T0 + 41 * HOUR) == OrderRows()  # the 15 min check is skipped: no step back to yellow
+
+
 def test_many_quiet_orders_all_fall_due_in_one_pass() -> None:
     orders = stage()
     refs = [OrderRef("app", f"A{i}") for i in range(500)]

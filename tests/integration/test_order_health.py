@@ -1,0 +1,114 @@
+"""Silence on the real stack: parcels shipped and never picked up turn red and raise one alert each,
+with no event about them ever arriving, and only those."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer
+
+from connectors.simulator import payloads
+from jobs.cli import clickhouse
+from jobs.settings import Settings
+from schemas import topics
+from tests.support import orderscope
+
+pytestmark = pytest.mark.integration
+
+ORDERS = 600
+DAY_MS = 86_400_000
+
+
+@pytest.fixture(scope="module")
+def quiet_parcels(stack_env: dict[str, str]) -> tuple[dict[str, Any], Any, dict[str, str]]:
+    folder = Path(stack_env["ORDERSCOPE_STATE_DIR"])
+    recording = folder / "never_picked_up.jsonl"
+    orderscope(stack_env, "simulate", "--orders", str(ORDERS), "--seed", "8", "--scenario", "never_picked_up",
+               "--out", str(recording))  # fmt: skip
+    orderscope(stack_env, "replay", str(recording))
+    orderscope(stack_env, "job", "run", "--until-idle", "5", "--fresh")
+    # Event time goes on as later traffic arrives: one signal two days after the day's last record, read by
+    # a restarted job (its clock knows only that source), moves event time past every pending check.
+    last = max(json.loads(line)["ts_ms"] for line in recording.open(encoding="utf-8"))
+    later = min(last + 2 * DAY_MS, int(time.time() * 1000))
+    signal = {"type": "port_congestion", "port": "CNNGB", "index": 10, "ts": payloads.iso_utc(later)}
+    tail = folder / "later.jsonl"
+    tail.write_text(json.dumps({"topic": topics.RAW_SIGNALS, "key": None, "value": json.dumps(signal),
+                                "ts_ms": later}) + "\n")  # fmt: skip
+    orderscope(stack_env, "replay", str(tail))
+    orderscope(stack_env, "job", "run", "--until-idle", "5")
+    truth = json.loads(recording.with_suffix(".truth.json").read_text())
+    return truth, clickhouse(Settings.from_env(stack_env)).connect(), stack_env
+
+
+def test_every_parcel_never_picked_up_has_one_open_red_alert_and_no_other_order_has_one(
+    quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]],
+) -> None:
+    truth, client, _ = quiet_parcels
+    never_picked_up = set(truth["incidents"]["never_picked_up"])
+    assert len(never_picked_up) >= 10, "the scenario should leave parcels unpicked"
+    open_alerts = client.query(
+        "SELECT channel || '|' || order_id, count() FROM alerts FINAL "
+        "WHERE alert_type = 'no_pickup' AND resolved_at IS NULL GROUP BY channel, order_id"
+    ).result_rows
+    assert dict(open_alerts) == dict.fromkeys(never_picked_up, 1)
+    severities = client.query("SELECT DISTINCT severity, rule_id FROM alerts FINAL WHERE alert_type = 'no_pickup'")
+    assert severities.result_rows == [("red", "health.no_pickup")]
+
+
+def test_the_quiet_orders_are_red_with_the_reason_in_words_and_their_history_shows_the_way_there(
+    quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]],
+) -> None:
+    truth, client, _ = quiet_parcels
+    never_picked_up = set(truth["incidents"]["never_picked_up"])
+    rows = client.query("SELECT channel || '|' || order_id, health_color, health_reasons FROM orders "
+                        "WHERE status = 'shipped'").result_rows  # fmt: skip
+    quiet = {key: (color, reasons) for key, color, reasons in rows if key in never_picked_up}
+    assert set(quiet) == never_picked_up
+    for color, reasons in quiet.values():
+        assert color == "red"
+        assert any(reason.startswith("no carrier pick-up ") and reason.endswith("(SLA 2 h)") for reason in reasons)
+    history = client.query(
+        "SELECT channel || '|' || order_id, groupArray(health_color) FROM "
+        "(SELECT * FROM order_health_history FINAL ORDER BY health_at) GROUP BY channel, order_id"
+    ).result_rows
+    ways = {key: colors for key, colors in history if key in never_picked_up}
+    assert set(ways) == never_picked_up
+    assert all(colors[-1] == "red" for colors in ways.values()), ways
+    # Found at the SLA as event time passed, yellow first, unless the order's own events already told later times.
+    assert sum(colors[-2:] == ["yellow", "red"] for colors in ways.values()) >= len(ways) // 2, ways
+
+
+def test_delivered_orders_are_green_without_reasons(quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]]) -> None:
+    _, client, _ = quiet_parcels
+    colors = client.query(
+        "SELECT health_color, count(), countIf(notEmpty(health_reasons)) FROM orders "
+        "WHERE status IN ('delivered', 'completed') GROUP BY health_color"
+    ).result_rows
+    assert [(color, with_reasons) for color, _, with_reasons in colors] == [("green", 0)]
+
+
+def test_each_alert_step_is_on_the_alerts_topic_with_its_idempotency_key(
+    quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]],
+) -> None:
+    _, client, env = quiet_parcels
+    consumer = KafkaConsumer(
+        topics.ALERTS,
+        bootstrap_servers=Settings.from_env(env).bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    steps = [json.loads(record.value) for record in consumer]
+    consumer.close()
+    latest = {}
+    for step in steps:  # at-least-once: a step told twice has the same idempotency key
+        latest[step["incident_key"]] = max(latest.get(step["incident_key"], step), step, key=lambda s: s["revision"])
+    table = client.query("SELECT incident_key, revision, resolved_at IS NULL FROM alerts FINAL").result_rows
+    assert {key: (step["revision"], step["step"] != "resolved") for key, step in latest.items()} == {
+        key: (revision, is_open) for key, revision, is_open in table
+    }
+    assert all(step["idempotency_key"] == f"{step['incident_key']}#{step['revision']}" for step in steps)
