@@ -202,8 +202,8 @@ class MapStateDict(MutableMapping[Any, Any]):
     this operator instance is the only writer of its keys, every write goes through it, the
     stages never change a value in place, and a restore or rescale makes new instances. The cache
     is the instance's, not the lane's: only a state whose keys differ from lane to lane (entity
-    keys) may have one. The
-    operator commits before its call returns, so a checkpoint never misses a pending write.
+    keys) may have one. The operator commits before its call returns, so a checkpoint never misses
+    a pending write.
     """
 
     def __init__(self, state: Any, cache_entries: int) -> None:

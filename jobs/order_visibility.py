@@ -6,8 +6,8 @@
                         ├─ carrier scans, waybill links ─────┴► resolve waybills ──────┤
                         ├─ buyer identifiers ─► resolve customers ─────────────────────┼─► track orders ─► alerts
                         │                            └─ customer_links ──┐              │    (health, checks)
-                        ├─ modifications, service messages, signals, ───┴──────────────┴─► ClickHouse writer
-                        │  dead letters, event-time reports
+                        ├─ modifications, service messages, signals ────────────────────┤ (also to track orders)
+                        ├─ their rows, dead letters, event-time reports ─┴─────────────┴─► ClickHouse writer
                         └─ dead letters ─► orderscope.dead_letters
 
 Every Python operator works on micro-batches, keyed by lane (jobs/batches.py); only
@@ -166,7 +166,7 @@ def _keyed(stream: DataStream, function: operators.LaneOperator, name: str) -> D
 
 def _kafka_topic(settings: Settings, topic: str) -> KafkaSink:
     """At-least-once: records are flushed before each checkpoint completes, visible at once to readers
-    (dead letters are keyed by their offset, alert steps carry an idempotency key)."""
+    (a dead letter names its source offset, an alert step carries an idempotency key)."""
     serializer = (
         KafkaRecordSerializationSchema.builder()
         .set_topic(topic)

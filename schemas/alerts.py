@@ -26,7 +26,7 @@ from schemas.tables import utc
 class Incident:
     alert_type: str  # the factor that raised it
     severity: Severity
-    opened_at_ms: int  # event time at which it was found
+    opened_at_ms: int  # event time from which the facts show it (Finding.since_ms), not when it was found
     revision: int  # 1 when opened, one more at each later step
     reason: str
 
@@ -43,7 +43,7 @@ class AlertStep:
 
     @property
     def incident_key(self) -> str:
-        """Stable across restarts and replays: the order, the factor, and when the incident opened."""
+        """Stable across restarts and replays: the order, the factor, and when the facts show it began."""
         order, incident = self.order, self.incident
         return f"{order.channel}|{order.order_id}|{incident.alert_type}|{incident.opened_at_ms}"
 
@@ -117,7 +117,7 @@ def follow(
     for finding in found.values():
         alert_from = policy.factors[finding.factor].alert_from
         if alert_from is not None and finding.severity >= alert_from:
-            incident = Incident(finding.factor, finding.severity, now_ms, 1, finding.reason)
+            incident = Incident(finding.factor, finding.severity, finding.since_ms, 1, finding.reason)
             step(incident, "opened")
             still_open.append(incident)
     return tuple(still_open), steps

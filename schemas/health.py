@@ -47,6 +47,7 @@ class Finding:
     severity: Severity
     penalty: int
     reason: str
+    since_ms: int  # event time from which the facts show it at this severity: incidents open there
 
 
 @compact_pickle
@@ -87,6 +88,11 @@ class Facts:
     failed_changes: tuple[tuple[int, str, str], ...]  # (event time, kind, error)
 
 
+def is_condition(signal: Signal) -> bool:
+    """Whether health reads the signal (traffic incidents need the route, which orders do not have yet)."""
+    return signal.kind.startswith("weather_") or signal.kind == "port_congestion"
+
+
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class Conditions:
@@ -100,6 +106,7 @@ class Conditions:
         return cls({}, {})
 
     def observe(self, signal: Signal) -> Conditions:
+        """The conditions with the signal, when it is the newest of its kind and subject."""
         if signal.kind.startswith("weather_"):
             warning = (signal.at_ms, signal.level, signal.kind.removeprefix("weather_"), signal.until_ms)
             current = self.weather.get(signal.subject)
@@ -123,8 +130,8 @@ class Factor:
     def minutes(self, key: str) -> int:
         return int(self.settings[key]) * MINUTE_MS
 
-    def finding(self, severity: Severity, reason: str) -> Finding:
-        return Finding(self.name, severity, self.penalties[severity], reason)
+    def finding(self, severity: Severity, reason: str, since_ms: int) -> Finding:
+        return Finding(self.name, severity, self.penalties[severity], reason, since_ms)
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,7 @@ def assess(facts: Facts, now_ms: int, conditions: Conditions, policy: HealthPoli
     replay or restore assesses every order as the first run did."""
     findings: list[Finding] = []
     checks: list[int] = []
-    if facts.status is not None and facts.status.rank < Status.DELIVERED.rank:
+    if facts.status is not None and facts.status not in SETTLED and Status.DELIVERED not in facts.reached:
         for name, rule in RULES.items():
             factor = policy.factors.get(name)
             if factor is None:
@@ -183,25 +190,21 @@ def overdue(factor: Factor, since_ms: int, now_ms: int, what: Callable[[str], st
     yellow_at, red_at = since_ms + factor.minutes("yellow_after_min"), since_ms + factor.minutes("red_after_min")
     sla = f"(SLA {duration(factor.minutes('yellow_after_min'))})"
     if now_ms >= red_at:
-        return factor.finding(Severity.RED, f"{what(duration(now_ms - since_ms))} {sla}"), None
+        return factor.finding(Severity.RED, f"{what(duration(now_ms - since_ms))} {sla}", red_at), None
     if now_ms >= yellow_at:
-        return factor.finding(Severity.YELLOW, f"{what(duration(now_ms - since_ms))} {sla}"), red_at
+        return factor.finding(Severity.YELLOW, f"{what(duration(now_ms - since_ms))} {sla}", yellow_at), red_at
     return None, yellow_at
 
 
-def _reached_any(facts: Facts, *statuses: Status) -> bool:
-    return any(status in facts.reached for status in statuses)
-
-
-AFTER_PAYMENT = (Status.ALLOCATED, Status.PICKED, Status.PACKED, Status.SHIPPED, Status.IN_TRANSIT)
-PICKED_UP = (Status.IN_TRANSIT, Status.CUSTOMS, Status.OUT_FOR_DELIVERY)
+# Nothing more is expected of these: no factor applies (open incidents resolve).
+SETTLED = frozenset({Status.CANCELLED, Status.RETURNING, Status.RETURNED, Status.DELIVERED, Status.COMPLETED})
 WAREHOUSE = (Status.ALLOCATED, Status.PICKED, Status.PACKED)
 IN_TRANSIT = (Status.IN_TRANSIT, Status.CUSTOMS)
 
 
 def first_update_late(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     paid_at = facts.reached.get(Status.PAID)
-    if paid_at is None or facts.status != Status.PAID or _reached_any(facts, *AFTER_PAYMENT):
+    if paid_at is None or facts.status != Status.PAID:
         return None, None
     return overdue(factor, paid_at, now_ms, lambda late: f"no logistics update {late} after payment")
 
@@ -209,13 +212,14 @@ def first_update_late(factor: Factor, facts: Facts, now_ms: int, conditions: Con
 def warehouse_dwell(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     if facts.status not in WAREHOUSE:
         return None, None
+    entered = min(facts.reached.get(step, facts.status_at_ms) for step in WAREHOUSE)
     status = facts.status
-    return overdue(factor, facts.status_at_ms, now_ms, lambda long: f"{long} in the warehouse at {status.value}")
+    return overdue(factor, entered, now_ms, lambda long: f"{long} in the warehouse, now at {status.value}")
 
 
 def no_pickup(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     shipped_at = facts.reached.get(Status.SHIPPED)
-    if shipped_at is None or facts.status != Status.SHIPPED or _reached_any(facts, *PICKED_UP):
+    if shipped_at is None or facts.status != Status.SHIPPED:
         return None, None
     return overdue(factor, shipped_at, now_ms, lambda late: f"no carrier pick-up {late} after the outbound scan")
 
@@ -247,21 +251,21 @@ def promise(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -
     if promised is None:
         return None, None
     if now_ms >= promised:
-        return factor.finding(Severity.RED, f"promised arrival missed ({china_time(promised)})"), None
+        return factor.finding(Severity.RED, f"promised arrival missed ({china_time(promised)})", promised), None
     warn_at = promised - factor.minutes("warn_before_min")
     if facts.status is not None and facts.status.rank >= Status.OUT_FOR_DELIVERY.rank:
         return None, promised
     if now_ms >= warn_at:
-        reason = f"promised arrival in {duration(promised - now_ms)} and not yet out for delivery"
-        return factor.finding(Severity.YELLOW, reason), promised
+        reason = f"promised arrival {china_time(promised)} and not yet out for delivery"
+        return factor.finding(Severity.YELLOW, reason, warn_at), promised
     return None, warn_at
 
 
 def carrier_exception(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     if facts.status != Status.EXCEPTION:
         return None, None
-    reason = f"the carrier reported an exception {duration(now_ms - facts.status_at_ms)} ago"
-    return factor.finding(Severity.RED, reason), None
+    reason = f"the carrier reported an exception ({china_time(facts.status_at_ms)})"
+    return factor.finding(Severity.RED, reason, facts.status_at_ms), None
 
 
 INTENT_WORDS = {
@@ -273,21 +277,24 @@ INTENT_WORDS = {
 
 def service_intents(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     levels = factor.settings["severity"]
-    said = {intent for at, intent in facts.intents if at <= now_ms and intent in levels}
+    said = {intent: at for at, intent in reversed(facts.intents) if at <= now_ms and intent in levels}  # first
     if not said:
         return None, None
     severity = max(Severity[levels[intent].upper()] for intent in said)
+    since = min(at for intent, at in said.items() if Severity[levels[intent].upper()] == severity)
     words = ", ".join(INTENT_WORDS.get(intent, intent) for intent in sorted(said))
-    return factor.finding(severity, f"the buyer {words}"), None
+    return factor.finding(severity, f"the buyer {words}", since), None
 
 
 def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     failed = [change for change in facts.failed_changes if change[0] <= now_ms]
     if not failed:
         return None, None
-    severity = Severity.RED if len(failed) >= int(factor.settings["red_from_count"]) else Severity.YELLOW
+    red_from = int(factor.settings["red_from_count"])
+    severity = Severity.RED if len(failed) >= red_from else Severity.YELLOW
+    since = failed[red_from - 1][0] if severity == Severity.RED else failed[0][0]
     words = "; ".join(f"{kind.replace('_', ' ')} failed ({error or 'no reason given'})" for _, kind, error in failed)
-    return factor.finding(severity, words), None
+    return factor.finding(severity, words, since), None
 
 
 def weather(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
@@ -301,23 +308,23 @@ def weather(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -
     if now_ms < issued_at:
         return None, issued_at
     reason = f"{level} {phenomenon} warning at the destination"
-    return factor.finding(Severity[severity_name.upper()], reason), until_ms
+    return factor.finding(Severity[severity_name.upper()], reason, issued_at), until_ms
 
 
 def port_congestion(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     if facts.channel not in factor.settings["cross_border_channels"] and Status.CUSTOMS not in facts.reached:
         return None, None
-    in_force = {port: index for port, (at, index) in conditions.ports.items() if at <= now_ms}
+    in_force = {port: (index, at) for port, (at, index) in conditions.ports.items() if at <= now_ms}
     if not in_force:
         return None, None
-    port, index = max(in_force.items(), key=lambda item: item[1])
+    port, (index, reported_at) = max(in_force.items(), key=lambda item: item[1])
     if index >= float(factor.settings["red_from_index"]):
         severity = Severity.RED
     elif index >= float(factor.settings["yellow_from_index"]):
         severity = Severity.YELLOW
     else:
         return None, None
-    return factor.finding(severity, f"port {port} congested (index {index:g} of 100)"), None
+    return factor.finding(severity, f"port {port} congested (index {index:g} of 100)", reported_at), None
 
 
 Rule = Callable[[Factor, Facts, int, Conditions], Assessed]
@@ -383,10 +390,11 @@ def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) ->
         raise fail(f"{key}.penalties", "required: yellow and red, whole numbers 0..100")
     if missing := [setting for setting in REQUIRED_SETTINGS.get(name, ()) if setting not in settings]:
         raise fail(key, f"missing {', '.join(missing)}")
-    for level_map in ("severity",):
-        for level in (settings.get(level_map) or {}).values():
-            if str(level).upper() not in Severity.__members__:
-                raise fail(f"{key}.{level_map}", f"{level!r} is not yellow or red")
+    for level in (settings.get("severity") or {}).values():
+        if str(level).upper() not in Severity.__members__:
+            raise fail(f"{key}.severity", f"{level!r} is not yellow or red")
+    if "yellow_after_min" in settings and not 0 < settings["yellow_after_min"] <= settings["red_after_min"]:
+        raise fail(key, "need whole minutes, 0 < yellow_after_min <= red_after_min")
     alert = settings.get("alert", "never")
     if alert not in ("yellow", "red", "never"):
         raise fail(f"{key}.alert", "yellow, red or never")

@@ -4,9 +4,11 @@ The merge depends only on the set of facts seen, never on their arrival order:
 the status follows the lifecycle (schemas/lifecycle.py), and every other field
 takes the value of the newest event (by event time) that carries it. So does
 the row's version: the number of distinct facts merged (positions passed on
-from a vehicle are not counted), then the customer's rank (schemas/identity.py).
-Both only grow and are highest for the complete view, so after a replay, restore
-or fresh run in any order the complete row wins in ReplacingMergeTree(version).
+from a vehicle are not counted; at most 2,047), then the customer's rank
+(schemas/identity.py, its top 24 bits), then the minute of the latest health
+assessment (which never goes back, schemas/stages.py). Each only grows and the
+first two are highest for the complete view, so after a replay, restore or
+fresh run in any order the complete row wins in ReplacingMergeTree(version).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from schemas.events import (
     WaybillPosition,
     fact_id_of,
 )
-from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess
+from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
 from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.tables import (
@@ -150,7 +150,7 @@ class Routed:
 
     orders: list[OrderEvent | Mark] = field(default_factory=list)  # with the messages and changes naming an order
     customers: list[OrderEvent] = field(default_factory=list)  # order events that name their buyer
-    signals: list[Signal] = field(default_factory=list)  # for every lane of the order stage
+    signals: list[Signal] = field(default_factory=list)  # the conditions health reads, for every lane
     waybills: list[ShipmentEvent | WaybillLink] = field(default_factory=list)
     vehicles: list[VehicleLoad | VehiclePing] = field(default_factory=list)
     rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
@@ -168,7 +168,8 @@ class Routed:
             table = STATELESS_TABLES[type(event)]
             self.rows[table.name].append(table.row(event))
             if isinstance(event, Signal):
-                self.signals.append(event)
+                if is_condition(event):
+                    self.signals.append(event)
             elif isinstance(event, OrderModification) or event.order_id:
                 self.orders.append(event)
 
@@ -484,19 +485,21 @@ class OrderStage(Stage[OrderView]):
     def apply(self, items: Iterable[OrderItem], watermark_ms: int = UNKNOWN) -> OrderRows:
         """Rows from a batch; views are assessed at the watermark, or at their newest event if later."""
         rows = OrderRows()
-        changes_by_order: list[OrderChange] = []
+        changes: list[OrderChange] = []
         for item in items:
             if isinstance(item, Signal):
                 self._observe(item)
             else:
-                changes_by_order.append(item)
-        for key, changes in grouped(changes_by_order, order_key).items():
+                changes.append(item)
+        conditions = self._conditions()
+        for key, order_changes in grouped(changes, order_key).items():
             before = self.entities.get(key)
-            view = self._merged(before or OrderView(changes[0].order), changes, rows)
+            view = self._merged(before or OrderView(order_changes[0].order), order_changes, rows)
             if view is before:
                 continue
             if view.track.current is not None:
-                view, _ = self._assessed(view, max(watermark_ms, view.updated_at_ms), rows)
+                now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)  # never back: see version
+                view, _ = self._assessed(view, now, conditions, rows)
             self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
@@ -506,14 +509,14 @@ class OrderStage(Stage[OrderView]):
     def check_due(self, watermark_ms: int) -> OrderRows:
         """Assess the orders whose check the watermark has reached, at the check's time: an order that
         went quiet turns yellow or red even if nothing more is ever heard of it."""
-        rows = OrderRows()
+        rows, conditions = OrderRows(), self._conditions()
         while due := self._checks.take_due(watermark_ms):
             for at_ms, keys in due:
                 for key in keys:
                     view = self.entities.get(key)
                     if view is None or view.check_at_ms != at_ms:
                         continue  # gone, or its check moved
-                    assessed, changed = self._assessed(replace(view, check_at_ms=0), at_ms, rows)
+                    assessed, changed = self._assessed(replace(view, check_at_ms=0), at_ms, conditions, rows)
                     self.store(key, assessed, view)
                     if changed and (row := assessed.row()) is not None:
                         rows.current.append(row)
@@ -531,10 +534,12 @@ class OrderStage(Stage[OrderView]):
                 view = view.apply(change)
         return view
 
-    def _assessed(self, view: OrderView, now_ms: int, rows: OrderRows) -> tuple[OrderView, bool]:
+    def _assessed(
+        self, view: OrderView, now_ms: int, conditions: Conditions, rows: OrderRows
+    ) -> tuple[OrderView, bool]:
         """The view with its health at now_ms, its alerts followed and its next check indexed; whether
         its health changed."""
-        health = assess(view.facts_for_health(), now_ms, self._conditions(), self._policy)
+        health = assess(view.facts_for_health(), now_ms, conditions, self._policy)
         incidents, steps = follow(view.order, view.incidents, health, self._policy, now_ms)
         changed = not health.same_as(view.health)
         view = replace(view, health=health, assessed_at_ms=now_ms, incidents=incidents)
