@@ -65,6 +65,7 @@ CUSTOMER_BATCHES = OutputTag("customer-batches", KEYED)
 WRITES = OutputTag("writes", KEYED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
 ALERT_RECORDS = OutputTag("alert-records", Types.STRING())
+CHECK_CACHE_ENTRIES = 1024  # per lane, the pending minutes and the minutes being filled
 REPORT_EVERY_MS = 5000
 
 
@@ -200,10 +201,10 @@ class MapStateDict(MutableMapping[Any, Any]):
     so writes wait in `pending` until `commit()` puts them all in one call, and reads go through
     a bounded cache of deserialized values (absent keys included). The cache cannot go stale:
     this operator instance is the only writer of its keys, every write goes through it, the
-    stages never change a value in place, and a restore or rescale makes new instances. The cache
-    is the instance's, not the lane's: only a state whose keys differ from lane to lane (entity
-    keys) may have one. The operator commits before its call returns, so a checkpoint never misses
-    a pending write.
+    stages never change a value in place, and a restore or rescale makes new instances. The
+    instance serves several lanes, whose states may hold the same keys, so the cache holds values
+    by (lane, key): the operator names the lane (`lane`) before each call. The operator commits
+    before its call returns, so a checkpoint never misses a pending write.
     """
 
     def __init__(self, state: Any, cache_entries: int) -> None:
@@ -211,6 +212,7 @@ class MapStateDict(MutableMapping[Any, Any]):
         self._capacity = cache_entries
         self._cache: OrderedDict[Any, Any] = OrderedDict()
         self._pending: dict[Any, Any] = {}
+        self.lane = 0  # the current key of the keyed state
 
     def commit(self) -> None:
         if self._pending:
@@ -249,17 +251,19 @@ class MapStateDict(MutableMapping[Any, Any]):
     def _read(self, key: Any) -> Any:
         if key in self._pending:
             return self._pending[key]
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        cached = (self.lane, key)
+        if cached in self._cache:
+            self._cache.move_to_end(cached)
+            return self._cache[cached]
         value = self._state.get(key)
         self._remember(key, value)
         return value
 
     def _remember(self, key: Any, value: Any) -> None:
         if self._capacity:
-            self._cache[key] = value
-            self._cache.move_to_end(key)
+            cached = (self.lane, key)
+            self._cache[cached] = value
+            self._cache.move_to_end(cached)
             if len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
 
@@ -307,6 +311,8 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, batch: Batch, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         started = time.perf_counter()
         watermark = self._watermarks.update(batch.upstream, batch.watermark_ms, now_ms())
+        for mapping in self._states:
+            mapping.lane = batch.lane
         self.take(batch.items, watermark)
         self._sweep(watermark)
         for mapping in self._states:
@@ -426,8 +432,8 @@ class TrackOrders(LaneOperator):
         state = OrderState(
             self.entities(runtime_context, "orders"),
             self.state(runtime_context, "expiry"),
-            self.state(runtime_context, "checks"),  # the same keys in every lane: not cached
-            self.state(runtime_context, "context"),
+            self.state(runtime_context, "checks", CHECK_CACHE_ENTRIES),
+            self.state(runtime_context, "context", len(self._lanes.keys)),
         )
         return OrderStage(state, self._retention, self._policy)
 

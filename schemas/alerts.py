@@ -97,6 +97,8 @@ def follow(
     order: OrderRef, open_incidents: tuple[Incident, ...], health: Health, policy: HealthPolicy, now_ms: int
 ) -> tuple[tuple[Incident, ...], list[AlertStep]]:
     """The incidents open after an assessment, and the lifecycle steps it took."""
+    if not open_incidents and not health.findings:
+        return (), []
     found = {finding.factor: finding for finding in health.findings}
     steps: list[AlertStep] = []
     still_open: list[Incident] = []

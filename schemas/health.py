@@ -14,7 +14,7 @@ every assessment carries the configuration's version.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 from pathlib import Path
@@ -79,7 +79,11 @@ class Facts:
     channel: str
     status: Status | None
     status_at_ms: int
-    reached: Mapping[Status, int]  # when each lifecycle step was first reached
+    reached: tuple[int, ...]  # when each lifecycle step (by rank) was first reached; 0 if not
+
+    def reached_at(self, status: Status) -> int | None:
+        return self.reached[status.rank] or None
+
     scanned_at_ms: int  # newest scan by a warehouse or carrier
     position_at_ms: int  # newest position of the vehicle carrying it; 0 if none
     promised_at_ms: int | None
@@ -140,6 +144,11 @@ class HealthPolicy:
     yellow_below: int
     red_below: int
     factors: Mapping[str, Factor]
+    rules: tuple[tuple[Rule, Factor], ...] = field(init=False, repr=False, compare=False)  # in RULES order
+
+    def __post_init__(self) -> None:
+        rules = tuple((rule, self.factors[name]) for name, rule in RULES.items() if name in self.factors)
+        object.__setattr__(self, "rules", rules)
 
 
 Assessed = tuple[Finding | None, int | None]  # a finding, and when the factor should be looked at again
@@ -150,11 +159,8 @@ def assess(facts: Facts, now_ms: int, conditions: Conditions, policy: HealthPoli
     replay or restore assesses every order as the first run did."""
     findings: list[Finding] = []
     checks: list[int] = []
-    if facts.status is not None and facts.status not in SETTLED and Status.DELIVERED not in facts.reached:
-        for name, rule in RULES.items():
-            factor = policy.factors.get(name)
-            if factor is None:
-                continue
+    if facts.status is not None and facts.status not in SETTLED and not facts.reached_at(Status.DELIVERED):
+        for rule, factor in policy.rules:
             finding, check = rule(factor, facts, now_ms, conditions)
             if finding is not None:
                 findings.append(finding)
@@ -187,13 +193,14 @@ def china_time(epoch_ms: int) -> str:
 def overdue(factor: Factor, since_ms: int, now_ms: int, what: Callable[[str], str]) -> Assessed:
     """A step expected within the factor's yellow_after_min of since_ms; red after red_after_min.
     `what` words the finding given the time elapsed."""
-    yellow_at, red_at = since_ms + factor.minutes("yellow_after_min"), since_ms + factor.minutes("red_after_min")
-    sla = f"(SLA {duration(factor.minutes('yellow_after_min'))})"
+    yellow_after = factor.minutes("yellow_after_min")
+    yellow_at, red_at = since_ms + yellow_after, since_ms + factor.minutes("red_after_min")
+    if now_ms < yellow_at:
+        return None, yellow_at
+    reason = f"{what(duration(now_ms - since_ms))} (SLA {duration(yellow_after)})"
     if now_ms >= red_at:
-        return factor.finding(Severity.RED, f"{what(duration(now_ms - since_ms))} {sla}", red_at), None
-    if now_ms >= yellow_at:
-        return factor.finding(Severity.YELLOW, f"{what(duration(now_ms - since_ms))} {sla}", yellow_at), red_at
-    return None, yellow_at
+        return factor.finding(Severity.RED, reason, red_at), None
+    return factor.finding(Severity.YELLOW, reason, yellow_at), red_at
 
 
 # Nothing more is expected of these: no factor applies (open incidents resolve).
@@ -203,7 +210,7 @@ IN_TRANSIT = (Status.IN_TRANSIT, Status.CUSTOMS)
 
 
 def first_update_late(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    paid_at = facts.reached.get(Status.PAID)
+    paid_at = facts.reached_at(Status.PAID)
     if paid_at is None or facts.status != Status.PAID:
         return None, None
     return overdue(factor, paid_at, now_ms, lambda late: f"no logistics update {late} after payment")
@@ -212,13 +219,13 @@ def first_update_late(factor: Factor, facts: Facts, now_ms: int, conditions: Con
 def warehouse_dwell(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     if facts.status not in WAREHOUSE:
         return None, None
-    entered = min(facts.reached.get(step, facts.status_at_ms) for step in WAREHOUSE)
+    entered = min(facts.reached_at(step) or facts.status_at_ms for step in WAREHOUSE)
     status = facts.status
     return overdue(factor, entered, now_ms, lambda long: f"{long} in the warehouse, now at {status.value}")
 
 
 def no_pickup(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    shipped_at = facts.reached.get(Status.SHIPPED)
+    shipped_at = facts.reached_at(Status.SHIPPED)
     if shipped_at is None or facts.status != Status.SHIPPED:
         return None, None
     return overdue(factor, shipped_at, now_ms, lambda late: f"no carrier pick-up {late} after the outbound scan")
@@ -276,6 +283,8 @@ INTENT_WORDS = {
 
 
 def service_intents(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    if not facts.intents:
+        return None, None
     levels = factor.settings["severity"]
     said = {intent: at for at, intent in reversed(facts.intents) if at <= now_ms and intent in levels}  # first
     if not said:
@@ -287,6 +296,8 @@ def service_intents(factor: Factor, facts: Facts, now_ms: int, conditions: Condi
 
 
 def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    if not facts.failed_changes:
+        return None, None
     failed = [change for change in facts.failed_changes if change[0] <= now_ms]
     if not failed:
         return None, None
@@ -312,7 +323,9 @@ def weather(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -
 
 
 def port_congestion(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    if facts.channel not in factor.settings["cross_border_channels"] and Status.CUSTOMS not in facts.reached:
+    if not conditions.ports or (
+        facts.channel not in factor.settings["cross_border_channels"] and not facts.reached_at(Status.CUSTOMS)
+    ):
         return None, None
     in_force = {port: (index, at) for port, (at, index) in conditions.ports.items() if at <= now_ms}
     if not in_force:

@@ -31,14 +31,9 @@ class Status(StrEnum):
     RETURNING = "returning"
     RETURNED = "returned"
 
-    @property
-    def rank(self) -> int:
-        """Position on the lifecycle; side states have none (-1)."""
-        return _LIFECYCLE_RANK.get(self, -1)
-
-    @property
-    def is_side_state(self) -> bool:
-        return self not in _LIFECYCLE_RANK
+    # Set on each member below: read on every event, so attributes rather than properties.
+    rank: int  # position on the lifecycle; side states have none (-1)
+    is_side_state: bool
 
 
 LIFECYCLE = (
@@ -46,6 +41,9 @@ LIFECYCLE = (
     Status.IN_TRANSIT, Status.CUSTOMS, Status.OUT_FOR_DELIVERY, Status.DELIVERED, Status.COMPLETED,
 )  # fmt: skip
 _LIFECYCLE_RANK = {status: rank for rank, status in enumerate(LIFECYCLE)}
+for _status in Status:
+    _status.rank = _LIFECYCLE_RANK.get(_status, -1)
+    _status.is_side_state = _status not in _LIFECYCLE_RANK
 # Two side states stamped with the same time: the more final one wins, whatever arrived first.
 _SIDE_PRECEDENCE = {
     status: rank for rank, status in enumerate((Status.EXCEPTION, Status.RETURNING, Status.CANCELLED, Status.RETURNED))

@@ -161,6 +161,14 @@ class OrderView:
         candidate = (event.at_ms, *event.position)
         return candidate if self.position is None or candidate > self.position else self.position
 
+    def assessed(self, health: Health, at_ms: int, incidents: tuple[Incident, ...], check_at_ms: int) -> OrderView:
+        """The view with its latest assessment (positional, not dataclasses.replace: once per changed order)."""
+        return OrderView(
+            self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
+            self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
+            self.scanned_at_ms, self.intents, self.failed_changes, health, at_ms, incidents, check_at_ms,
+        )  # fmt: skip
+
     def facts_for_health(self) -> Facts:
         current = self.track.current
         position = self.position
@@ -168,7 +176,7 @@ class OrderView:
             channel=self.order.channel,
             status=current[0] if current else None,
             status_at_ms=current[1] if current else 0,
-            reached={status: at for status, at in zip(LIFECYCLE, self.reached, strict=True) if at},
+            reached=self.reached,
             scanned_at_ms=self.scanned_at_ms,
             position_at_ms=position[0] if position else 0,
             promised_at_ms=_value(self.promised_at_ms),

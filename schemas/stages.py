@@ -497,8 +497,8 @@ class OrderStage(Stage[OrderView]):
             view = self._merged(before or OrderView(order_changes[0].order), order_changes, rows)
             if view is before:
                 continue
-            if view.track.current is not None:
-                now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)  # never back: see version
+            now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)  # never back: see version
+            if view.track.current is not None and not _moved_while_well(view, order_changes, now):
                 view, _ = self._assessed(view, now, conditions, rows)
             self.store(key, view, before)
             if (row := view.row()) is not None:
@@ -516,7 +516,7 @@ class OrderStage(Stage[OrderView]):
                     view = self.entities.get(key)
                     if view is None or view.check_at_ms != at_ms:
                         continue  # gone, or its check moved
-                    assessed, changed = self._assessed(replace(view, check_at_ms=0), at_ms, conditions, rows)
+                    assessed, changed = self._assessed(view, at_ms, conditions, rows, pending_check_ms=0)
                     self.store(key, assessed, view)
                     if changed and (row := assessed.row()) is not None:
                         rows.current.append(row)
@@ -535,23 +535,24 @@ class OrderStage(Stage[OrderView]):
         return view
 
     def _assessed(
-        self, view: OrderView, now_ms: int, conditions: Conditions, rows: OrderRows
+        self, view: OrderView, now_ms: int, conditions: Conditions, rows: OrderRows, pending_check_ms: int | None = None
     ) -> tuple[OrderView, bool]:
-        """The view with its health at now_ms, its alerts followed and its next check indexed; whether
-        its health changed."""
+        """The view with its health at now_ms, its alerts followed and its next check indexed (its pending
+        check is pending_check_ms, or the view's); whether its health changed."""
         health = assess(view.facts_for_health(), now_ms, conditions, self._policy)
         incidents, steps = follow(view.order, view.incidents, health, self._policy, now_ms)
-        changed = not health.same_as(view.health)
-        view = replace(view, health=health, assessed_at_ms=now_ms, incidents=incidents)
-        if changed:
-            rows.health.append(view.health_history_row())
-        rows.alerts.extend(steps)
+        check_at = view.check_at_ms if pending_check_ms is None else pending_check_ms
         due = health.next_check_ms
         if due is None:
-            view = replace(view, check_at_ms=0)  # a check still indexed is skipped: it would look back in time
-        elif not now_ms < view.check_at_ms <= due:
-            view = replace(view, check_at_ms=self._checks.add(view.order.key, due))
-        return view, changed
+            check_at = 0  # a check still indexed is skipped: it would look back in time
+        elif not now_ms < check_at <= due:
+            check_at = self._checks.add(view.order.key, due)
+        assessed = view.assessed(health, now_ms, incidents, check_at)
+        changed = not health.same_as(view.health)
+        if changed:
+            rows.health.append(assessed.health_history_row())
+        rows.alerts.extend(steps)
+        return assessed, changed
 
     def _conditions(self) -> Conditions:
         conditions: Conditions = self._context.get(self.CONDITIONS, NO_CONDITIONS)
@@ -565,6 +566,16 @@ class OrderStage(Stage[OrderView]):
 
 
 NO_CONDITIONS = Conditions.none()
+
+
+def _moved_while_well(view: OrderView, changes: list[OrderChange], now_ms: int) -> bool:
+    """Whether the changes are only positions of an order found well before its next check: a newer
+    position can only put its thresholds later, so its assessment would find nothing again. Positions
+    are the commonest order events (one per vehicle fix passed on), so they skip the assessment."""
+    health = view.health
+    if health is None or health.findings or (health.next_check_ms is not None and now_ms >= health.next_check_ms):
+        return False
+    return all(isinstance(change, OrderEvent) and is_passed_on_position(change) for change in changes)
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,31 @@ def test_the_cache_keeps_only_the_most_recently_used_entries() -> None:
     for key in ("a", "b", "a", "c", "a", "b"):
         mapping.get(key)
     assert state.calls == ["get", "get", "get", "get"]  # b was evicted by c, then read again
+
+
+class KeyedMapState:
+    """MapState under Flink's current key: each lane has its own mapping."""
+
+    def __init__(self) -> None:
+        self.lanes: dict[int, dict[str, Any]] = {}
+        self.current = 0
+
+    def get(self, key: str) -> Any:
+        return self.lanes.get(self.current, {}).get(key)
+
+    def put_all(self, values: dict[str, Any]) -> None:
+        self.lanes.setdefault(self.current, {}).update(values)
+
+
+def test_the_same_key_in_two_lanes_is_two_values_also_when_cached() -> None:
+    state = KeyedMapState()
+    mapping = MapStateDict(state, cache_entries=10)
+    for lane, value in ((1, "first lane"), (2, "second lane")):
+        state.current = mapping.lane = lane
+        mapping["pending"] = value
+        mapping.commit()
+    seen = []
+    for lane in (1, 2, 1):
+        state.current = mapping.lane = lane
+        seen.append(mapping["pending"])
+    assert seen == ["first lane", "second lane", "first lane"]
