@@ -443,7 +443,9 @@ class TrackOrders(LaneOperator):
         self._rows.extend(self.stage.check_due(watermark_ms))
 
     def release(self, watermark_ms: int) -> Iterator[Any]:
+        assert isinstance(self.stage, OrderStage)
         rows, self._rows = self._rows, OrderRows()
+        rows.extend(self.stage.take_departed())
         for step in rows.alerts:
             yield ALERT_RECORDS, step.json()
         if tables := rows.by_table():

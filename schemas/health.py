@@ -64,11 +64,12 @@ class Health:
         return [finding.reason for finding in self.findings]
 
     def same_as(self, other: Health | None) -> bool:
-        """Whether a reader would see no difference (the next check is the job's business)."""
-        return other is not None and (self.score, self.color, self.findings) == (
-            other.score,
-            other.color,
-            other.findings,
+        """Whether the health is unchanged: the same score, colour, and factors found at the same
+        severities (the time elapsed in a reason's words is no change; nor is the next check)."""
+        return (
+            other is not None
+            and (self.score, self.color) == (other.score, other.color)
+            and [(f.factor, f.severity) for f in self.findings] == [(f.factor, f.severity) for f in other.findings]
         )
 
 

@@ -69,7 +69,7 @@ class OrderView:
     reached: tuple[int, ...] = NOT_REACHED  # event time each lifecycle step was first reached; 0 if not
     scanned_at_ms: int = 0  # newest event from a warehouse or carrier
     intents: tuple[tuple[int, str], ...] = ()  # (event time, intent) of the buyer's messages, sorted
-    failed_changes: tuple[tuple[int, str, str], ...] = ()  # (event time, kind, error), sorted
+    changes: tuple[tuple[int, str, bool, str], ...] = ()  # modifications: (event time, kind, succeeded, error)
     # Derived, not merged: the latest assessment, the incidents it keeps open, the pending check.
     health: Health | None = None
     assessed_at_ms: int = 0
@@ -113,10 +113,8 @@ class OrderView:
         if isinstance(mark, ServiceMessage):
             said = {(mark.at_ms, intent) for intent in mark.intents}
             return replace(noted, intents=tuple(sorted(set(self.intents) | said)))
-        if mark.succeeded:
-            return noted
-        failed = (mark.at_ms, mark.kind, mark.error)
-        return replace(noted, failed_changes=tuple(sorted({*self.failed_changes, failed})))
+        change = (mark.at_ms, mark.kind, mark.succeeded, mark.error)
+        return replace(noted, changes=tuple(sorted({*self.changes, change})))
 
     def merge(self, event: OrderEvent, fact_id: int) -> OrderView:
         """apply() for an event whose fact id the caller has computed already."""
@@ -140,7 +138,7 @@ class OrderView:
             _reach(self.reached, event.status, at),
             max(self.scanned_at_ms, at) if event.source in SCANNING_SOURCES else self.scanned_at_ms,
             self.intents,
-            self.failed_changes,
+            self.changes,
             self.health,
             self.assessed_at_ms,
             self.incidents,
@@ -166,7 +164,7 @@ class OrderView:
         return OrderView(
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
             self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
-            self.scanned_at_ms, self.intents, self.failed_changes, health, at_ms, incidents, check_at_ms,
+            self.scanned_at_ms, self.intents, self.changes, health, at_ms, incidents, check_at_ms,
         )  # fmt: skip
 
     def facts_for_health(self) -> Facts:
@@ -182,7 +180,7 @@ class OrderView:
             promised_at_ms=_value(self.promised_at_ms),
             region_code=_value(self.region_code),
             intents=self.intents,
-            failed_changes=self.failed_changes,
+            failed_changes=_still_failed(self.changes),
         )
 
     def row(self) -> Row | None:
@@ -218,6 +216,16 @@ class OrderView:
     def health_history_row(self) -> Row:
         order = self.order
         return (order.channel, order.order_id, *self.health_columns())
+
+
+def _still_failed(changes: tuple[tuple[int, str, bool, str], ...]) -> tuple[tuple[int, str, str], ...]:
+    """The failed modifications that no later success of the same kind made good."""
+    if not changes:
+        return ()
+    made_good = {kind: at for at, kind, succeeded, _ in changes if succeeded}  # sorted: the latest success
+    return tuple(
+        (at, kind, error) for at, kind, succeeded, error in changes if not succeeded and at > made_good.get(kind, -1)
+    )
 
 
 def _reach(reached: tuple[int, ...], status: Status | None, at_ms: int) -> tuple[int, ...]:

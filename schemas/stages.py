@@ -130,11 +130,15 @@ class Stage(Generic[S]):
                 continue
             expires_at = self.expires_at(entity)
             if expires_at < watermark_ms:
+                self.leaving(entity, expires_at)
                 del self.entities[key]
                 removed += 1
             else:
                 self._expiry.add(key, expires_at)
         return removed
+
+    def leaving(self, entity: S, at_ms: int) -> None:
+        """Called for an entity about to leave state at event time at_ms."""
 
 
 STATELESS_TABLES: dict[type, Table] = {
@@ -475,6 +479,7 @@ class OrderStage(Stage[OrderView]):
         self._context = state.context
         self._retention = retention
         self._policy = policy
+        self.departed = OrderRows()  # see leaving()
 
     def expires_at(self, entity: OrderView) -> int:
         keep = self._retention.finished_order_ms if entity.is_final else self._retention.open_order_ms
@@ -505,6 +510,19 @@ class OrderStage(Stage[OrderView]):
                 rows.current.append(row)
         self._checks.flush()
         return rows
+
+    def leaving(self, entity: OrderView, at_ms: int) -> None:
+        """An order leaving state closes its open incidents: nothing will resolve them later."""
+        self.departed.alerts.extend(
+            AlertStep(entity.order, replace(incident, revision=incident.revision + 1), "resolved", at_ms,
+                      entity.health.config_version if entity.health else self._policy.version)
+            for incident in entity.incidents
+        )  # fmt: skip
+
+    def take_departed(self) -> OrderRows:
+        """The alert steps of the orders that left state since the last call."""
+        departed, self.departed = self.departed, OrderRows()
+        return departed
 
     def check_due(self, watermark_ms: int) -> OrderRows:
         """Assess the orders whose check the watermark has reached, at the check's time: an order that

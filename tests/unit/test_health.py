@@ -117,6 +117,17 @@ def test_a_cancelled_or_delivered_order_is_not_held_to_its_promise() -> None:
         assert orders.check_due(T0 + 30 * HOUR) == OrderRows()
 
 
+def test_an_order_leaving_state_resolves_its_open_incidents() -> None:
+    orders = stage()
+    orders.apply([event(T0, Status.PAID)], T0)
+    opened = orders.check_due(T0 + 4 * HOUR).alerts
+    assert [step.step for step in opened] == ["opened"]
+    assert orders.sweep(T0 + 40 * DAY_MS) == 1
+    departed = orders.take_departed().alerts
+    assert [(step.step, step.incident_key) for step in departed] == [("resolved", opened[0].incident_key)]
+    assert orders.take_departed() == OrderRows()
+
+
 def test_many_quiet_orders_all_fall_due_in_one_pass() -> None:
     orders = stage()
     refs = [OrderRef("app", f"A{i}") for i in range(500)]
@@ -169,6 +180,15 @@ def test_an_alert_stays_one_incident_while_its_factor_hovers_and_resolves_when_i
     ]
     assert len({step.incident_key for step in steps}) == 1
     assert {step.json().count("idempotency_key") for step in steps} == {1}
+
+
+def test_a_failed_change_made_good_by_a_later_success_no_longer_counts() -> None:
+    orders = stage()
+    failed = OrderModification(ORDER, T0 + MINUTE_MS, "address_change", False, "TIMEOUT", "oms")
+    retried = OrderModification(ORDER, T0 + 2 * MINUTE_MS, "address_change", True, "", "oms")
+    rows = orders.apply([event(T0, Status.PAID), event(T0 + MINUTE_MS, Status.ALLOCATED, RAW_WMS), failed], T0)
+    assert health_of(rows)["health_reasons"] == ["address change failed (TIMEOUT)"]
+    assert health_of(orders.apply([retried], T0))["health_reasons"] == []
 
 
 def test_a_delivered_order_is_green_and_opens_nothing() -> None:
