@@ -65,7 +65,7 @@ CUSTOMER_BATCHES = OutputTag("customer-batches", KEYED)
 WRITES = OutputTag("writes", KEYED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
 ALERT_RECORDS = OutputTag("alert-records", Types.STRING())
-CHECK_CACHE_ENTRIES = 1024  # per lane, the pending minutes and the minutes being filled
+CHECK_CACHE_ENTRIES = 1024  # the pending minutes and the minutes being filled, of all the instance's lanes
 REPORT_EVERY_MS = 5000
 
 
@@ -212,7 +212,7 @@ class MapStateDict(MutableMapping[Any, Any]):
         self._capacity = cache_entries
         self._cache: OrderedDict[Any, Any] = OrderedDict()
         self._pending: dict[Any, Any] = {}
-        self.lane = 0  # the current key of the keyed state
+        self.lane: int | None = None  # the current key of the keyed state; set before each call
 
     def commit(self) -> None:
         if self._pending:
@@ -445,7 +445,7 @@ class TrackOrders(LaneOperator):
     def release(self, watermark_ms: int) -> Iterator[Any]:
         assert isinstance(self.stage, OrderStage)
         rows, self._rows = self._rows, OrderRows()
-        rows.extend(self.stage.take_departed())
+        rows.alerts.extend(self.stage.take_expired())
         for step in rows.alerts:
             yield ALERT_RECORDS, step.json()
         if tables := rows.by_table():

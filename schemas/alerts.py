@@ -4,7 +4,8 @@ An incident opens when a factor's finding reaches the severity its configuration
 alerts from (schemas/health.yaml), is updated when its severity changes, and is
 resolved only when the factor clears altogether: a finding that drops below the
 alerting severity keeps its incident open, so an order hovering at a threshold
-raises one incident, not one per crossing. Every step has an idempotency key
+raises one incident, not one per crossing. An order that leaves state (its
+retention ran out) closes its incidents as expired. Every step has an idempotency key
 (incident key and revision): the same step told twice, after a restore, is one
 step to whoever reads it.
 """
@@ -37,7 +38,7 @@ class AlertStep:
 
     order: OrderRef
     incident: Incident
-    step: str  # opened, updated or resolved
+    step: str  # opened, updated, resolved, or expired (the order left state with it open)
     at_ms: int
     config_version: str
 
@@ -57,7 +58,7 @@ class AlertStep:
 
     @property
     def resolved_at_ms(self) -> int | None:
-        return self.at_ms if self.step == "resolved" else None
+        return self.at_ms if self.step in ("resolved", "expired") else None
 
     def row(self) -> tuple[object, ...]:
         """The alerts row (schemas/tables.py ALERTS)."""
@@ -65,7 +66,7 @@ class AlertStep:
         return (
             self.alert_id, self.incident_key, incident.alert_type, incident.severity.label, order.channel,
             order.order_id, incident.opened_at_ms, self.resolved_at_ms, incident.reason, self.rule_id,
-            self.config_version, incident.revision, self.at_ms,
+            self.config_version, incident.revision, self.step, self.at_ms,
         )  # fmt: skip
 
     def json(self) -> str:
@@ -93,6 +94,11 @@ class AlertStep:
         )
 
 
+def closed(order: OrderRef, incident: Incident, step: str, at_ms: int, config_version: str) -> AlertStep:
+    """The last step of an incident: resolved (its factor cleared) or expired (its order left state)."""
+    return AlertStep(order, replace(incident, revision=incident.revision + 1), step, at_ms, config_version)
+
+
 def follow(
     order: OrderRef, open_incidents: tuple[Incident, ...], health: Health, policy: HealthPolicy, now_ms: int
 ) -> tuple[tuple[Incident, ...], list[AlertStep]]:
@@ -109,7 +115,7 @@ def follow(
     for incident in open_incidents:
         finding = found.pop(incident.alert_type, None)
         if finding is None:
-            step(replace(incident, revision=incident.revision + 1), "resolved")
+            steps.append(closed(order, incident, "resolved", now_ms, health.config_version))
             continue
         if finding.severity != incident.severity:
             incident = replace(incident, severity=finding.severity, revision=incident.revision + 1,

@@ -48,6 +48,7 @@ class Finding:
     penalty: int
     reason: str
     since_ms: int  # event time from which the facts show it at this severity: incidents open there
+    subject: str  # what it is about, without the time elapsed: a change of subject is a change of health
 
 
 @compact_pickle
@@ -64,12 +65,13 @@ class Health:
         return [finding.reason for finding in self.findings]
 
     def same_as(self, other: Health | None) -> bool:
-        """Whether the health is unchanged: the same score, colour, and factors found at the same
-        severities (the time elapsed in a reason's words is no change; nor is the next check)."""
+        """Whether the health is unchanged: the same score, colour, and findings of the same factors,
+        severities and subjects (the time elapsed in a reason's words is no change; nor is the next check)."""
         return (
             other is not None
             and (self.score, self.color) == (other.score, other.color)
-            and [(f.factor, f.severity) for f in self.findings] == [(f.factor, f.severity) for f in other.findings]
+            and [(f.factor, f.severity, f.subject) for f in self.findings]
+            == [(f.factor, f.severity, f.subject) for f in other.findings]
         )
 
 
@@ -135,8 +137,10 @@ class Factor:
     def minutes(self, key: str) -> int:
         return int(self.settings[key]) * MINUTE_MS
 
-    def finding(self, severity: Severity, reason: str, since_ms: int) -> Finding:
-        return Finding(self.name, severity, self.penalties[severity], reason, since_ms)
+    def finding(self, severity: Severity, reason: str, since_ms: int, subject: str | None = None) -> Finding:
+        """A finding; its subject is its reason unless the reason holds a time elapsed."""
+        return Finding(self.name, severity, self.penalties[severity], reason, since_ms,
+                       reason if subject is None else subject)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def assess(facts: Facts, now_ms: int, conditions: Conditions, policy: HealthPoli
     replay or restore assesses every order as the first run did."""
     findings: list[Finding] = []
     checks: list[int] = []
-    if facts.status is not None and facts.status not in SETTLED and not facts.reached_at(Status.DELIVERED):
+    if facts.status is not None and facts.status not in SETTLED and not any(facts.reached[DELIVERED_RANK:]):
         for rule, factor in policy.rules:
             finding, check = rule(factor, facts, now_ms, conditions)
             if finding is not None:
@@ -191,7 +195,7 @@ def china_time(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, CHINA).strftime("%m-%d %H:%M China time")
 
 
-def overdue(factor: Factor, since_ms: int, now_ms: int, what: Callable[[str], str]) -> Assessed:
+def overdue(factor: Factor, since_ms: int, now_ms: int, what: Callable[[str], str], subject: str = "") -> Assessed:
     """A step expected within the factor's yellow_after_min of since_ms; red after red_after_min.
     `what` words the finding given the time elapsed."""
     yellow_after = factor.minutes("yellow_after_min")
@@ -200,12 +204,13 @@ def overdue(factor: Factor, since_ms: int, now_ms: int, what: Callable[[str], st
         return None, yellow_at
     reason = f"{what(duration(now_ms - since_ms))} (SLA {duration(yellow_after)})"
     if now_ms >= red_at:
-        return factor.finding(Severity.RED, reason, red_at), None
-    return factor.finding(Severity.YELLOW, reason, yellow_at), red_at
+        return factor.finding(Severity.RED, reason, red_at, subject), None
+    return factor.finding(Severity.YELLOW, reason, yellow_at, subject), red_at
 
 
 # Nothing more is expected of these: no factor applies (open incidents resolve).
 SETTLED = frozenset({Status.CANCELLED, Status.RETURNING, Status.RETURNED, Status.DELIVERED, Status.COMPLETED})
+DELIVERED_RANK = Status.DELIVERED.rank  # an order delivered (or completed) is settled, whatever follows
 WAREHOUSE = (Status.ALLOCATED, Status.PICKED, Status.PACKED)
 IN_TRANSIT = (Status.IN_TRANSIT, Status.CUSTOMS)
 
@@ -222,7 +227,9 @@ def warehouse_dwell(factor: Factor, facts: Facts, now_ms: int, conditions: Condi
         return None, None
     entered = min(facts.reached_at(step) or facts.status_at_ms for step in WAREHOUSE)
     status = facts.status
-    return overdue(factor, entered, now_ms, lambda long: f"{long} in the warehouse, now at {status.value}")
+    return overdue(
+        factor, entered, now_ms, lambda long: f"{long} in the warehouse, now at {status.value}", status.value
+    )
 
 
 def no_pickup(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
@@ -407,8 +414,13 @@ def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) ->
     for level in (settings.get("severity") or {}).values():
         if str(level).upper() not in Severity.__members__:
             raise fail(f"{key}.severity", f"{level!r} is not yellow or red")
-    if "yellow_after_min" in settings and not 0 < settings["yellow_after_min"] <= settings["red_after_min"]:
-        raise fail(key, "need whole minutes, 0 < yellow_after_min <= red_after_min")
+    numbers = [
+        settings[k] for k in ("yellow_after_min", "red_after_min", "warn_before_min", "red_from_count") if k in settings
+    ]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in numbers):
+        raise fail(key, "minutes and counts are whole numbers of at least 1")
+    if "yellow_after_min" in settings and settings["yellow_after_min"] > settings["red_after_min"]:
+        raise fail(key, "yellow_after_min must not exceed red_after_min")
     alert = settings.get("alert", "never")
     if alert not in ("yellow", "red", "never"):
         raise fail(f"{key}.alert", "yellow, red or never")

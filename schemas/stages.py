@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from schemas.alerts import AlertStep, follow
+from schemas.alerts import AlertStep, closed, follow
 from schemas.compact import compact_pickle
 from schemas.event_time import UNKNOWN
 from schemas.events import (
@@ -414,6 +414,10 @@ class OrderRows:
         return {table: rows for table, rows in tables.items() if rows}
 
 
+def ceil_minute(at_ms: int) -> int:
+    return -(-at_ms // MINUTE_MS) * MINUTE_MS
+
+
 class CheckIndex:
     """When to look at an order again if nothing more is heard of it: order keys by the minute of event
     time their check is due, so that a quiet order turns yellow or red on time without a timer each.
@@ -431,9 +435,9 @@ class CheckIndex:
 
     def add(self, key: str, at_ms: int) -> int:
         """Index the key at the minute at or after at_ms; returns that minute's time."""
-        minute = -(-at_ms // MINUTE_MS)
-        self._added[minute].append(key)
-        return minute * MINUTE_MS
+        at_minute = ceil_minute(at_ms)
+        self._added[at_minute // MINUTE_MS].append(key)
+        return at_minute
 
     def flush(self) -> None:
         if not self._added:
@@ -479,7 +483,7 @@ class OrderStage(Stage[OrderView]):
         self._context = state.context
         self._retention = retention
         self._policy = policy
-        self.departed = OrderRows()  # see leaving()
+        self._expired: list[AlertStep] = []  # see leaving()
 
     def expires_at(self, entity: OrderView) -> int:
         keep = self._retention.finished_order_ms if entity.is_final else self._retention.open_order_ms
@@ -503,7 +507,7 @@ class OrderStage(Stage[OrderView]):
             if view is before:
                 continue
             now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)  # never back: see version
-            if view.track.current is not None and not _moved_while_well(view, order_changes, now):
+            if view.track.current is not None and not _moved_while_well(before, order_changes, now):
                 view, _ = self._assessed(view, now, conditions, rows)
             self.store(key, view, before)
             if (row := view.row()) is not None:
@@ -512,17 +516,14 @@ class OrderStage(Stage[OrderView]):
         return rows
 
     def leaving(self, entity: OrderView, at_ms: int) -> None:
-        """An order leaving state closes its open incidents: nothing will resolve them later."""
-        self.departed.alerts.extend(
-            AlertStep(entity.order, replace(incident, revision=incident.revision + 1), "resolved", at_ms,
-                      entity.health.config_version if entity.health else self._policy.version)
-            for incident in entity.incidents
-        )  # fmt: skip
+        """An order leaving state closes its open incidents as expired: nothing would resolve them later."""
+        version = self._policy.version
+        self._expired.extend(closed(entity.order, incident, "expired", at_ms, version) for incident in entity.incidents)
 
-    def take_departed(self) -> OrderRows:
-        """The alert steps of the orders that left state since the last call."""
-        departed, self.departed = self.departed, OrderRows()
-        return departed
+    def take_expired(self) -> list[AlertStep]:
+        """The last steps of the incidents of orders that left state since the last call."""
+        expired, self._expired = self._expired, []
+        return expired
 
     def check_due(self, watermark_ms: int) -> OrderRows:
         """Assess the orders whose check the watermark has reached, at the check's time: an order that
@@ -563,7 +564,7 @@ class OrderStage(Stage[OrderView]):
         due = health.next_check_ms
         if due is None:
             check_at = 0  # a check still indexed is skipped: it would look back in time
-        elif not now_ms < check_at <= due:
+        elif not now_ms < check_at <= ceil_minute(due):
             check_at = self._checks.add(view.order.key, due)
         assessed = view.assessed(health, now_ms, incidents, check_at)
         changed = not health.same_as(view.health)
@@ -586,12 +587,18 @@ class OrderStage(Stage[OrderView]):
 NO_CONDITIONS = Conditions.none()
 
 
-def _moved_while_well(view: OrderView, changes: list[OrderChange], now_ms: int) -> bool:
-    """Whether the changes are only positions of an order found well before its next check: a newer
-    position can only put its thresholds later, so its assessment would find nothing again. Positions
-    are the commonest order events (one per vehicle fix passed on), so they skip the assessment."""
-    health = view.health
-    if health is None or health.findings or (health.next_check_ms is not None and now_ms >= health.next_check_ms):
+def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:
+    """Whether the changes are only newer positions of an order that was well, already on a vehicle
+    (positions newer than its last scan), before its next check: such a position can only put the
+    thresholds later, so an assessment would find nothing new. Positions are the commonest order
+    events (one per vehicle fix passed on), so they skip it. Conditions that arrived since reach
+    the order at its next assessment, as they reach a quiet order (signals assess no one)."""
+    if before is None or before.health is None or before.position is None:
+        return False
+    health = before.health
+    if health.findings or (health.next_check_ms is not None and now_ms >= health.next_check_ms):
+        return False
+    if before.position[0] <= before.scanned_at_ms:
         return False
     return all(isinstance(change, OrderEvent) and is_passed_on_position(change) for change in changes)
 

@@ -187,6 +187,7 @@ ALERTS = Table(
         ("rule_id", "LowCardinality(String)"),
         ("config_version", "LowCardinality(String)"),
         ("revision", "UInt32"),
+        ("step", "LowCardinality(String)"),
         ("updated_at", TIME),
     ),
     ("incident_key",),

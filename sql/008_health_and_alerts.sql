@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS alerts
     rule_id        LowCardinality(String),     -- health.<factor>
     config_version LowCardinality(String),     -- schemas/health.yaml's version
     revision       UInt32,                     -- 1 when opened, +1 per later step
+    step           LowCardinality(String),     -- the latest: opened, updated, resolved or expired (order left state)
     updated_at     DateTime64(3, 'UTC')        -- event time of the latest step
 )
 ENGINE = ReplacingMergeTree(revision)

@@ -107,8 +107,9 @@ def test_each_alert_step_is_on_the_alerts_topic_with_its_idempotency_key(
     latest = {}
     for step in steps:  # at-least-once: a step told twice has the same idempotency key
         latest[step["incident_key"]] = max(latest.get(step["incident_key"], step), step, key=lambda s: s["revision"])
-    table = client.query("SELECT incident_key, revision, resolved_at IS NULL FROM alerts FINAL").result_rows
-    assert {key: (step["revision"], step["step"] != "resolved") for key, step in latest.items()} == {
-        key: (revision, is_open) for key, revision, is_open in table
+    table = client.query("SELECT incident_key, revision, step, resolved_at IS NULL FROM alerts FINAL").result_rows
+    assert {key: (step["revision"], step["step"]) for key, step in latest.items()} == {
+        key: (revision, step) for key, revision, step, _ in table
     }
+    assert all(is_open == (step in ("opened", "updated")) for _, _, step, is_open in table)
     assert all(step["idempotency_key"] == f"{step['incident_key']}#{step['revision']}" for step in steps)

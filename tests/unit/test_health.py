@@ -12,9 +12,9 @@ from schemas.events import OrderEvent, OrderModification, OrderRef, ServiceMessa
 from schemas.health import MINUTE_MS, Conditions, Finding, Health, Severity, duration, load_health_policy
 from schemas.lifecycle import Status
 from schemas.order_view import OrderView
-from schemas.stages import DAY_MS, OrderRows, OrderStage, OrderState, Retention
+from schemas.stages import DAY_MS, CheckIndex, OrderRows, OrderStage, OrderState, Retention
 from schemas.tables import ORDERS_CURRENT
-from schemas.topics import RAW_CARRIER, RAW_WMS
+from schemas.topics import RAW_CARRIER, RAW_GPS, RAW_WMS
 
 POLICY = load_health_policy()
 ORDER = OrderRef("douyin", "6921")
@@ -117,15 +117,51 @@ def test_a_cancelled_or_delivered_order_is_not_held_to_its_promise() -> None:
         assert orders.check_due(T0 + 30 * HOUR) == OrderRows()
 
 
-def test_an_order_leaving_state_resolves_its_open_incidents() -> None:
+def test_an_order_leaving_state_closes_its_open_incidents_as_expired() -> None:
     orders = stage()
     orders.apply([event(T0, Status.PAID)], T0)
     opened = orders.check_due(T0 + 4 * HOUR).alerts
     assert [step.step for step in opened] == ["opened"]
     assert orders.sweep(T0 + 40 * DAY_MS) == 1
-    departed = orders.take_departed().alerts
-    assert [(step.step, step.incident_key) for step in departed] == [("resolved", opened[0].incident_key)]
-    assert orders.take_departed() == OrderRows()
+    expired = orders.take_expired()
+    assert [(step.step, step.incident_key) for step in expired] == [("expired", opened[0].incident_key)]
+    assert expired[0].resolved_at_ms == T0 + 30 * DAY_MS  # when its order's retention ran out
+    assert orders.take_expired() == []
+
+
+def test_a_vehicle_going_silent_after_the_last_scan_is_found_when_its_first_fix_came_in_a_later_batch() -> None:
+    orders = stage()
+    scanned = T0 + 3 * HOUR
+    orders.apply([event(T0, Status.PAID), event(T0 + HOUR, Status.SHIPPED, RAW_WMS),
+                  event(scanned, Status.IN_TRANSIT, RAW_CARRIER)], scanned)  # fmt: skip
+    fix = OrderEvent(ORDER, scanned + 5 * MINUTE_MS, RAW_GPS, detail="vehicle V1", position=(31.0, 121.0))
+    orders.apply([fix], scanned + 5 * MINUTE_MS)
+    silent = orders.check_due(scanned + 2 * HOUR)
+    assert [step.incident.alert_type for step in silent.alerts] == ["gps_stale"]
+    assert health_of(silent)["health_reasons"] == ["the vehicle carrying the parcel silent for 1 h (SLA 40 min)"]
+
+
+def test_a_new_subject_at_the_same_severity_is_a_change_of_health_but_time_passing_is_not() -> None:
+    orders = stage()
+    orders.apply([event(T0, Status.PAID), event(T0 + MINUTE_MS, Status.ALLOCATED, RAW_WMS)], T0)
+    chased = orders.apply([ServiceMessage("douyin", "6921", "id", T0 + 2 * MINUTE_MS, ("chase",))], T0)
+    urgent = orders.apply([ServiceMessage("douyin", "6921", "id", T0 + 3 * MINUTE_MS, ("urgent",))], T0)
+    assert len(chased.health) == len(urgent.health) == 1  # both yellow; the second says more
+    dwelling = orders.check_due(T0 + 5 * HOUR + 30 * MINUTE_MS)
+    assert len(dwelling.health) == 1  # warehouse dwell found
+    later = orders.apply([ServiceMessage("douyin", "6921", "id", T0 + 6 * HOUR, ())], T0 + 6 * HOUR)
+    assert later.health == []  # "5 h 59 min in the warehouse" instead of "5 h": the same health
+
+
+def test_an_order_has_one_check_entry_whatever_the_second_its_threshold_falls_on() -> None:
+    checks: dict[str, Any] = {}
+    orders = OrderStage(OrderState({}, {}, checks, {}), RETENTION, POLICY)
+    paid = T0 + 17_000  # not on a whole minute
+    orders.apply([event(paid, Status.PAID)], paid)
+    for i in range(5):
+        orders.apply([ServiceMessage("douyin", "6921", "id", paid + i * 1000, ("exchange",))], paid)
+    entries = [keys for minute, keys in checks.items() if minute != CheckIndex.PENDING]
+    assert entries == [(ORDER.key,)]
 
 
 def test_many_quiet_orders_all_fall_due_in_one_pass() -> None:
@@ -165,8 +201,8 @@ def test_an_alert_stays_one_incident_while_its_factor_hovers_and_resolves_when_i
     def health(*findings: Finding) -> Health:
         return Health(50, "yellow", findings, None, POLICY.version)
 
-    red = Finding("no_pickup", Severity.RED, 55, "late", 2)
-    yellow = Finding("no_pickup", Severity.YELLOW, 20, "late", 1)
+    red = Finding("no_pickup", Severity.RED, 55, "late", 2, "")
+    yellow = Finding("no_pickup", Severity.YELLOW, 20, "late", 1, "")
     incidents: tuple[Any, ...] = ()
     steps = []
     for at, assessed in enumerate([health(yellow), health(red), health(yellow), health(red), health(), health()]):
