@@ -7,7 +7,8 @@ running, freshness probes under background traffic at each rate; a plain
 Python consumer (the baseline) over the same backlog; the job on a Flink
 session cluster with 1 and with 2 TaskManagers; last, on the quiet machine, the
 job's pure Python over a small simulated day, each step timed alone (the
-per-record cost breakdown, jobs/bench/costs.py). Writes bench-results/latest.json,
+per-record cost breakdown, jobs/bench/costs.py); and what finding quiet orders costs
+with a million open (jobs/bench/silence.py). Writes bench-results/latest.json,
 latest.png and latest.md (and timestamped copies).
 """
 
@@ -28,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors.kafka import KafkaError
-from jobs.bench import costs, report
+from jobs.bench import costs, report, silence
 from jobs.bench.environment import (
     BASELINE_DATABASE,
     BASELINE_GROUP,
@@ -47,11 +48,12 @@ from jobs.bench.traffic import LineProducer, PacedTraffic, Traffic, preload, sim
 from jobs.cli import clickhouse, local_stack
 
 Report = Callable[[str], None]
-STEPS = 9
+STEPS = 10
 CHECKPOINT_INTERVAL_MS = 1000
 RATES = (1000, 5000, 10000)
 BACKLOG_SEED, FRESHNESS_SEED, COSTS_SEED = 7, 8, 9
 COSTS_ORDERS = 10_000  # a whole simulated day: every source in its realistic share
+SILENCE_ORDERS = 1_000_000  # open orders whose checks the index holds (issue 7: "a million open orders")
 RECORDS_PER_ORDER = 10.5  # fewest raw records per simulated order seen (a day of 110,000 orders: 10.9)
 KEPT_UP_LAG_S = 3.0  # lag within this many seconds of traffic: kept up (offsets move only at checkpoints)
 PROBE_TAIL_S = 10.0  # traffic kept for the last probes to come back
@@ -142,6 +144,7 @@ class Bench:
             ("baseline", self._baseline),
             ("scaling", self._scaling),
             ("costs", self._offline_costs),
+            ("silence", self._silence),
         ]
         for name, measure in steps:
             try:
@@ -343,6 +346,16 @@ class Bench:
             self.results.offline_costs = costs.offline_costs(traffic.path)
         spent = self.results.offline_costs.us_per_record
         self.say("  µs per raw record: " + ", ".join(f"{step} {us:.1f}" for step, us in spent.items()))
+
+    def _silence(self) -> None:
+        orders = SILENCE_ORDERS if not self.options.quick else 20_000
+        self._heading(10, f"silence at scale: {orders:,} open orders in the order stage, event time moved on "
+                      "minute by minute over three days, every check that falls due timed")  # fmt: skip
+        with self._phase("silence"):
+            self.results.silence = silence.silence_cost(orders, self.say)
+        cost = self.results.silence
+        self.say(f"  {cost.changes:,} health changes found by checks at {cost.check_us} µs each; busiest hour of "
+                 f"event time: {cost.busiest_hour_cpu_s} s of CPU")  # fmt: skip
 
     def _cluster_run(self, taskmanagers: int) -> ThroughputRun:
         """The job submitted to a new cluster, on a consumer group of its own, with parallelism = TaskManagers

@@ -12,6 +12,7 @@ from typing import Any
 from jobs.bench.costs import JobCosts, OfflineCosts
 from jobs.bench.freshness import Percentiles, Probe
 from jobs.bench.resources import PartResources
+from jobs.bench.silence import SilenceCost
 from jobs.bench.throughput import ThroughputRun
 from jobs.bench.traffic import Preload, Traffic
 from jobs.settings import PROJECT_ROOT
@@ -62,6 +63,7 @@ class BenchResults:
     checkpoint: CheckpointState | None = None
     job_costs: JobCosts | None = None  # read when the saturation run ends
     offline_costs: OfflineCosts | None = None
+    silence: SilenceCost | None = None
     resources: dict[str, PartResources] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
     errors: list[str] = field(default_factory=list)

@@ -14,6 +14,7 @@ from jobs.bench.freshness import PROBE_TIMEOUT_S, Percentiles, Probe
 from jobs.bench.report import cost_breakdown
 from jobs.bench.resources import process_tree
 from jobs.bench.results import BenchResults
+from jobs.bench.silence import silence_cost
 from jobs.bench.traffic import producer_line
 
 
@@ -92,3 +93,12 @@ def test_the_report_puts_each_step_beside_its_cost_in_the_job() -> None:
     assert costs["steps"]["normalize"] == {"offline": 20.0, "in_job": 60.0}
     assert costs["steps"]["clickhouse writer"] == {"offline": None, "in_job": 5.0}
     assert (costs["offline_total"], costs["python_in_job_total"]) == (50.0, 65.0)
+
+
+def test_the_silence_bench_finds_each_quiet_order_going_yellow_red_then_missing_its_promise() -> None:
+    said: list[str] = []
+    cost = silence_cost(200, said.append)
+    # yellow at 15 min, red at 3 h, the promise's warning, the promise missed: four changes each
+    assert cost.changes == 4 * 200
+    assert cost.index_entries == 200 and cost.open_orders == 200
+    assert cost.busiest_hour_changes <= cost.changes and cost.view_bytes > 0
