@@ -315,7 +315,8 @@ class World:
     def _line_haul(self) -> None:
         for (carrier, warehouse_code, hour), waybills in sorted(self.vehicles.items()):
             warehouse = next(w for w in WAREHOUSES if w.code == warehouse_code)
-            vehicle = f"{warehouse.city.province[:1]}A·{carrier[:1].upper()}{hour % 10000:04d}"
+            prefix = next(c.prefix for c in CARRIERS if c.code == carrier)  # unique per carrier, unlike its initial
+            vehicle = f"{warehouse.city.province[:1]}A·{prefix}{hour % 10000:04d}"
             departed = hour * HOUR
             manifest = {"vehicle_id": vehicle, "waybills": waybills, "origin_hub": warehouse_code,
                         "dest_hub": f"{warehouse_code}-HUB", "departed_at": payloads.iso_utc(departed)}  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime
 
@@ -60,3 +61,19 @@ def test_delayed_orders_arrive_later_on_average() -> None:
         return sum(spans) / len(spans)
 
     assert mean_transit(True) > mean_transit(False) + 12 * 3_600_000
+
+
+def test_each_vehicle_id_names_one_trip_so_the_truth_of_silent_trackers_holds() -> None:
+    """Two carriers sharing an initial once shared plates: one vehicle's pings covered the other's silence."""
+    simulation = simulate(3000, 7, START, "silent_trackers")
+    trips: dict[str, set[tuple[str, ...]]] = {}
+    for message in simulation.messages:
+        if message.topic != "raw.logistics.manifest":
+            continue
+        try:
+            manifest = json.loads(message.value)
+        except ValueError:
+            continue  # a broken copy, made on purpose
+        if manifest:
+            trips.setdefault(manifest["vehicle_id"], set()).add(tuple(manifest["waybills"]))  # repeats: one trip
+    assert trips and all(len(loads) == 1 for loads in trips.values())
