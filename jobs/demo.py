@@ -31,6 +31,10 @@ SAMPLE_QUERIES = (
     "SELECT at, status, source, detail FROM order_events FINAL "
     "WHERE (channel, order_id) = (SELECT 'tmall', '3910028811452201538') ORDER BY at",
     "SELECT source_topic, reason, dead_letters FROM dead_letter_counts ORDER BY dead_letters DESC LIMIT 8",
+    "SELECT health_color, count() AS orders, any(health_reasons) AS example FROM orders "
+    "GROUP BY health_color ORDER BY health_color",
+    "SELECT alert_type, severity, count() AS open_alerts, any(reason) AS example FROM alerts FINAL "
+    "WHERE resolved_at IS NULL GROUP BY alert_type, severity ORDER BY open_alerts DESC",
 )
 
 
