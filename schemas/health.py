@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -100,31 +100,44 @@ def is_condition(signal: Signal) -> bool:
     return signal.kind.startswith("weather_") or signal.kind == "port_congestion"
 
 
+WeatherWarning = tuple[int, str, str, int | None]  # issued at, level, phenomenon, until
+
+
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class Conditions:
-    """External conditions (R7): the newest signal of each kind and subject, whatever the arrival order."""
+    """External conditions (R7): the latest signals of each subject, in event time, whatever the arrival
+    order, so that an assessment reads the ones in force at its own time."""
 
-    weather: Mapping[str, tuple[int, str, str, int | None]]  # region -> (issued at, level, phenomenon, until)
-    ports: Mapping[str, tuple[int, float]]  # port code -> (at, congestion index)
+    weather: Mapping[str, tuple[WeatherWarning, ...]]  # region -> its latest warnings, by issue time
+    ports: Mapping[str, tuple[tuple[int, float], ...]]  # port code -> its latest (at, congestion index)
 
     @classmethod
     def none(cls) -> Conditions:
         return cls({}, {})
 
     def observe(self, signal: Signal) -> Conditions:
-        """The conditions with the signal, when it is the newest of its kind and subject."""
+        """The conditions with the signal (the same object when it was known)."""
         if signal.kind.startswith("weather_"):
             warning = (signal.at_ms, signal.level, signal.kind.removeprefix("weather_"), signal.until_ms)
-            current = self.weather.get(signal.subject)
-            if current is None or warning[:2] > current[:2]:
-                return Conditions({**self.weather, signal.subject: warning}, self.ports)
-        elif signal.kind == "port_congestion":
-            congestion = (signal.at_ms, float(signal.level))
-            current_port = self.ports.get(signal.subject)
-            if current_port is None or congestion > current_port:
-                return Conditions(self.weather, {**self.ports, signal.subject: congestion})
+            kept = _latest(self.weather.get(signal.subject, ()), warning)
+            return self if kept is None else Conditions({**self.weather, signal.subject: kept}, self.ports)
+        if signal.kind == "port_congestion":
+            reading = (signal.at_ms, float(signal.level))
+            readings = _latest(self.ports.get(signal.subject, ()), reading)
+            return self if readings is None else Conditions(self.weather, {**self.ports, signal.subject: readings})
         return self
+
+
+KEPT_PER_SUBJECT = 8
+T = TypeVar("T", bound=tuple[Any, ...])
+
+
+def _latest(known: tuple[T, ...], new: T) -> tuple[T, ...] | None:
+    """The subject's signals with the new one, by time, the latest KEPT_PER_SUBJECT; None if it was known."""
+    if new in known:
+        return None
+    return tuple(sorted((*known, new)))[-KEPT_PER_SUBJECT:]
 
 
 @dataclass(frozen=True)
@@ -317,35 +330,45 @@ def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: C
 
 
 def weather(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    warning = conditions.weather.get(facts.region_code or "")
-    if warning is None:
+    warnings = conditions.weather.get(facts.region_code or "")
+    if not warnings:
         return None, None
-    issued_at, level, phenomenon, until_ms = warning
-    severity_name = factor.settings["severity"].get(level)
-    if severity_name is None or (until_ms is not None and now_ms >= until_ms):
-        return None, None
-    if now_ms < issued_at:
-        return None, issued_at
+    levels = factor.settings["severity"]
+    in_force = [w for w in warnings if w[0] <= now_ms and (w[3] is None or now_ms < w[3]) and w[1] in levels]
+    changes = [w[0] for w in warnings if w[0] > now_ms] + [w[3] for w in in_force if w[3] is not None]
+    next_change = min(changes, default=None)
+    if not in_force:
+        return None, next_change
+    worst: WeatherWarning = max(in_force, key=lambda w: (Severity[levels[w[1]].upper()], w[0]))
+    issued_at, level, phenomenon = worst[0], worst[1], worst[2]
     reason = f"{level} {phenomenon} warning at the destination"
-    return factor.finding(Severity[severity_name.upper()], reason, issued_at), until_ms
+    return factor.finding(Severity[levels[level].upper()], reason, issued_at), next_change
 
 
 def port_congestion(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    """The worst port in force, for every cross-border order (orders do not name their port yet)."""
     if not conditions.ports or (
         facts.channel not in factor.settings["cross_border_channels"] and not facts.reached_at(Status.CUSTOMS)
     ):
         return None, None
-    in_force = {port: (index, at) for port, (at, index) in conditions.ports.items() if at <= now_ms}
+    in_force: dict[str, tuple[float, int]] = {}
+    changes: list[int] = []
+    for port, readings in conditions.ports.items():
+        past = [reading for reading in readings if reading[0] <= now_ms]  # the newest at or before now holds
+        if past:
+            in_force[port] = (past[-1][1], past[-1][0])
+        changes += [reading[0] for reading in readings if reading[0] > now_ms]
+    next_change = min(changes, default=None)
     if not in_force:
-        return None, None
+        return None, next_change
     port, (index, reported_at) = max(in_force.items(), key=lambda item: item[1])
     if index >= float(factor.settings["red_from_index"]):
         severity = Severity.RED
     elif index >= float(factor.settings["yellow_from_index"]):
         severity = Severity.YELLOW
     else:
-        return None, None
-    return factor.finding(severity, f"port {port} congested (index {index:g} of 100)", reported_at), None
+        return None, next_change
+    return factor.finding(severity, f"port {port} congested (index {index:g} of 100)", reported_at), next_change
 
 
 Rule = Callable[[Factor, Facts, int, Conditions], Assessed]

@@ -260,7 +260,19 @@ def test_conditions_keep_the_newest_signal_whatever_the_arrival_order() -> None:
     newer = Signal("weather_rainstorm", "310115", T0 + MINUTE_MS, T0 + HOUR, "red")
     one_way = Conditions.none().observe(older).observe(newer)
     other_way = Conditions.none().observe(newer).observe(older)
-    assert one_way == other_way and one_way.weather["310115"][1] == "red"
+    assert one_way == other_way and [warning[1] for warning in one_way.weather["310115"]] == ["orange", "red"]
+
+
+def test_a_weaker_warning_issued_later_does_not_hide_the_one_in_force() -> None:
+    orders = stage()
+    typhoon = Signal("weather_typhoon", "310115", T0, T0 + 24 * HOUR, "red")
+    later_rain = Signal("weather_rainstorm", "310115", T0 + 6 * HOUR, T0 + 12 * HOUR, "blue")
+    orders.apply([later_rain, typhoon], T0)
+    rows = orders.apply([event(T0 + HOUR, Status.PAID, region_code="310115"),
+                         event(T0 + HOUR + MINUTE_MS, Status.ALLOCATED, RAW_WMS)], T0 + HOUR)  # fmt: skip
+    assert health_of(rows)["health_reasons"] == ["red typhoon warning at the destination"]
+    lifted = orders.check_due(T0 + 25 * HOUR)  # the warning's end is a check of its own
+    assert "red typhoon warning at the destination" not in health_of(lifted)["health_reasons"]
 
 
 @pytest.mark.parametrize(
