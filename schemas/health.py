@@ -129,15 +129,20 @@ class Conditions:
         return self
 
 
-KEPT_PER_SUBJECT = 8
+KEPT_MS = 3 * 24 * 60 * MINUTE_MS  # signals older than the subject's newest by more than this are dropped
+KEPT_PER_SUBJECT = 64  # a bound, should a source flood one subject
 T = TypeVar("T", bound=tuple[Any, ...])
 
 
 def _latest(known: tuple[T, ...], new: T) -> tuple[T, ...] | None:
-    """The subject's signals with the new one, by time, the latest KEPT_PER_SUBJECT; None if it was known."""
+    """The subject's signals with the new one, by time, those of the last KEPT_MS (at most
+    KEPT_PER_SUBJECT); None when it changes nothing."""
     if new in known:
         return None
-    return tuple(sorted((*known, new)))[-KEPT_PER_SUBJECT:]
+    signals = sorted((*known, new), key=lambda signal: tuple(-1 if part is None else part for part in signal))
+    newest = signals[-1][0]
+    kept = tuple(signal for signal in signals if signal[0] >= newest - KEPT_MS)[-KEPT_PER_SUBJECT:]
+    return None if kept == known else kept
 
 
 @dataclass(frozen=True)
@@ -330,11 +335,17 @@ def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: C
 
 
 def weather(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    """Per phenomenon, the newest warning issued by now holds (a downgrade replaces a red warning);
+    the worst of them counts."""
     warnings = conditions.weather.get(facts.region_code or "")
     if not warnings:
         return None, None
     levels = factor.settings["severity"]
-    in_force = [w for w in warnings if w[0] <= now_ms and (w[3] is None or now_ms < w[3]) and w[1] in levels]
+    current: dict[str, WeatherWarning] = {}
+    for warning in warnings:  # by issue time: the last one issued by now wins
+        if warning[0] <= now_ms:
+            current[warning[2]] = warning
+    in_force = [w for w in current.values() if (w[3] is None or now_ms < w[3]) and w[1] in levels]
     changes = [w[0] for w in warnings if w[0] > now_ms] + [w[3] for w in in_force if w[3] is not None]
     next_change = min(changes, default=None)
     if not in_force:

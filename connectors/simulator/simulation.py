@@ -315,8 +315,11 @@ class World:
     def _line_haul(self) -> None:
         for (carrier, warehouse_code, hour), waybills in sorted(self.vehicles.items()):
             warehouse = next(w for w in WAREHOUSES if w.code == warehouse_code)
-            prefix = next(c.prefix for c in CARRIERS if c.code == carrier)  # unique per carrier, unlike its initial
-            vehicle = f"{warehouse.city.province[:1]}A·{prefix}{hour % 10000:04d}"
+            # Unique per warehouse, carrier and hour: two vehicles sharing a plate would share their pings.
+            prefix = next(c.prefix for c in CARRIERS if c.code == carrier)
+            vehicle = (
+                f"{warehouse.city.province[:1]}{chr(ord('A') + WAREHOUSES.index(warehouse))}·{prefix}{hour % 10000:04d}"
+            )
             departed = hour * HOUR
             manifest = {"vehicle_id": vehicle, "waybills": waybills, "origin_hub": warehouse_code,
                         "dest_hub": f"{warehouse_code}-HUB", "departed_at": payloads.iso_utc(departed)}  # fmt: skip

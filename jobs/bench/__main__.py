@@ -355,7 +355,7 @@ class Bench:
             self.results.silence = silence.silence_cost(orders, self.say)
         cost = self.results.silence
         self.say(f"  {cost.changes:,} health changes found by checks at {cost.check_us} µs each; busiest hour of "
-                 f"event time: {cost.busiest_hour_cpu_s} s of CPU")  # fmt: skip
+                 f"event time: {cost.busiest_hour_cpu_s} s of CPU, median {cost.median_hour_cpu_s} s")  # fmt: skip
 
     def _cluster_run(self, taskmanagers: int) -> ThroughputRun:
         """The job submitted to a new cluster, on a consumer group of its own, with parallelism = TaskManagers

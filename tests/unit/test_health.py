@@ -9,7 +9,7 @@ import pytest
 
 from schemas.alerts import follow
 from schemas.events import OrderEvent, OrderModification, OrderRef, ServiceMessage, Signal
-from schemas.health import MINUTE_MS, Conditions, Finding, Health, Severity, duration, load_health_policy
+from schemas.health import MINUTE_MS, Conditions, Finding, Health, Severity, assess, duration, load_health_policy
 from schemas.lifecycle import Status
 from schemas.order_view import OrderView
 from schemas.stages import DAY_MS, CheckIndex, OrderRows, OrderStage, OrderState, Retention
@@ -255,7 +255,7 @@ def test_durations_read_as_people_say_them(ms: int, words: str) -> None:
     assert duration(ms) == words
 
 
-def test_conditions_keep_the_newest_signal_whatever_the_arrival_order() -> None:
+def test_conditions_are_the_same_whatever_the_arrival_order_of_their_signals() -> None:
     older = Signal("weather_rainstorm", "310115", T0, T0 + HOUR, "orange")
     newer = Signal("weather_rainstorm", "310115", T0 + MINUTE_MS, T0 + HOUR, "red")
     one_way = Conditions.none().observe(older).observe(newer)
@@ -263,16 +263,19 @@ def test_conditions_keep_the_newest_signal_whatever_the_arrival_order() -> None:
     assert one_way == other_way and [warning[1] for warning in one_way.weather["310115"]] == ["orange", "red"]
 
 
-def test_a_weaker_warning_issued_later_does_not_hide_the_one_in_force() -> None:
-    orders = stage()
+def test_a_weaker_warning_of_another_kind_does_not_hide_one_in_force_and_a_downgrade_replaces_it() -> None:
     typhoon = Signal("weather_typhoon", "310115", T0, T0 + 24 * HOUR, "red")
-    later_rain = Signal("weather_rainstorm", "310115", T0 + 6 * HOUR, T0 + 12 * HOUR, "blue")
-    orders.apply([later_rain, typhoon], T0)
-    rows = orders.apply([event(T0 + HOUR, Status.PAID, region_code="310115"),
-                         event(T0 + HOUR + MINUTE_MS, Status.ALLOCATED, RAW_WMS)], T0 + HOUR)  # fmt: skip
-    assert health_of(rows)["health_reasons"] == ["red typhoon warning at the destination"]
-    lifted = orders.check_due(T0 + 25 * HOUR)  # the warning's end is a check of its own
-    assert "red typhoon warning at the destination" not in health_of(lifted)["health_reasons"]
+    rain = Signal("weather_rainstorm", "310115", T0 + 6 * HOUR, T0 + 12 * HOUR, "orange")
+    downgrade = Signal("weather_typhoon", "310115", T0 + 9 * HOUR, T0 + 24 * HOUR, "orange")
+    conditions = Conditions.none().observe(downgrade).observe(rain).observe(typhoon)
+    facts = OrderView(ORDER).apply(event(T0, Status.PAID, region_code="310115")).facts_for_health()
+
+    def warnings_at(at_ms: int) -> list[str]:
+        return [f.reason for f in assess(facts, at_ms, conditions, POLICY).findings if f.factor == "weather"]
+
+    assert warnings_at(T0 + 7 * HOUR) == ["red typhoon warning at the destination"]  # the orange rain hides nothing
+    assert warnings_at(T0 + 10 * HOUR) == ["orange typhoon warning at the destination"]  # downgraded
+    assert warnings_at(T0 + 25 * HOUR) == []  # lifted
 
 
 @pytest.mark.parametrize(
