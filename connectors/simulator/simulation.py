@@ -317,9 +317,8 @@ class World:
             warehouse = next(w for w in WAREHOUSES if w.code == warehouse_code)
             # Unique per warehouse, carrier and hour: two vehicles sharing a plate would share their pings.
             prefix = next(c.prefix for c in CARRIERS if c.code == carrier)
-            vehicle = (
-                f"{warehouse.city.province[:1]}{chr(ord('A') + WAREHOUSES.index(warehouse))}·{prefix}{hour % 10000:04d}"
-            )
+            city_letter = chr(ord("A") + WAREHOUSES.index(warehouse))
+            vehicle = f"{warehouse.city.province[:1]}{city_letter}·{prefix}{hour % 10000:04d}"
             departed = hour * HOUR
             manifest = {"vehicle_id": vehicle, "waybills": waybills, "origin_hub": warehouse_code,
                         "dest_hub": f"{warehouse_code}-HUB", "departed_at": payloads.iso_utc(departed)}  # fmt: skip
