@@ -233,11 +233,16 @@ WAREHOUSE = (Status.ALLOCATED, Status.PICKED, Status.PACKED)
 IN_TRANSIT = (Status.IN_TRANSIT, Status.CUSTOMS)
 
 
-def first_update_late(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    paid_at = facts.reached_at(Status.PAID)
-    if paid_at is None or facts.status != Status.PAID:
+def _still_at(factor: Factor, facts: Facts, now_ms: int, status: Status, what: Callable[[str], str]) -> Assessed:
+    """overdue() for an order still at the step it reached: the next one is late."""
+    reached_at = facts.reached_at(status)
+    if reached_at is None or facts.status != status:
         return None, None
-    return overdue(factor, paid_at, now_ms, lambda late: f"no logistics update {late} after payment")
+    return overdue(factor, reached_at, now_ms, what)
+
+
+def first_update_late(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    return _still_at(factor, facts, now_ms, Status.PAID, lambda late: f"no logistics update {late} after payment")
 
 
 def warehouse_dwell(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
@@ -251,10 +256,9 @@ def warehouse_dwell(factor: Factor, facts: Facts, now_ms: int, conditions: Condi
 
 
 def no_pickup(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    shipped_at = facts.reached_at(Status.SHIPPED)
-    if shipped_at is None or facts.status != Status.SHIPPED:
-        return None, None
-    return overdue(factor, shipped_at, now_ms, lambda late: f"no carrier pick-up {late} after the outbound scan")
+    return _still_at(
+        factor, facts, now_ms, Status.SHIPPED, lambda late: f"no carrier pick-up {late} after the outbound scan"
+    )
 
 
 def gps_stale(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:

@@ -7,7 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+from kafka import KafkaConsumer
 
 from jobs.settings import PROJECT_ROOT
 
@@ -45,6 +48,27 @@ def orderscope(env: dict[str, str], *args: str) -> str:
     )
     assert result.returncode == 0, f"orderscope {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
     return result.stdout
+
+
+def simulated_day_run(env: dict[str, str], name: str, orders: int, seed: int, scenario: str) -> dict[str, Any]:
+    """A simulated day replayed into the stack and the job run over it until idle, from scratch; its truth."""
+    recording = Path(env["ORDERSCOPE_STATE_DIR"]) / f"{name}.jsonl"
+    orderscope(env, "simulate", "--orders", str(orders), "--seed", str(seed), "--scenario", scenario,
+               "--out", str(recording))  # fmt: skip
+    orderscope(env, "replay", str(recording))
+    orderscope(env, "job", "run", "--until-idle", "5", "--fresh")
+    truth: dict[str, Any] = json.loads(recording.with_suffix(".truth.json").read_text())
+    return truth
+
+
+def records_on(topic: str, bootstrap_servers: str) -> list[Any]:
+    """Every record on a topic, its value read as JSON."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
+                             consumer_timeout_ms=5000)  # fmt: skip
+    try:
+        return [json.loads(record.value) for record in consumer]
+    finally:
+        consumer.close()
 
 
 def assert_every_order_once_with_its_true_status(truth: dict[str, Any], client: Any) -> None:

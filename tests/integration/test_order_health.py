@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer
 
 from connectors.simulator import payloads
 from jobs.cli import clickhouse
 from jobs.settings import Settings
 from schemas import topics
-from tests.support import orderscope
+from tests.support import orderscope, records_on, simulated_day_run
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +24,9 @@ DAY_MS = 86_400_000
 
 @pytest.fixture(scope="module")
 def quiet_parcels(stack_env: dict[str, str]) -> tuple[dict[str, Any], Any, dict[str, str]]:
+    truth = simulated_day_run(stack_env, "never_picked_up", ORDERS, seed=8, scenario="never_picked_up")
     folder = Path(stack_env["ORDERSCOPE_STATE_DIR"])
     recording = folder / "never_picked_up.jsonl"
-    orderscope(stack_env, "simulate", "--orders", str(ORDERS), "--seed", "8", "--scenario", "never_picked_up",
-               "--out", str(recording))  # fmt: skip
-    orderscope(stack_env, "replay", str(recording))
-    orderscope(stack_env, "job", "run", "--until-idle", "5", "--fresh")
     # Event time goes on as later traffic arrives: one signal two days after the day's last record, read by
     # a restarted job (its clock knows only that source), moves event time past every pending check.
     last = max(json.loads(line)["ts_ms"] for line in recording.open(encoding="utf-8"))
@@ -41,7 +37,6 @@ def quiet_parcels(stack_env: dict[str, str]) -> tuple[dict[str, Any], Any, dict[
                                 "ts_ms": later}) + "\n")  # fmt: skip
     orderscope(stack_env, "replay", str(tail))
     orderscope(stack_env, "job", "run", "--until-idle", "5")
-    truth = json.loads(recording.with_suffix(".truth.json").read_text())
     return truth, clickhouse(Settings.from_env(stack_env)).connect(), stack_env
 
 
@@ -96,14 +91,7 @@ def test_each_alert_step_is_on_the_alerts_topic_with_its_idempotency_key(
     quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]],
 ) -> None:
     _, client, env = quiet_parcels
-    consumer = KafkaConsumer(
-        topics.ALERTS,
-        bootstrap_servers=Settings.from_env(env).bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-    )
-    steps = [json.loads(record.value) for record in consumer]
-    consumer.close()
+    steps = records_on(topics.ALERTS, Settings.from_env(env).bootstrap_servers)
     latest = {}
     for step in steps:  # at-least-once: a step told twice has the same idempotency key
         latest[step["incident_key"]] = max(latest.get(step["incident_key"], step), step, key=lambda s: s["revision"])

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from kafka import KafkaConsumer
 
 from connectors import kafka
 from jobs.cli import clickhouse, local_stack
 from jobs.settings import Settings
 from schemas import topics
-from tests.support import CONTRACT_EXAMPLES, example, orderscope
+from tests.support import CONTRACT_EXAMPLES, example, orderscope, records_on
 
 pytestmark = pytest.mark.integration
 
@@ -180,14 +179,7 @@ def test_truncated_carrier_payload_is_a_dead_letter_with_reason(first_run: dict[
 
 
 def test_dead_letters_are_also_published_to_their_topic(first_run: dict[str, str]) -> None:
-    consumer = KafkaConsumer(
-        topics.DEAD_LETTERS,
-        bootstrap_servers=Settings.from_env(first_run).bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-    )
-    records = [json.loads(message.value) for message in consumer]
-    consumer.close()
+    records = records_on(topics.DEAD_LETTERS, Settings.from_env(first_run).bootstrap_servers)
     truncated = [r for r in records if r["source_topic"] == "raw.logistics.carrier"]
     assert truncated and truncated[0]["reason"] == "malformed_json"
     assert base64.b64decode(truncated[0]["raw_base64"]) == b'{"status": "polling", "lastResult": {"nu": "YT77812'

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
-from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -12,7 +10,7 @@ import pytest
 
 from jobs.cli import clickhouse
 from jobs.settings import Settings
-from tests.support import assert_every_order_once_with_its_true_status, orderscope
+from tests.support import assert_every_order_once_with_its_true_status, simulated_day_run
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +19,7 @@ ORDERS = 2000
 
 @pytest.fixture(scope="module")
 def simulated_day(stack_env: dict[str, str]) -> tuple[dict[str, Any], Any]:
-    folder = Path(stack_env["ORDERSCOPE_STATE_DIR"])
-    recording = folder / "day.jsonl"
-    orderscope(stack_env, "simulate", "--orders", str(ORDERS), "--seed", "11", "--scenario", "rainstorm",
-               "--out", str(recording))  # fmt: skip
-    orderscope(stack_env, "replay", str(recording))
-    orderscope(stack_env, "job", "run", "--until-idle", "5", "--fresh")
-    truth = json.loads(recording.with_suffix(".truth.json").read_text())
+    truth = simulated_day_run(stack_env, "day", ORDERS, seed=11, scenario="rainstorm")
     return truth, clickhouse(Settings.from_env(stack_env)).connect()
 
 
