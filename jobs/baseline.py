@@ -38,6 +38,7 @@ from schemas.stages import (
     event_time_of,
 )
 from schemas.tables import DEAD_LETTERS, Row
+from schemas.topics import ETA_LEGS
 
 Report = Callable[[str], None]
 POLL_RECORDS = 5000
@@ -71,8 +72,9 @@ class Stages:
         positions = self.vehicles.apply(routed.vehicles)
         addressed = self.waybills.apply([*routed.waybills, *positions])
         resolved = self.customers.apply(routed.customers)
-        order_rows = self.orders.apply([*routed.orders, *routed.signals, *addressed, *resolved.assignments], watermark)
+        order_rows = self.orders.apply([*routed.orders, *routed.context, *addressed, *resolved.assignments], watermark)
         order_rows.extend(self.orders.check_due(watermark))
+        self.orders.apply(order_rows.legs)  # learned at once: one process, no topic to read them back from
         for table, table_rows in [*resolved.rows.items(), *order_rows.by_table().items()]:
             rows[table].extend(table_rows)
         return rows
@@ -115,7 +117,7 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
         )
     kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
     consumer = KafkaConsumer(
-        *sorted(ADAPTERS),
+        *sorted(topic for topic in ADAPTERS if topic != ETA_LEGS),  # its own legs are learned at once
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.consumer_group,
         enable_auto_commit=False,

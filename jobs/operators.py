@@ -65,6 +65,8 @@ CUSTOMER_BATCHES = OutputTag("customer-batches", KEYED)
 WRITES = OutputTag("writes", KEYED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
 ALERT_RECORDS = OutputTag("alert-records", Types.STRING())
+LEG_RECORDS = OutputTag("leg-records", Types.STRING())
+CONTEXT_CACHE_ENTRIES = 4096  # of all the instance's lanes: conditions, and the figures of every ETA lane
 CHECK_CACHE_ENTRIES = 1024  # the pending minutes and the minutes being filled, of all the instance's lanes
 REPORT_EVERY_MS = 5000
 
@@ -155,9 +157,10 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         watermark = self._clock.watermark(now)
         lanes = self._lanes
         orders = by_lane(routed.orders, lanes, order_key)
-        if routed.signals or self._is_new_minute(watermark):
-            for lane in lanes.keys:  # signals hold for every order; checks fall due in every lane
-                orders.setdefault(lane, []).extend(routed.signals)
+        context = routed.context
+        if context or self._is_new_minute(watermark):
+            for lane in lanes.keys:  # signals and legs count for every order; checks fall due in every lane
+                orders.setdefault(lane, []).extend(context)
         yield from keyed_batches(framed(orders, lanes, self._name, watermark))
         vehicles = framed(by_lane(routed.vehicles, lanes, vehicle_of), lanes, self._name, watermark)
         yield from keyed_batches(vehicles, VEHICLE_BATCHES)
@@ -433,7 +436,7 @@ class TrackOrders(LaneOperator):
             self.entities(runtime_context, "orders"),
             self.state(runtime_context, "expiry"),
             self.state(runtime_context, "checks", CHECK_CACHE_ENTRIES),
-            self.state(runtime_context, "context", len(self._lanes.keys)),
+            self.state(runtime_context, "context", CONTEXT_CACHE_ENTRIES),
         )
         return OrderStage(state, self._retention, self._policy)
 
@@ -448,6 +451,8 @@ class TrackOrders(LaneOperator):
         rows.alerts.extend(self.stage.take_expired())
         for step in rows.alerts:
             yield ALERT_RECORDS, step.json()
+        for leg in rows.legs:
+            yield LEG_RECORDS, leg.json()
         if tables := rows.by_table():
             yield self.to_writer(tables)
 

@@ -5,7 +5,9 @@
                         ├─ GPS, manifests ─► track vehicles ─┐                       │
                         ├─ carrier scans, waybill links ─────┴► resolve waybills ──────┤
                         ├─ buyer identifiers ─► resolve customers ─────────────────────┼─► track orders ─► alerts
-                        │                            └─ customer_links ──┐              │    (health, checks)
+                        │                            └─ customer_links ──┐              │    (health, ETA,  ─► legs ─┐
+                        │                                                │              │     checks)                │
+                        ├─ legs read back (orderscope.eta_legs) ─────────┼──────────────┤ (to every lane)  ◄─────────┘
                         ├─ modifications, service messages, signals ────────────────────┤ (also to track orders)
                         ├─ their rows, dead letters, event-time reports ─┴─────────────┴─► ClickHouse writer
                         └─ dead letters ─► orderscope.dead_letters
@@ -144,6 +146,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     for records, topic, uid in (
         (normalized.get_side_output(operators.DEAD_LETTER_RECORDS), topics.DEAD_LETTERS, "kafka-dead-letters"),
         (order_rows.get_side_output(operators.ALERT_RECORDS), topics.ALERTS, "kafka-alerts"),
+        (order_rows.get_side_output(operators.LEG_RECORDS), topics.ETA_LEGS, "kafka-eta-legs"),
     ):
         records.sink_to(_kafka_topic(settings, topic)).name(f"kafka {topic}").uid(uid)
 

@@ -46,6 +46,7 @@ class OrderEvent:
     promised_at_ms: int | None = None
     detail: str = ""  # what the journey shows beside the status, e.g. a scan's location
     position: tuple[float, float] | None = None  # (lat, lon) of the vehicle carrying the order
+    carrier: str = ""  # the carrier of the order's parcel, as the tracking aggregator names it
 
     @property
     def event_id(self) -> str:
@@ -54,7 +55,7 @@ class OrderEvent:
         fact = (
             f"{self.source}|{self.order.key}|{self.status}|{self.at_ms}|{self.detail}|{self.waybills}|"
             f"{self.amount_fen}|{self.region_code}|{self.promised_at_ms}|{self.position}"
-        )
+        ) + (f"|{self.carrier}" if self.carrier else "")
         return hashlib.blake2b(fact.encode(), digest_size=12).hexdigest()
 
     @property

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from schemas.compact import compact_pickle
+from schemas.eta import EtaSettings
 from schemas.events import Signal
 from schemas.lifecycle import Status
 
@@ -167,6 +168,7 @@ class HealthPolicy:
     yellow_below: int
     red_below: int
     factors: Mapping[str, Factor]
+    eta: EtaSettings
     rules: tuple[tuple[Rule, Factor], ...] = field(init=False, repr=False, compare=False)  # in RULES order
 
     def __post_init__(self) -> None:
@@ -433,7 +435,16 @@ def load_health_policy(path: Path = HEALTH_CONFIG) -> HealthPolicy:
         colors["yellow_below"],
         colors["red_below"],
         {name: _factor(name, settings, fail) for name, settings in factors.items()},
+        _eta_settings(spec.get("eta"), fail),
     )
+
+
+def _eta_settings(settings: Any, fail: Callable[[str, str], ValueError]) -> EtaSettings:
+    if not isinstance(settings, dict) or not all(
+        isinstance(settings.get(k), int | float) and settings[k] > 0 for k in ("half_life_days", "min_legs")
+    ):
+        raise fail("eta", "required: half_life_days and min_legs, numbers above 0")
+    return EtaSettings(int(settings["half_life_days"] * 24 * 60 * MINUTE_MS), float(settings["min_legs"]))
 
 
 def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) -> Factor:

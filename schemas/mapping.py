@@ -90,6 +90,7 @@ class OrderMapping:
             amount_fen=self._fen(amount) if amount is not None else None,
             region_code=self._text_field(payload, "region_code"),
             promised_at_ms=self._time(payload, promised, "promised_at") if promised is not None else None,
+            carrier=self._text_field(payload, "carrier") or "",
         )
         return [event, WaybillLink(waybill, order, event.at_ms)] if waybill else [event]
 

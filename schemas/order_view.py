@@ -13,11 +13,13 @@ fresh run in any order the complete row wins in ReplacingMergeTree(version).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from schemas.alerts import Incident
 from schemas.compact import compact_pickle
+from schemas.eta import Estimate, EtaSettings, LaneFigures, Leg, estimate, leg_of
 from schemas.events import CustomerAssignment, OrderEvent, OrderModification, OrderRef, ServiceMessage
 from schemas.health import Facts, Health
 from schemas.identity import RANK_LIMIT, customer_rank
@@ -70,8 +72,11 @@ class OrderView:
     scanned_at_ms: int = 0  # newest event from a warehouse or carrier
     intents: tuple[tuple[int, str], ...] = ()  # (event time, intent) of the buyer's messages, sorted
     changes: tuple[tuple[int, str, bool, str], ...] = ()  # modifications: (event time, kind, succeeded, error)
-    # Derived, not merged: the latest assessment, the incidents it keeps open, the pending check.
+    carrier: Stamped | None = None  # from warehouse and carrier scans (channels name carriers their own way)
+    # Derived, not merged: the latest assessment and arrival estimate, the incidents it keeps open,
+    # the pending check.
     health: Health | None = None
+    eta: Estimate | None = None
     assessed_at_ms: int = 0
     incidents: tuple[Incident, ...] = ()
     check_at_ms: int = 0  # event time of the order's entry in the check index; 0 if none
@@ -139,7 +144,9 @@ class OrderView:
             max(self.scanned_at_ms, at) if event.source in SCANNING_SOURCES else self.scanned_at_ms,
             self.intents,
             self.changes,
+            _newest(self.carrier, at, event.carrier or None) if event.source in SCANNING_SOURCES else self.carrier,
             self.health,
+            self.eta,
             self.assessed_at_ms,
             self.incidents,
             self.check_at_ms,
@@ -159,13 +166,27 @@ class OrderView:
         candidate = (event.at_ms, *event.position)
         return candidate if self.position is None or candidate > self.position else self.position
 
-    def assessed(self, health: Health, at_ms: int, incidents: tuple[Incident, ...], check_at_ms: int) -> OrderView:
+    def assessed(
+        self, health: Health, eta: Estimate | None, at_ms: int, incidents: tuple[Incident, ...], check_at_ms: int
+    ) -> OrderView:
         """The view with its latest assessment (positional, not dataclasses.replace: once per changed order)."""
         return OrderView(
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
             self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
-            self.scanned_at_ms, self.intents, self.changes, health, at_ms, incidents, check_at_ms,
+            self.scanned_at_ms, self.intents, self.changes, self.carrier, health, eta, at_ms, incidents, check_at_ms,
         )  # fmt: skip
+
+    def arrival(self, figures: Mapping[str, LaneFigures], now_ms: int, settings: EtaSettings) -> Estimate | None:
+        """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py)."""
+        return estimate(figures, *self._lane, self.reached, _value(self.promised_at_ms), now_ms, settings)
+
+    def leg(self) -> Leg | None:
+        """What its delivery teaches about arrivals."""
+        return leg_of(self.order, *self._lane, self.reached)
+
+    @property
+    def _lane(self) -> tuple[str | None, str | None]:
+        return _value(self.carrier), _value(self.region_code)
 
     def facts_for_health(self) -> Facts:
         current = self.track.current
@@ -207,15 +228,19 @@ class OrderView:
         )
 
     def health_columns(self) -> Row:
-        """health_score, health_color, health_reasons, health_at, health_config."""
-        health = self.health
+        """health_score, health_color, health_reasons, health_at, health_config, then the ETA's columns."""
+        health, eta = self.health, self.eta
         if health is None:
-            return (None, None, [], None, "")
-        return (health.score, health.color, health.reasons, self.assessed_at_ms, health.config_version)
+            return (None, None, [], None, "", *NO_ETA)
+        estimated = (eta.eta_ms, eta.p10_ms, eta.p90_ms, eta.promise_at_risk, eta.basis) if eta else NO_ETA
+        return (health.score, health.color, health.reasons, self.assessed_at_ms, health.config_version, *estimated)
 
     def health_history_row(self) -> Row:
         order = self.order
         return (order.channel, order.order_id, *self.health_columns())
+
+
+NO_ETA = (None, None, None, None, "")
 
 
 def _still_failed(changes: tuple[tuple[int, str, bool, str], ...]) -> tuple[tuple[int, str, str], ...]:

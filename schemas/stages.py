@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from schemas.alerts import AlertStep, closed, follow
 from schemas.compact import compact_pickle
+from schemas.eta import Leg, learn
 from schemas.event_time import UNKNOWN
 from schemas.events import (
     CanonicalEvent,
@@ -39,11 +40,13 @@ from schemas.events import (
 )
 from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
+from schemas.lifecycle import Status
 from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.tables import (
     ALERTS,
     CUSTOMER_LINKS,
     DEGENERATE_IDENTIFIERS,
+    ETA_LEGS,
     MODIFICATIONS,
     ORDER_EVENTS,
     ORDER_HEALTH_HISTORY,
@@ -155,11 +158,17 @@ class Routed:
     orders: list[OrderEvent | Mark] = field(default_factory=list)  # with the messages and changes naming an order
     customers: list[OrderEvent] = field(default_factory=list)  # order events that name their buyer
     signals: list[Signal] = field(default_factory=list)  # the conditions health reads, for every lane
+    legs: list[Leg] = field(default_factory=list)  # delivered orders, for every lane to learn arrivals from
     waybills: list[ShipmentEvent | WaybillLink] = field(default_factory=list)
     vehicles: list[VehicleLoad | VehiclePing] = field(default_factory=list)
     rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, event: CanonicalEvent) -> None:
+    @property
+    def context(self) -> list[Signal | Leg]:
+        """What every order lane hears of."""
+        return [*self.signals, *self.legs]
+
+    def add(self, event: CanonicalEvent | Leg) -> None:
         if isinstance(event, OrderEvent):
             self.orders.append(event)
             if event.identities:
@@ -168,6 +177,8 @@ class Routed:
             self.waybills.append(event)
         elif isinstance(event, VehicleLoad | VehiclePing):
             self.vehicles.append(event)
+        elif isinstance(event, Leg):
+            self.legs.append(event)
         else:
             table = STATELESS_TABLES[type(event)]
             self.rows[table.name].append(table.row(event))
@@ -178,9 +189,12 @@ class Routed:
                 self.orders.append(event)
 
 
-def event_time_of(event: CanonicalEvent) -> int | None:
+def event_time_of(event: CanonicalEvent | Leg) -> int | None:
+    """None for what tells no time of the sources: a leg is the job's own record, read back."""
     if isinstance(event, VehicleLoad):
         return event.departed_at_ms
+    if isinstance(event, Leg):
+        return None
     return getattr(event, "at_ms", None)
 
 
@@ -338,6 +352,7 @@ def _addressed(shipment: ShipmentEvent, order: OrderRef) -> OrderEvent:
         status=shipment.status,
         detail=shipment.location,
         position=shipment.position,
+        carrier=shipment.carrier,
     )
 
 
@@ -388,7 +403,7 @@ def order_key(event: OrderEvent | CustomerAssignment | Mark) -> str:
 
 
 OrderChange = OrderEvent | CustomerAssignment | Mark
-OrderItem = OrderChange | Signal  # what the order stage receives
+OrderItem = OrderChange | Signal | Leg  # what the order stage receives
 
 
 @dataclass
@@ -397,12 +412,14 @@ class OrderRows:
     journey: list[Row] = field(default_factory=list)
     health: list[Row] = field(default_factory=list)  # order_health_history
     alerts: list[AlertStep] = field(default_factory=list)
+    legs: list[Leg] = field(default_factory=list)  # orders delivered: to eta_legs, and back to every lane
 
     def extend(self, other: OrderRows) -> None:
         self.current += other.current
         self.journey += other.journey
         self.health += other.health
         self.alerts += other.alerts
+        self.legs += other.legs
 
     def by_table(self) -> dict[str, list[Row]]:
         tables = {
@@ -410,6 +427,7 @@ class OrderRows:
             ORDER_EVENTS.name: self.journey,
             ORDER_HEALTH_HISTORY.name: self.health,
             ALERTS.name: [step.row() for step in self.alerts],
+            ETA_LEGS.name: [leg.row() for leg in self.legs],
         }
         return {table: rows for table, rows in tables.items() if rows}
 
@@ -470,9 +488,12 @@ class OrderStage(Stage[OrderView]):
     assesses the order's health (schemas/health.py) whenever its view changes or a check falls due;
     the assessment opens, updates and resolves alerts (schemas/alerts.py).
 
-    Rows: a new fact makes a journey row, a changed view an orders_current row, a changed health an
-    order_health_history row; alert steps go to the alerts table and topic. Signals (weather, ports)
-    reach every lane and are kept as the conditions that later assessments read.
+    Each assessment also estimates the order's arrival (schemas/eta.py) from what the lane learned of
+    delivered orders: every lane hears of every delivery (a leg), and an order delivered here makes one.
+
+    Rows: a new fact makes a journey row, a changed view an orders_current row, a changed health or an
+    estimate that moved an order_health_history row; alert steps go to the alerts table and topic.
+    Signals (weather, ports) reach every lane and are kept as the conditions that later assessments read.
     """
 
     CONDITIONS = "conditions"
@@ -498,6 +519,8 @@ class OrderStage(Stage[OrderView]):
         for item in items:
             if isinstance(item, Signal):
                 self._observe(item)
+            elif isinstance(item, Leg):
+                learn(self._context, item, self._policy.eta)
             else:
                 changes.append(item)
         conditions = self._conditions()
@@ -509,6 +532,8 @@ class OrderStage(Stage[OrderView]):
             now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)  # never back: see version
             if view.track.current is not None and not _moved_while_well(before, order_changes, now):
                 view, _ = self._assessed(view, now, conditions, rows)
+            if _is_delivery(before, view) and (leg := view.leg()) is not None:
+                rows.legs.append(leg)
             self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
@@ -558,16 +583,18 @@ class OrderStage(Stage[OrderView]):
     ) -> tuple[OrderView, bool]:
         """The view with its health at now_ms, its alerts followed and its next check indexed (its pending
         check is pending_check_ms, or the view's); whether its health changed."""
-        health = assess(view.facts_for_health(), now_ms, conditions, self._policy)
-        incidents, steps = follow(view.order, view.incidents, health, self._policy, now_ms)
+        policy = self._policy
+        health = assess(view.facts_for_health(), now_ms, conditions, policy)
+        eta = view.arrival(self._context, now_ms, policy.eta)
+        incidents, steps = follow(view.order, view.incidents, health, policy, now_ms)
         check_at = view.check_at_ms if pending_check_ms is None else pending_check_ms
         due = health.next_check_ms
         if due is None:
             check_at = 0  # a check still indexed is skipped: it would look back in time
         elif not now_ms < check_at <= ceil_minute(due):
             check_at = self._checks.add(view.order.key, due)
-        assessed = view.assessed(health, now_ms, incidents, check_at)
-        changed = not health.same_as(view.health)
+        assessed = view.assessed(health, eta, now_ms, incidents, check_at)
+        changed = not health.same_as(view.health) or (eta is not None and eta.moved_from(view.eta))
         if changed:
             rows.health.append(assessed.health_history_row())
         rows.alerts.extend(steps)
@@ -585,6 +612,12 @@ class OrderStage(Stage[OrderView]):
 
 
 NO_CONDITIONS = Conditions.none()
+
+
+def _is_delivery(before: OrderView | None, after: OrderView) -> bool:
+    """Whether the view has just learned that its order was delivered."""
+    rank = Status.DELIVERED.rank
+    return bool(after.reached[rank]) and (before is None or not before.reached[rank])
 
 
 def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.eta import Leg
 from schemas.events import CustomerLink, DeadLetter, OrderEvent, OrderModification, ServiceMessage, Signal
 from schemas.identity import Degenerate, identifier_kind
 
@@ -141,6 +142,13 @@ HEALTH_COLUMNS = (
     ("health_at", TIME),
     ("health_config", "LowCardinality(String)"),
 )
+ETA_COLUMNS = (  # none while no lane has learned enough (schemas/eta.py)
+    ("eta", f"Nullable({TIME})"),
+    ("eta_p10", f"Nullable({TIME})"),
+    ("eta_p90", f"Nullable({TIME})"),
+    ("promise_at_risk", "Nullable(Float32)"),
+    ("eta_basis", "String"),
+)
 ORDERS_CURRENT = Table(
     "orders_current",
     (
@@ -162,13 +170,14 @@ ORDERS_CURRENT = Table(
             (name, kind if name in ("health_reasons", "health_config") else f"Nullable({kind})")
             for name, kind in HEALTH_COLUMNS
         ),  # no health until an order has a status
+        *ETA_COLUMNS,
     ),
     ("channel", "order_id"),
     _given,
 )
 ORDER_HEALTH_HISTORY = Table(
     "order_health_history",
-    (("channel", "LowCardinality(String)"), ("order_id", "String"), *HEALTH_COLUMNS),
+    (("channel", "LowCardinality(String)"), ("order_id", "String"), *HEALTH_COLUMNS, *ETA_COLUMNS),
     ("channel", "order_id", "health_at"),
     _given,
 )
@@ -192,6 +201,20 @@ ALERTS = Table(
     ),
     ("incident_key",),
     _given,
+)
+ETA_LEGS = Table(
+    "eta_legs",
+    (
+        ("channel", "LowCardinality(String)"),
+        ("order_id", "String"),
+        ("carrier", "LowCardinality(String)"),
+        ("region_code", "LowCardinality(String)"),
+        ("delivered_at", TIME),
+        ("steps", "Array(LowCardinality(String))"),
+        ("remaining_ms", "Array(Int64)"),
+    ),
+    ("channel", "order_id"),
+    Leg.row,
 )
 ORDER_EVENTS = Table(
     "order_events",
@@ -312,7 +335,7 @@ OPERATOR_STATS = Table(
     _given,
 )
 TABLES = {table.name: table for table in (
-    ORDERS_CURRENT, ORDER_HEALTH_HISTORY, ALERTS, ORDER_EVENTS, CUSTOMER_LINKS,
+    ORDERS_CURRENT, ORDER_HEALTH_HISTORY, ALERTS, ETA_LEGS, ORDER_EVENTS, CUSTOMER_LINKS,
     DEGENERATE_IDENTIFIERS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS,
     DEAD_LETTERS, EVENT_TIME, OPERATOR_STATS,
 )}  # fmt: skip

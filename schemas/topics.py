@@ -38,4 +38,7 @@ DEAD_LETTERS = "orderscope.dead_letters"
 # Every step (opened, updated, resolved) of every alert incident, as JSON (schemas/alerts.py).
 ALERTS = "orderscope.alerts"
 
-ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS, ALERTS)
+# Every delivered order's leg (schemas/eta.py), read back by the job: each lane learns arrivals from all.
+ETA_LEGS = "orderscope.eta_legs"
+
+ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS, ALERTS, ETA_LEGS)

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from schemas.adapters import carrier, logistics, service, signals
+from schemas.eta import read_leg
 from schemas.events import CanonicalEvent
 from schemas.mapping import SOURCES_DIR, MappingError, SpecChecker, read_spec
 from schemas.privacy import Pseudonymizer
 from schemas.recent import RecentScans
+from schemas.topics import ETA_LEGS
 
 Adapter = Callable[[str, Pseudonymizer, str, RecentScans], list[CanonicalEvent]]
 
@@ -57,4 +59,5 @@ def load_adapters(folder: Path = SOURCES_DIR) -> dict[str, Adapter]:
     return adapters
 
 
-ADAPTERS = load_adapters()
+# The sources' topics, and the job's own legs read back (each lane learns arrivals from every delivery).
+ADAPTERS = {**load_adapters(), ETA_LEGS: read_leg}

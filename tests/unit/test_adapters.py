@@ -64,6 +64,7 @@ def test_tmall_ship_links_the_waybill_to_the_order(ids: Pseudonymizer) -> None:
             source=TMALL,
             status=Status.SHIPPED,
             waybills=("YT7781234455661",),
+            carrier="YTO",  # the channel's own code: orders take their carrier from scans only
         ),
         WaybillLink("YT7781234455661", OrderRef("tmall", "3910028811452201538"), events[0].at_ms),
     ]

@@ -1,0 +1,186 @@
+"""Predicted arrival: learned from delivered orders, conditioned on the time already passed, pooled
+with neighbours where a lane knows too little."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from schemas.eta import ANY, NO_FIGURES, EtaSettings, LaneFigures, Leg, estimate, lane_key, learn, leg_of, read_leg
+from schemas.events import OrderEvent, OrderRef
+from schemas.fields import Rejected
+from schemas.health import MINUTE_MS, load_health_policy
+from schemas.lifecycle import LIFECYCLE, Status
+from schemas.stages import DAY_MS, OrderStage, OrderState, Retention
+from schemas.tables import ORDER_HEALTH_HISTORY, ORDERS_CURRENT
+from schemas.topics import RAW_CARRIER, RAW_WMS
+
+HOUR = 60 * MINUTE_MS
+T0 = 1_764_547_200_000  # 2025-12-01T00:00Z
+SETTINGS = EtaSettings(half_life_ms=7 * 24 * HOUR, min_legs=20)
+IN_TRANSIT = Status.IN_TRANSIT.rank
+SHANGHAI = "310101"
+
+
+def leg(n: int, hours: float, carrier: str = "shunfeng", region: str = SHANGHAI, at_ms: int = T0) -> Leg:
+    return Leg(OrderRef("tmall", f"o{n}"), carrier, region, at_ms, ((IN_TRANSIT, int(hours * HOUR)),))
+
+
+def uniform_legs(count: int, low_h: float, high_h: float, **lane: Any) -> list[Leg]:
+    """Legs whose time from the pick-up is spread evenly over [low_h, high_h]."""
+    return [leg(n, low_h + (high_h - low_h) * (n + 0.5) / count, **lane) for n in range(count)]
+
+
+def figures_of(legs: list[Leg]) -> dict[str, LaneFigures]:
+    figures: dict[str, LaneFigures] = {}
+    for one in legs:
+        learn(figures, one, SETTINGS)
+    return figures
+
+
+def reached_at(**steps: int) -> tuple[int, ...]:
+    return tuple(steps.get(status.value, 0) for status in LIFECYCLE)
+
+
+def hours_after(since_ms: int, at_ms: int) -> float:
+    return (at_ms - since_ms) / HOUR
+
+
+def test_an_order_in_transit_is_estimated_from_the_legs_of_its_lane() -> None:
+    figures = figures_of(uniform_legs(100, 24, 48))
+    picked_up = T0 + 2 * HOUR
+    eta = estimate(figures, "shunfeng", SHANGHAI, reached_at(paid=T0, in_transit=picked_up), None, picked_up, SETTINGS)
+    assert eta is not None
+    assert hours_after(picked_up, eta.eta_ms) == pytest.approx(36, rel=0.04)
+    assert hours_after(picked_up, eta.p10_ms) == pytest.approx(26.4, rel=0.04)
+    assert hours_after(picked_up, eta.p90_ms) == pytest.approx(45.6, rel=0.04)
+    assert eta.promise_at_risk is None
+    assert eta.basis == "shunfeng to 310101, from in_transit, 100 recent legs"
+
+
+def test_time_already_passed_leaves_out_the_legs_that_were_quicker() -> None:
+    figures = figures_of(uniform_legs(100, 24, 48))
+    reached = reached_at(paid=T0, in_transit=T0)
+    eta = estimate(figures, "shunfeng", SHANGHAI, reached, None, T0 + 40 * HOUR, SETTINGS)
+    assert eta is not None
+    assert eta.p10_ms >= T0 + 40 * HOUR
+    assert hours_after(T0, eta.eta_ms) == pytest.approx(44, rel=0.04)  # the middle of what is left: 40..48 h
+
+    late = estimate(figures, "shunfeng", SHANGHAI, reached, T0 + 72 * HOUR, T0 + 60 * HOUR, SETTINGS)
+    assert late is not None
+    assert (late.eta_ms, late.p10_ms, late.p90_ms) == (T0 + 60 * HOUR,) * 3  # slower than any: due now
+    assert late.basis.endswith("later than any of them")
+
+
+def test_the_risk_to_the_promise_is_the_share_of_legs_that_would_miss_it() -> None:
+    figures = figures_of(uniform_legs(100, 24, 48))
+    reached = reached_at(paid=T0, in_transit=T0)
+    eta = estimate(figures, "shunfeng", SHANGHAI, reached, T0 + 30 * HOUR, T0, SETTINGS)
+    assert eta is not None and eta.promise_at_risk == pytest.approx(0.75, abs=0.04)
+    missed = estimate(figures, "shunfeng", SHANGHAI, reached, T0 + 30 * HOUR, T0 + 31 * HOUR, SETTINGS)
+    assert missed is not None and missed.promise_at_risk == 1.0
+
+
+def test_a_lane_with_little_history_borrows_its_neighbours_and_says_so() -> None:
+    figures = figures_of([*uniform_legs(5, 70, 80), *uniform_legs(40, 24, 48, region="440305")])
+    reached = reached_at(paid=T0, in_transit=T0)
+    eta = estimate(figures, "shunfeng", SHANGHAI, reached, None, T0, SETTINGS)
+    assert eta is not None and eta.basis == "shunfeng to *, from in_transit, 45 recent legs"
+    pooled = estimate(figures, "yunda", SHANGHAI, reached, None, T0, SETTINGS)  # 5 to Shanghai, none by yunda
+    assert pooled is not None and pooled.basis == "* to *, from in_transit, 45 recent legs"
+    assert estimate({}, "yunda", SHANGHAI, reached, None, T0, SETTINGS) is None  # nothing learned yet
+    assert figures[lane_key(ANY, ANY)].legs(IN_TRANSIT) == pytest.approx(45)
+
+
+def test_an_order_is_estimated_from_the_furthest_step_learned_enough() -> None:
+    legs = [
+        Leg(OrderRef("app", f"o{n}"), "jd", SHANGHAI, T0, ((Status.PAID.rank, 50 * HOUR), (IN_TRANSIT, 30 * HOUR)))
+        for n in range(30)
+    ]
+    figures = figures_of(legs)
+    reached = reached_at(paid=T0, in_transit=T0 + 20 * HOUR, out_for_delivery=T0 + 45 * HOUR)
+    eta = estimate(figures, "jd", SHANGHAI, reached, None, T0 + 45 * HOUR, SETTINGS)
+    assert eta is not None and "from in_transit" in eta.basis  # no leg taught out_for_delivery
+    assert hours_after(T0, eta.eta_ms) == pytest.approx(50, rel=0.05)
+    assert estimate(figures, "jd", SHANGHAI, reached_at(created=T0), None, T0, SETTINGS) is None  # not paid
+
+
+def test_what_is_learned_does_not_depend_on_the_order_legs_arrive_in() -> None:
+    legs = [leg(n, 10 + n % 37, at_ms=T0 + (n % 11) * DAY_MS) for n in range(200)]
+    shuffled = legs[:]
+    random.Random(7).shuffle(shuffled)
+    first, second = figures_of(legs), figures_of(shuffled)
+    assert first.keys() == second.keys()
+    for key, learned in first.items():
+        other = second[key]
+        assert learned.newest_ms == other.newest_ms
+        for rank, buckets in learned.steps.items():
+            assert buckets.keys() == other.steps[rank].keys()
+            assert all(weight == pytest.approx(other.steps[rank][b], rel=1e-9) for b, weight in buckets.items())
+
+
+def test_recent_legs_weigh_more() -> None:
+    old, new = leg(1, 10, at_ms=T0), leg(2, 40, at_ms=T0 + 7 * 24 * HOUR)
+    learned = NO_FIGURES.learn(old, SETTINGS.half_life_ms).learn(new, SETTINGS.half_life_ms)
+    assert learned.legs(IN_TRANSIT) == pytest.approx(1.5)  # the newest weighs 1, one a half-life older 0.5
+    figures = figures_of([*uniform_legs(30, 10, 12, at_ms=T0), *uniform_legs(30, 40, 42, at_ms=T0 + 28 * DAY_MS)])
+    eta = estimate(figures, "shunfeng", SHANGHAI, reached_at(in_transit=T0), None, T0, SETTINGS)
+    assert eta is not None and hours_after(T0, eta.eta_ms) > 38  # four half-lives on, the old legs hardly count
+
+
+def test_a_delivered_order_makes_a_leg_from_each_step_it_reached_before_delivery() -> None:
+    order = OrderRef("tmall", "9")
+    reached = reached_at(paid=T0, shipped=T0 + 5 * HOUR, in_transit=T0 + 7 * HOUR, delivered=T0 + 40 * HOUR)
+    made = leg_of(order, "yuantong", SHANGHAI, reached)
+    assert made is not None
+    assert made.remaining == ((Status.PAID.rank, 40 * HOUR), (Status.SHIPPED.rank, 35 * HOUR), (IN_TRANSIT, 33 * HOUR))
+    assert leg_of(order, None, SHANGHAI, reached) is None  # no carrier: no lane to learn it for
+    assert leg_of(order, "yuantong", SHANGHAI, reached_at(paid=T0)) is None  # not delivered
+
+
+def test_a_leg_read_back_from_its_topic_is_the_leg_sent() -> None:
+    sent = Leg(OrderRef("tmall", "9"), "yuantong", SHANGHAI, T0, ((Status.PAID.rank, 40 * HOUR), (IN_TRANSIT, 3)))
+    assert read_leg(sent.json()) == [sent]
+    for broken in ({"channel": "tmall"}, {**json.loads(sent.json()), "remaining_ms": {"teleported": 5}},
+                   {**json.loads(sent.json()), "remaining_ms": {"paid": "soon"}}):  # fmt: skip
+        with pytest.raises(Rejected):
+            read_leg(json.dumps(broken))
+
+
+# --- in the order stage ------------------------------------------------------------------------
+
+RETENTION = Retention(7 * DAY_MS, 30 * DAY_MS, 3 * DAY_MS, 30 * DAY_MS, 7 * DAY_MS)
+
+
+def order_events(order: OrderRef, paid_ms: int, delivered_ms: int | None) -> list[OrderEvent]:
+    events = [
+        OrderEvent(order, paid_ms, "raw.orders.tmall", Status.PAID, region_code=SHANGHAI),
+        OrderEvent(order, paid_ms + 3 * HOUR, RAW_WMS, Status.SHIPPED, carrier="shunfeng"),
+        OrderEvent(order, paid_ms + 5 * HOUR, RAW_CARRIER, Status.IN_TRANSIT, carrier="shunfeng"),
+    ]
+    if delivered_ms is not None:
+        events.append(OrderEvent(order, delivered_ms, RAW_CARRIER, Status.DELIVERED, carrier="shunfeng"))
+    return events
+
+
+def test_deliveries_teach_every_lane_and_an_open_order_gets_its_eta_and_curve() -> None:
+    here = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    delivered = [OrderRef("tmall", f"d{n}") for n in range(25)]
+    rows = here.apply([e for n, o in enumerate(delivered) for e in order_events(o, T0, T0 + (30 + n % 5) * HOUR)])
+    assert sorted(one.order.order_id for one in rows.legs) == sorted(o.order_id for o in delivered)  # once each
+    again = here.apply([e for o in delivered for e in order_events(o, T0, T0 + 30 * HOUR)])
+    assert again.legs == []  # told again: nothing new learned
+
+    elsewhere = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())  # another lane
+    elsewhere.apply(rows.legs)
+    open_order = OrderRef("tmall", "open")
+    shown = elsewhere.apply(order_events(open_order, T0 + DAY_MS, None), watermark_ms=T0 + DAY_MS + 5 * HOUR)
+    row = dict(zip(ORDERS_CURRENT.column_names, shown.current[-1], strict=True))
+    assert row["eta_p10"] <= row["eta"] <= row["eta_p90"]
+    assert hours_after(T0 + DAY_MS, row["eta"]) == pytest.approx(32, abs=2)  # 30..34 h after payment
+    assert row["eta_basis"] == "shunfeng to 310101, from in_transit, 25 recent legs"
+    history = [dict(zip(ORDER_HEALTH_HISTORY.column_names, r, strict=True)) for r in shown.health]
+    assert history[-1]["eta"] == row["eta"]
