@@ -45,6 +45,7 @@ STEPS_BY_NAME = {name: rank for rank, name in STEP_NAMES.items()}
 class EtaSettings:
     half_life_ms: int  # a leg weighs half as much as one delivered this much later
     min_legs: float  # the (weighted) legs a lane needs before its figures are used
+    settle_ms: int  # a delivered order's leg goes this long after delivery, with the late events of its steps
 
 
 @compact_pickle

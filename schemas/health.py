@@ -441,10 +441,15 @@ def load_health_policy(path: Path = HEALTH_CONFIG) -> HealthPolicy:
 
 def _eta_settings(settings: Any, fail: Callable[[str, str], ValueError]) -> EtaSettings:
     if not isinstance(settings, dict) or not all(
-        isinstance(settings.get(k), int | float) and settings[k] > 0 for k in ("half_life_days", "min_legs")
+        isinstance(settings.get(k), int | float) and settings[k] > 0
+        for k in ("half_life_days", "min_legs", "settle_min")
     ):
-        raise fail("eta", "required: half_life_days and min_legs, numbers above 0")
-    return EtaSettings(int(settings["half_life_days"] * 24 * 60 * MINUTE_MS), float(settings["min_legs"]))
+        raise fail("eta", "required: half_life_days, min_legs and settle_min, numbers above 0")
+    return EtaSettings(
+        int(settings["half_life_days"] * 24 * 60 * MINUTE_MS),
+        float(settings["min_legs"]),
+        int(settings["settle_min"] * MINUTE_MS),
+    )
 
 
 def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) -> Factor:

@@ -33,6 +33,7 @@ Stamped = tuple[int, Any]  # (event time, value): the newest wins, the larger va
 Mark = ServiceMessage | OrderModification  # what else is said about an order, kept for its health
 SCANNING_SOURCES = frozenset({RAW_WMS, RAW_CARRIER})
 NOT_REACHED = (0,) * len(LIFECYCLE)
+DELIVERED_RANK = Status.DELIVERED.rank
 # The row version packs, most significant first: facts merged (11 bits), the customer's rank
 # (its top 24 bits) and the minute of the health assessment (29 bits, minutes since 2000).
 FACT_BITS, RANK_BITS, MINUTE_BITS = 11, 24, 29
@@ -77,6 +78,7 @@ class OrderView:
     # the pending check.
     health: Health | None = None
     eta: Estimate | None = None
+    leg_sent: bool = False  # whether its delivery was taught as a leg (or found to teach nothing)
     assessed_at_ms: int = 0
     incidents: tuple[Incident, ...] = ()
     check_at_ms: int = 0  # event time of the order's entry in the check index; 0 if none
@@ -147,6 +149,7 @@ class OrderView:
             _newest(self.carrier, at, event.carrier or None) if event.source in SCANNING_SOURCES else self.carrier,
             self.health,
             self.eta,
+            self.leg_sent,
             self.assessed_at_ms,
             self.incidents,
             self.check_at_ms,
@@ -167,13 +170,20 @@ class OrderView:
         return candidate if self.position is None or candidate > self.position else self.position
 
     def assessed(
-        self, health: Health, eta: Estimate | None, at_ms: int, incidents: tuple[Incident, ...], check_at_ms: int
+        self,
+        health: Health,
+        eta: Estimate | None,
+        leg_sent: bool,
+        at_ms: int,
+        incidents: tuple[Incident, ...],
+        check_at_ms: int,
     ) -> OrderView:
         """The view with its latest assessment (positional, not dataclasses.replace: once per changed order)."""
         return OrderView(
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
             self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
-            self.scanned_at_ms, self.intents, self.changes, self.carrier, health, eta, at_ms, incidents, check_at_ms,
+            self.scanned_at_ms, self.intents, self.changes, self.carrier, health, eta, leg_sent, at_ms, incidents,
+            check_at_ms,
         )  # fmt: skip
 
     def arrival(self, figures: Mapping[str, LaneFigures], now_ms: int, settings: EtaSettings) -> Estimate | None:
@@ -183,6 +193,12 @@ class OrderView:
     def leg(self) -> Leg | None:
         """What its delivery teaches about arrivals."""
         return leg_of(self.order, *self._lane, self.reached)
+
+    def leg_due_ms(self, settle_ms: int) -> int | None:
+        """When its leg may go: a while after its delivery, so that late events of its earlier steps are in it
+        (sources are read at their own pace: a delivery scan may come before the payment that names the region)."""
+        delivered = self.reached[DELIVERED_RANK]
+        return delivered + settle_ms if delivered and not self.leg_sent else None
 
     @property
     def _lane(self) -> tuple[str | None, str | None]:

@@ -40,7 +40,6 @@ from schemas.events import (
 )
 from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
-from schemas.lifecycle import Status
 from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.tables import (
     ALERTS,
@@ -532,8 +531,6 @@ class OrderStage(Stage[OrderView]):
             now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)  # never back: see version
             if view.track.current is not None and not _moved_while_well(before, order_changes, now):
                 view, _ = self._assessed(view, now, conditions, rows)
-            if _is_delivery(before, view) and (leg := view.leg()) is not None:
-                rows.legs.append(leg)
             self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
@@ -587,13 +584,18 @@ class OrderStage(Stage[OrderView]):
         health = assess(view.facts_for_health(), now_ms, conditions, policy)
         eta = view.arrival(self._context, now_ms, policy.eta)
         incidents, steps = follow(view.order, view.incidents, health, policy, now_ms)
+        leg_sent, leg_due = view.leg_sent, view.leg_due_ms(policy.eta.settle_ms)
+        if leg_due is not None and leg_due <= now_ms:
+            if (leg := view.leg()) is not None:
+                rows.legs.append(leg)
+            leg_sent, leg_due = True, None
         check_at = view.check_at_ms if pending_check_ms is None else pending_check_ms
-        due = health.next_check_ms
+        due = min((at for at in (health.next_check_ms, leg_due) if at is not None), default=None)
         if due is None:
             check_at = 0  # a check still indexed is skipped: it would look back in time
         elif not now_ms < check_at <= ceil_minute(due):
             check_at = self._checks.add(view.order.key, due)
-        assessed = view.assessed(health, eta, now_ms, incidents, check_at)
+        assessed = view.assessed(health, eta, leg_sent, now_ms, incidents, check_at)
         changed = not health.same_as(view.health) or (eta is not None and eta.moved_from(view.eta))
         if changed:
             rows.health.append(assessed.health_history_row())
@@ -612,12 +614,6 @@ class OrderStage(Stage[OrderView]):
 
 
 NO_CONDITIONS = Conditions.none()
-
-
-def _is_delivery(before: OrderView | None, after: OrderView) -> bool:
-    """Whether the view has just learned that its order was delivered."""
-    rank = Status.DELIVERED.rank
-    return bool(after.reached[rank]) and (before is None or not before.reached[rank])
 
 
 def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:

@@ -1,10 +1,13 @@
 """Silence on the real stack: parcels shipped and never picked up turn red and raise one alert each,
-with no event about them ever arriving, and only those."""
+with no event about them ever arriving, and only those. Arrivals: the day's deliveries come back to
+the job as legs, and the orders of a later day are estimated from what they taught."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 ORDERS = 600
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,61 @@ def test_each_alert_step_is_on_the_alerts_topic_with_its_idempotency_key(
     }
     assert all(is_open == (step in ("opened", "updated")) for _, _, step, is_open in table)
     assert all(step["idempotency_key"] == f"{step['incident_key']}#{step['revision']}" for step in steps)
+
+
+def test_every_delivered_order_comes_back_as_one_leg_and_the_lanes_figures_count_them(
+    quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]],
+) -> None:
+    truth, client, env = quiet_parcels
+    delivered = {order["channel"] + "|" + order["order_id"]: order["delivered_at_ms"] // 1000 * 1000  # scans: seconds
+                 for order in truth["orders"] if order["delivered_at_ms"] is not None}  # fmt: skip
+    legs = client.query("SELECT channel || '|' || order_id, toUnixTimestamp64Milli(delivered_at), steps "
+                        "FROM eta_legs FINAL").result_rows  # fmt: skip
+    assert {key: at for key, at, _ in legs} == delivered
+    assert all({"paid", "shipped", "in_transit"} <= set(steps) for _, _, steps in legs)
+    on_topic = records_on(topics.ETA_LEGS, Settings.from_env(env).bootstrap_servers)
+    assert {leg["channel"] + "|" + leg["order_id"] for leg in on_topic} == set(delivered)
+    counted = client.query("SELECT sum(legs) FROM eta_lane_figures WHERE step = 'paid'").result_rows
+    assert counted == [(len(delivered),)]
+
+
+@pytest.fixture(scope="module")
+def next_day(quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]]) -> tuple[dict[str, Any], int, Any]:
+    """The first ten hours of a later day, read by the job that learned from the first day's deliveries
+    (none of the later day's orders is delivered within ten hours, so nothing new is learned)."""
+    _, client, env = quiet_parcels
+    start = client.query("SELECT toUnixTimestamp64Milli(max(updated_at)) FROM orders").result_rows[0][0] + 3 * DAY_MS
+    recording = Path(env["ORDERSCOPE_STATE_DIR"]) / "next_day.jsonl"
+    orderscope(env, "simulate", "--orders", "400", "--seed", "9", "--out", str(recording),
+               "--start", datetime.fromtimestamp(start / 1000, UTC).isoformat())  # fmt: skip
+    first_hours = recording.with_name("next_day_first_hours.jsonl")
+    with recording.open(encoding="utf-8") as day, first_hours.open("w", encoding="utf-8") as kept:
+        kept.writelines(line for line in day if json.loads(line)["ts_ms"] < start + 10 * HOUR_MS)
+    orderscope(env, "replay", str(first_hours))
+    orderscope(env, "job", "run", "--until-idle", "5")
+    return json.loads(recording.with_suffix(".truth.json").read_text()), start, client
+
+
+def test_orders_of_a_later_day_are_estimated_from_what_the_first_day_taught(
+    quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]], next_day: tuple[dict[str, Any], int, Any]
+) -> None:
+    truth, start, client = next_day
+    first_day = {(o["channel"], o["order_id"]) for o in quiet_parcels[0]["orders"]}  # the simulator reuses some ids
+    arrival = {(o["channel"], o["order_id"]): o["delivered_at_ms"] for o in truth["orders"] if o["delivered_at_ms"]}
+    arrival = {key: at for key, at in arrival.items() if key not in first_day}
+    estimates = client.query(
+        "SELECT channel, order_id, toUnixTimestamp64Milli(eta), toUnixTimestamp64Milli(eta_p10), "
+        "toUnixTimestamp64Milli(eta_p90), toUnixTimestamp64Milli(promised_at), eta_basis FROM orders "
+        "WHERE status != 'created'"
+    ).result_rows
+    rows = [row for row in estimates if row[:2] in arrival]
+    assert len(rows) >= 30, "the later day's first hours should hold paid orders"
+    assert all(eta is not None and p10 <= eta <= p90 and basis for _, _, eta, p10, p90, _, basis in rows), rows
+    covered = [p10 <= arrival[(c, o)] <= p90 for c, o, _, p10, p90, _, _ in rows]
+    assert sum(covered) >= 0.6 * len(rows), f"{sum(covered)} of {len(rows)} arrived within p10..p90"
+    eta_error = statistics.mean(abs(eta - arrival[(c, o)]) for c, o, eta, *_ in rows)
+    promise_error = statistics.mean(abs(promise - arrival[(c, o)]) for c, o, _, _, _, promise, _ in rows)
+    assert eta_error < 0.7 * promise_error, (eta_error / HOUR_MS, promise_error / HOUR_MS)
+    learned_later = client.query("SELECT count() FROM eta_legs FINAL WHERE toUnixTimestamp64Milli(delivered_at) >= "
+                                 f"{start}").result_rows  # fmt: skip
+    assert learned_later == [(0,)]

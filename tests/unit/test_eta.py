@@ -20,7 +20,7 @@ from schemas.topics import RAW_CARRIER, RAW_WMS
 
 HOUR = 60 * MINUTE_MS
 T0 = 1_764_547_200_000  # 2025-12-01T00:00Z
-SETTINGS = EtaSettings(half_life_ms=7 * 24 * HOUR, min_legs=20)
+SETTINGS = EtaSettings(half_life_ms=7 * 24 * HOUR, min_legs=20, settle_ms=3 * HOUR)
 IN_TRANSIT = Status.IN_TRANSIT.rank
 SHANGHAI = "310101"
 
@@ -169,10 +169,14 @@ def order_events(order: OrderRef, paid_ms: int, delivered_ms: int | None) -> lis
 def test_deliveries_teach_every_lane_and_an_open_order_gets_its_eta_and_curve() -> None:
     here = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
     delivered = [OrderRef("tmall", f"d{n}") for n in range(25)]
-    rows = here.apply([e for n, o in enumerate(delivered) for e in order_events(o, T0, T0 + (30 + n % 5) * HOUR)])
+    told = [e for n, o in enumerate(delivered) for e in order_events(o, T0, T0 + (30 + n % 5) * HOUR)]
+    payments = [e for e in told if e.status == Status.PAID]
+    assert here.apply([e for e in told if e.status != Status.PAID], T0 + 30 * HOUR).legs == []  # not settled yet
+    assert here.apply(payments, T0 + 30 * HOUR).legs == []  # the payments (and the region) come late
+    rows = here.check_due(T0 + 37 * HOUR)  # three hours after the last delivery
     assert sorted(one.order.order_id for one in rows.legs) == sorted(o.order_id for o in delivered)  # once each
-    again = here.apply([e for o in delivered for e in order_events(o, T0, T0 + 30 * HOUR)])
-    assert again.legs == []  # told again: nothing new learned
+    assert all(one.remaining[0][0] == Status.PAID.rank for one in rows.legs)  # with the late payment
+    assert here.check_due(T0 + 40 * HOUR).legs == here.apply(told, T0 + 40 * HOUR).legs == []  # taught once
 
     elsewhere = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())  # another lane
     elsewhere.apply(rows.legs)

@@ -287,7 +287,7 @@ def test_a_weaker_warning_of_another_kind_does_not_hide_one_in_force_and_a_downg
         (lambda s: s.replace("alert: never", "alert: sometimes", 1), "alert: yellow, red or never"),
         (lambda s: s.replace("    warn_before_min: 720", ""), "factors.promise: missing warn_before_min"),
         (lambda s: s.replace("{yellow: 15, red: 35}", "{yellow: 15}", 1), "penalties: required"),
-        (lambda s: s.replace("min_legs: 20", "min_legs: -1"), "eta: required: half_life_days and min_legs"),
+        (lambda s: s.replace("min_legs: 20", "min_legs: -1"), "eta: required: half_life_days, min_legs and settle_min"),
     ],
 )
 def test_a_wrong_health_file_is_refused_naming_the_file_and_the_key(tmp_path: Path, edit: Any, message: str) -> None:
