@@ -78,7 +78,7 @@ class OrderView:
     # the pending check.
     health: Health | None = None
     eta: Estimate | None = None
-    leg_sent: bool = False  # whether its delivery was taught as a leg (or found to teach nothing)
+    leg_sent: bool = False  # whether its delivery was taught as a leg
     assessed_at_ms: int = 0
     incidents: tuple[Incident, ...] = ()
     check_at_ms: int = 0  # event time of the order's entry in the check index; 0 if none
@@ -196,7 +196,8 @@ class OrderView:
 
     def leg_due_ms(self, settle_ms: int) -> int | None:
         """When its leg may go: a while after its delivery, so that late events of its earlier steps are in it
-        (sources are read at their own pace: a delivery scan may come before the payment that names the region)."""
+        (sources are read at their own pace: a delivery scan may come before the payment that names the region;
+        a leg not known whole then goes with the event that completes it)."""
         delivered = self.reached[DELIVERED_RANK]
         return delivered + settle_ms if delivered and not self.leg_sent else None
 

@@ -588,7 +588,8 @@ class OrderStage(Stage[OrderView]):
         if leg_due is not None and leg_due <= now_ms:
             if (leg := view.leg()) is not None:
                 rows.legs.append(leg)
-            leg_sent, leg_due = True, None
+                leg_sent = True
+            leg_due = None  # or it goes with the event that tells its carrier or region, if one ever comes
         check_at = view.check_at_ms if pending_check_ms is None else pending_check_ms
         due = min((at for at in (health.next_check_ms, leg_due) if at is not None), default=None)
         if due is None:

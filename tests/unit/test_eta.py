@@ -188,3 +188,14 @@ def test_deliveries_teach_every_lane_and_an_open_order_gets_its_eta_and_curve() 
     assert row["eta_basis"] == "shunfeng to 310101, from in_transit, 25 recent legs"
     history = [dict(zip(ORDER_HEALTH_HISTORY.column_names, r, strict=True)) for r in shown.health]
     assert history[-1]["eta"] == row["eta"]
+
+
+def test_a_delivery_read_before_the_payment_that_names_the_region_is_taught_when_the_payment_comes() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    order = OrderRef("app", "late-payment")
+    paid, *logistics = order_events(order, T0, T0 + 30 * HOUR)
+    assert orders.apply(logistics, T0 + 30 * HOUR).legs == []
+    assert orders.check_due(T0 + 40 * HOUR).legs == []  # settled, but no region: nothing to learn for
+    assert orders.check_due(T0 + 80 * HOUR).current == []  # and no check looks again and again
+    (taught,) = orders.apply([paid], T0 + 80 * HOUR).legs
+    assert (taught.region_code, taught.remaining[0]) == (SHANGHAI, (Status.PAID.rank, 30 * HOUR))
