@@ -195,6 +195,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, args.recording, report=say)
 
 
+def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.evaluate import evaluate
+
+    evaluate(args.scenario, args.seed, args.orders, args.out, report=say)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="orderscope", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -249,6 +256,15 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--rate", type=float, help="events per second into Kafka (default: as fast as possible)")
     simulate.add_argument("--truth", type=Path, help="ground-truth file (default: beside --out, or in the state dir)")
     simulate.set_defaults(handler=cmd_simulate)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="a simulated scenario through a real stack of its own, alerts and ETAs scored against truth"
+    )
+    evaluate.add_argument("--scenario", default="baseline", choices=sorted(SCENARIOS))
+    evaluate.add_argument("--seed", type=int, default=1)
+    evaluate.add_argument("--orders", type=int, default=2000, help="of the scenario's day (the warm-up has 3x)")
+    evaluate.add_argument("--out", type=Path, help="also write the figures here, as JSON")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="stack up, migrate, run the job, replay, show the result")
     demo.add_argument("--recording", type=Path, default=PROJECT_ROOT.parent / "shared/contracts/examples/orders.jsonl")

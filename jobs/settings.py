@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from connectors.clickhouse import ClickHouseTarget
+from connectors.local.process import free_ports
 from schemas.stages import DAY_MS, Retention
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +165,15 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
         except ValueError:
             raise SettingsError(f"{name}={raw!r} is not a whole number") from None
     return Path(raw).expanduser() if target is Path else raw
+
+
+def isolated_env(state_dir: Path) -> dict[str, str]:
+    """The ORDERSCOPE_* variables of a local stack of its own: its state in state_dir, on free loopback ports, so
+    that tests and `orderscope evaluate` run beside a developer's `make run` stack without touching it."""
+    kafka_port, controller_port, clickhouse_port = free_ports(3)
+    return {
+        f"{ENV_PREFIX}STATE_DIR": str(state_dir),
+        f"{ENV_PREFIX}KAFKA_PORT": str(kafka_port),
+        f"{ENV_PREFIX}KAFKA_CONTROLLER_PORT": str(controller_port),
+        f"{ENV_PREFIX}CLICKHOUSE_PORT": str(clickhouse_port),
+    }

@@ -12,11 +12,10 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from connectors.clickhouse import ClickHouseTarget, migrate
-from connectors.local.process import ManagedProcess
+from connectors.local.process import ManagedProcess, free_ports
 from jobs.cli import SQL_DIR, clickhouse, local_stack
-from jobs.settings import Settings
+from jobs.settings import Settings, isolated_env
 from schemas.privacy import Pseudonymizer
-from tests.support import free_ports
 
 # The suite runs on busy two-core machines: no property test may fail for being slow.
 hypothesis_settings.register_profile("busy-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -56,12 +55,8 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clic
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real local stack (Kafka broker, ClickHouse server) on free ports, migrated; yields its ORDERSCOPE_* env."""
-    kafka_port, controller_port, clickhouse_port = free_ports(3)
     env = {
-        "ORDERSCOPE_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
-        "ORDERSCOPE_KAFKA_PORT": str(kafka_port),
-        "ORDERSCOPE_KAFKA_CONTROLLER_PORT": str(controller_port),
-        "ORDERSCOPE_CLICKHOUSE_PORT": str(clickhouse_port),
+        **isolated_env(tmp_path_factory.mktemp("stack")),
         "ORDERSCOPE_PARALLELISM": "2",
         "ORDERSCOPE_CHECKPOINT_INTERVAL_MS": "1000",
     }

@@ -78,6 +78,7 @@ class OrderTruth:
     delivered_at_ms: int | None
     identity_family: str  # orders of one person in one family share a strong identifier
     incidents: list[str] = field(default_factory=list)
+    breaches: dict[str, int] = field(default_factory=dict)  # incident -> event time it began, where one can tell
 
     @property
     def key(self) -> str:
@@ -112,6 +113,7 @@ class World:
         self.rng = random.Random(seed)
         self.order_count = orders
         self.start_ms = int(start.timestamp() * 1000)
+        self.day = start.strftime("%y%m%d")  # in the numbered ids, so that two simulated days never share one
         self.scenario = scenario
         self.people = [self._person(i) for i in range(max(orders // 3, 1))]
         self.messages: list[Message] = []
@@ -173,8 +175,8 @@ class World:
             "douyin": str(6921000000000000000 + r.randrange(10**15)),
             "wechat": str(3720000000000000000 + r.randrange(10**15)),
             "xiaohongshu": f"P{r.randrange(10**15):015d}",
-            "app": f"APP-{self.sequence:08d}",
-            "pos": f"R{self.sequence:012d}",
+            "app": f"APP-{self.day}{self.sequence:06d}",
+            "pos": f"R{self.day}{self.sequence:06d}",
         }[channel.name]
         return {
             **vars(person), "channel": channel.name, "order_id": order_id, "at_ms": created,
@@ -268,6 +270,7 @@ class World:
         self._channel_event(fact, "shipped", steps["OUTBOUND_SCANNED"] + r.randrange(1, 15) * MINUTE,
                             waybill=waybill, carrier=carrier.code)  # fmt: skip
         if self.scenario.never_picked_up(r, truth, carrier):
+            truth.breaches["never_picked_up"] = steps["OUTBOUND_SCANNED"]  # left behind at the outbound scan
             return
         delivered = self._carry(fact, truth, carrier, warehouse, person.city, waybill, steps["OUTBOUND_SCANNED"])
         if r.random() < channel.confirms:
@@ -326,8 +329,10 @@ class World:
             pings = list(self._pings(vehicle, warehouse, departed))
             if self.scenario.tracker_goes_silent(self.rng):
                 pings = pings[:2]
+                silent_from = pings[-1]["ts"] if pings else departed
                 for waybill in waybills:
                     self.orders_by_waybill[waybill].incidents.append("silent_trackers")
+                    self.orders_by_waybill[waybill].breaches["silent_trackers"] = silent_from
             for ping in pings:
                 self._emit(topics.RAW_GPS, vehicle, payloads.dumps(ping), ping["ts"])
 

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from connectors.local.flink_cluster import FlinkCluster, FlinkSession
+from connectors.local.process import free_ports
 from jobs.cli import clickhouse
 from jobs.settings import Settings
-from tests.support import CONTRACT_EXAMPLES, free_ports, orders_not_as_true, orderscope
+from tests.support import CONTRACT_EXAMPLES, orders_not_as_true, orderscope
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 
 from connectors.clickhouse import BatchWriter, ClickHouseTarget, migrate
+from connectors.local.process import free_ports
 from jobs.cli import SQL_DIR
 from jobs.sink import TableWriters
 from schemas.tables import MODIFICATIONS, REFUSED_ROWS_TOPIC
-from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,225 @@
+"""`orderscope evaluate`: a simulated scenario through the real stack, scored against its ground truth.
+
+A local stack of its own (Kafka, ClickHouse, the job on a local Flink runtime) reads
+an ordinary week first, so that arrival estimates start from learned lanes as a
+running deployment's would, then the scenario's day. The estimator learns from the
+traffic only; the simulator's lanes, speeds and delays are read here, to score it.
+
+Alerts: per injected incident, recall (its orders that got an alert of a type that
+finds it), precision (of the orders with such an alert, those that had the incident)
+and the detection delay after the breach (event time), where the truth says when it
+began. Arrivals: every estimate an order's history holds before its delivery, by hours
+before arrival: mean absolute error, the share of deliveries within p10..p90, and the
+error of a naive baseline (the order's promise, or payment plus the usual 72 h where
+the channel sent none).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from connectors import kafka
+from connectors.clickhouse import migrate
+from connectors.simulator.simulation import Simulation, simulate
+from jobs.settings import ENV_PREFIX, PROJECT_ROOT, Settings, isolated_env
+
+Report = Callable[[str], None]
+HOUR_MS = 3_600_000
+DAY_START = datetime.fromisoformat("2026-11-21T00:00:00+08:00")
+WARM_UP = (timedelta(days=7), 3)  # an ordinary day this long before, with this many times the orders
+NAIVE_TRANSIT_H = 72  # the baseline's promise where a channel sends none: the usual one
+# Which alert types find each injected incident (alert types are health factors, schemas/health.yaml).
+FINDS = {
+    "never_picked_up": ("no_pickup",),
+    "silent_trackers": ("gps_stale",),
+    "hub_backlog": ("scans_stale", "promise"),
+    "rainstorm": ("weather", "promise"),
+    "port_congestion": ("port_congestion", "promise"),
+    "modification_failures": ("modification_failed",),
+}
+HORIZONS_H = ((0, 6), (6, 24), (24, 48), (48, 24 * 30))  # hours before arrival
+
+
+@dataclass(frozen=True)
+class IncidentScore:
+    incident: str
+    alert_types: tuple[str, ...]
+    injected: int  # orders the simulator gave the incident
+    found: int  # of those, orders with an alert of a type that finds it
+    alerted: int  # orders with such an alert
+    recall: float | None
+    precision: float | None
+    delay_p50_min: float | None  # from the breach to the alert's opening, event time
+    delay_p90_min: float | None
+
+
+@dataclass(frozen=True)
+class HorizonScore:
+    hours_before_arrival: str
+    estimates: int
+    eta_error_h: float  # mean absolute error
+    baseline_error_h: float  # the naive baseline's, on the same orders and moments
+    within_p10_p90: float  # share of deliveries inside the estimate's p10..p90
+
+
+Alert = tuple[str, str, int]  # order key, alert type, opened at
+Estimate = tuple[str, int, int, int, int]  # order key, estimated at, eta, p10, p90
+
+
+def incident_scores(
+    truth: Iterable[Mapping[str, Any]], incidents: Iterable[str], alerts: list[Alert]
+) -> list[IncidentScore]:
+    """Per incident, how the alerts of the types that find it found its orders."""
+    orders = {order["channel"] + "|" + order["order_id"]: order for order in truth}
+    scores = []
+    for incident in incidents:
+        types = FINDS.get(incident, ())
+        opened: dict[str, int] = {}
+        for key, alert_type, opened_at in alerts:
+            if alert_type in types:
+                opened[key] = min(opened.get(key, opened_at), opened_at)
+        injected = {key for key, order in orders.items() if incident in order["incidents"]}
+        found = injected & opened.keys()
+        delays = sorted(
+            (opened[key] - orders[key]["breaches"][incident]) / 60_000
+            for key in found
+            if incident in orders[key].get("breaches", {})
+        )
+        scores.append(IncidentScore(
+            incident, types, len(injected), len(found), len(opened),
+            len(found) / len(injected) if injected else None,
+            len(found) / len(opened) if opened else None,
+            _quantile(delays, 0.5), _quantile(delays, 0.9),
+        ))  # fmt: skip
+    return scores
+
+
+def horizon_scores(
+    truth: Iterable[Mapping[str, Any]], estimates: list[Estimate], baseline: Mapping[str, int]
+) -> list[HorizonScore]:
+    """Every estimate made before its order's delivery, scored by how long before arrival it was made;
+    baseline: each order's naive arrival."""
+    arrived = {o["channel"] + "|" + o["order_id"]: o["delivered_at_ms"] // 1000 * 1000  # scans tell seconds
+               for o in truth if o["delivered_at_ms"]}  # fmt: skip
+    by_horizon: dict[tuple[int, int], list[tuple[float, float, bool]]] = defaultdict(list)
+    for key, at, eta, p10, p90 in estimates:
+        delivered = arrived.get(key)
+        if delivered is None or at >= delivered or key not in baseline:
+            continue
+        ahead_h = (delivered - at) / HOUR_MS
+        horizon = next(h for h in HORIZONS_H if h[0] <= ahead_h < h[1] or h is HORIZONS_H[-1])
+        by_horizon[horizon].append((abs(eta - delivered) / HOUR_MS, abs(baseline[key] - delivered) / HOUR_MS,
+                                    p10 <= delivered <= p90))  # fmt: skip
+    return [
+        HorizonScore(
+            f"{low}-{high} h" if high < 24 * 30 else f"{low} h or more",
+            len(scored),
+            statistics.mean(error for error, _, _ in scored),
+            statistics.mean(naive for _, naive, _ in scored),
+            sum(inside for _, _, inside in scored) / len(scored),
+        )
+        for (low, high), scored in sorted(by_horizon.items())
+    ]
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    return values[min(int(q * len(values)), len(values) - 1)] if values else None
+
+
+# --- running it -------------------------------------------------------------------------------
+
+
+def evaluate(scenario: str, seed: int, orders: int, out: Path | None, report: Report) -> dict[str, Any]:
+    from jobs.cli import SQL_DIR, clickhouse, local_stack
+
+    with tempfile.TemporaryDirectory(prefix="orderscope-evaluate-") as state_dir:
+        env = isolated_env(Path(state_dir))
+        settings = Settings.from_env(env)
+        stack = local_stack(settings)
+        report("== 1/4 a local stack of its own (Kafka, ClickHouse)")
+        stack.up(fresh=True, report=report)
+        try:
+            migrate(clickhouse(settings), SQL_DIR, report=report)
+            before, times = WARM_UP
+            warm_up = simulate(orders * times, seed + 1, DAY_START - before, "baseline")
+            day = simulate(orders, seed, DAY_START, scenario)
+            report(f"== 2/4 an ordinary day {before.days} days before ({len(warm_up.orders)} orders), read by the job")
+            _run(env, settings, warm_up, report)
+            report(f"== 3/4 the scenario's day: {scenario}, {orders} orders, seed {seed}")
+            _run(env, settings, day, report)
+            report("== 4/4 scoring against the simulator's truth")
+            results = _score(clickhouse(settings).connect(), day, scenario, seed)
+        finally:
+            stack.down(report=report)
+    _print(results, report)
+    if out is not None:
+        out.write_text(json.dumps(results, indent=1))
+        report(f"written to {out}")
+    return results
+
+
+def _run(env: dict[str, str], settings: Settings, simulation: Simulation, report: Report) -> None:
+    sent = kafka.replay(settings.bootstrap_servers, (kafka.RecordedMessage(**m.line()) for m in simulation.messages))
+    report(f"  {sent} raw events sent; the job reads them until idle")
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "job", "run", "--until-idle", "5"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **env},
+        cwd=PROJECT_ROOT,
+        check=False,
+    )  # fmt: skip
+    if job.returncode != 0:
+        raise RuntimeError(f"the job failed (exit {job.returncode}); its output is above")
+
+
+def _score(client: Any, day: Simulation, scenario: str, seed: int) -> dict[str, Any]:
+    truth = [vars(order) for order in day.orders]
+    keys = {order["channel"] + "|" + order["order_id"] for order in truth}
+    alerts = [row for row in client.query(
+        "SELECT channel || '|' || order_id, alert_type, toUnixTimestamp64Milli(opened_at) FROM alerts FINAL"
+    ).result_rows if row[0] in keys]  # fmt: skip
+    estimates = [row for row in client.query(
+        "SELECT channel || '|' || order_id, toUnixTimestamp64Milli(health_at), toUnixTimestamp64Milli(eta), "
+        "toUnixTimestamp64Milli(eta_p10), toUnixTimestamp64Milli(eta_p90) FROM order_health_history FINAL "
+        "WHERE eta IS NOT NULL"
+    ).result_rows if row[0] in keys]  # fmt: skip
+    baseline = {key: at for key, at in client.query(
+        "SELECT channel || '|' || order_id, toUnixTimestamp64Milli(ifNull(any(promised_at), "
+        f"minIf(at, status = 'paid') + INTERVAL {NAIVE_TRANSIT_H} HOUR)) FROM orders_current FINAL "
+        "LEFT JOIN (SELECT channel, order_id, at, status FROM order_events FINAL) USING (channel, order_id) "
+        "GROUP BY channel, order_id HAVING countIf(status = 'paid') > 0"
+    ).result_rows if key in keys}  # fmt: skip
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "orders": len(truth),
+        "incidents": [asdict(score) for score in incident_scores(truth, day.incidents, alerts)],
+        "eta": [asdict(score) for score in horizon_scores(truth, estimates, baseline)],
+    }
+
+
+def _print(results: dict[str, Any], report: Report) -> None:
+    report(f"\n== {results['scenario']}, seed {results['seed']}, {results['orders']} orders")
+    report(f"{'incident':<22} {'alert types':<30} {'injected':>8} {'recall':>7} {'precision':>9} {'delay p50/p90':>14}")
+    for s in results["incidents"]:
+        delay = "-" if s["delay_p50_min"] is None else f"{s['delay_p50_min']:.0f}/{s['delay_p90_min']:.0f} min"
+        report(f"{s['incident']:<22} {','.join(s['alert_types']):<30} {s['injected']:>8} {_pct(s['recall']):>7} "
+               f"{_pct(s['precision']):>9} {delay:>14}")  # fmt: skip
+    report(f"\n{'hours before arrival':<20} {'estimates':>9} {'ETA error':>10} {'baseline':>9} {'p10..p90':>9}")
+    for h in results["eta"]:
+        report(f"{h['hours_before_arrival']:<20} {h['estimates']:>9} {h['eta_error_h']:>8.1f} h "
+               f"{h['baseline_error_h']:>7.1f} h {_pct(h['within_p10_p90']):>9}")  # fmt: skip
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
