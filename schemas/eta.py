@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, MutableMapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ ANY = "*"  # a lane's carrier or region when its neighbours are pooled
 FLOOR_MS = 15 * 60_000  # remaining times below this share the first bucket
 RATIO = 1.08  # each bucket is this much wider than the previous: about 4% error on a quantile
 BUCKETS = 1 + math.ceil(math.log(90 * 24 * 60 / 15) / math.log(RATIO))  # up to 90 days
+REBASE_HALF_LIVES = 64  # weights stay below 2^64: far from a float's limits, and old ones far from zero
 NEGLIGIBLE = 1e-6  # weights below this (about 20 half-lives old) are dropped
 FIRST_STEP, LAST_STEP = Status.PAID.rank, Status.OUT_FOR_DELIVERY.rank  # the steps legs are learned from
 STEP_NAMES = {status.rank: status.value for status in LIFECYCLE[FIRST_STEP : LAST_STEP + 1]}
@@ -98,6 +100,8 @@ def read_leg(raw: str, *_: Any) -> list[Any]:
         raise Rejected("wrong_type", "remaining_ms maps lifecycle steps to whole milliseconds") from None
     order = OrderRef(required(payload, "channel", str), required(payload, "order_id", str))
     carrier, region = required(payload, "carrier", str), required(payload, "region_code", str)
+    if not all(name and name != ANY and "|" not in name for name in (carrier, region)):
+        raise Rejected("out_of_range", "carrier and region_code name a lane: not empty, not '*', no '|'")
     return [Leg(order, carrier, region, required(payload, "delivered_at", int), steps)]
 
 
@@ -110,39 +114,67 @@ def bucket_of(remaining_ms: int) -> int:
     return min(1 + int(math.log(remaining_ms / FLOOR_MS) / math.log(RATIO)), BUCKETS - 1)
 
 
-def bucket_edges(bucket: int) -> tuple[float, float]:
-    """The remaining times (ms) a bucket spans."""
-    return (0.0 if bucket == 0 else FLOOR_MS * RATIO ** (bucket - 1)), FLOOR_MS * RATIO**bucket
+# The remaining times (ms) each bucket spans.
+EDGES = tuple((0.0 if bucket == 0 else FLOOR_MS * RATIO ** (bucket - 1), FLOOR_MS * RATIO**bucket)
+              for bucket in range(BUCKETS))  # fmt: skip
+Sample = tuple[int, tuple[tuple[int, int], ...]]  # a leg as learned: delivered at, (step rank, bucket) of each step
 
 
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class LaneFigures:
-    """What one lane learned: per step, the weight of its legs' remaining times by bucket."""
+    """What one lane learned: per step, the weight of its legs' remaining times by bucket.
 
-    newest_ms: int  # delivery time of the newest leg: weights are relative to it (that leg weighs 1)
+    A leg delivered at t weighs 2^((t - reference) / half-life): weights need no ageing as newer legs
+    come, so a batch copies only the steps it adds to. The reference moves (every weight scaled once)
+    only when the newest leg is REBASE_HALF_LIVES ahead of it, far from a float's limits."""
+
+    half_life_ms: int
+    reference_ms: int
+    newest_ms: int  # delivery time of the newest leg
     steps: Mapping[int, Mapping[int, float]]  # step rank -> bucket -> weight
+    totals: Mapping[int, float]  # step rank -> the sum of its weights
 
-    def learn(self, leg: Leg, half_life_ms: int) -> LaneFigures:
-        newest = max(self.newest_ms, leg.delivered_at_ms)
-        aged = 0.5 ** ((newest - self.newest_ms) / half_life_ms)  # the older weights, relative to the newest
-        weight = 0.5 ** ((newest - leg.delivered_at_ms) / half_life_ms)
-        steps: dict[int, dict[int, float]] = {
-            rank: {bucket: w * aged for bucket, w in buckets.items() if w * aged >= NEGLIGIBLE}
-            for rank, buckets in self.steps.items()
-        }
-        for rank, remaining_ms in leg.remaining:
-            buckets = steps.setdefault(rank, {})
-            bucket = bucket_of(remaining_ms)
-            buckets[bucket] = buckets.get(bucket, 0.0) + weight
-        return LaneFigures(newest, steps)
+    @classmethod
+    def none(cls, half_life_ms: int) -> LaneFigures:
+        return cls(half_life_ms, 0, 0, {}, {})
 
-    def legs(self, rank: int) -> float:
-        """The weighted number of legs that reached a step."""
-        return sum(self.steps.get(rank, {}).values())
+    def learn(self, legs: list[Sample]) -> LaneFigures:
+        """The figures with the legs (a batch's at once)."""
+        newest = max(delivered_at for delivered_at, _ in legs)
+        reference, steps = (self.reference_ms, dict(self.steps)) if self.steps else (newest, {})
+        newest = max(newest, self.newest_ms) if self.steps else newest
+        rebased = newest - reference > REBASE_HALF_LIVES * self.half_life_ms
+        if rebased:
+            steps = {rank: self._scaled(buckets, reference - newest) for rank, buckets in steps.items()}
+            reference = newest
+        added: dict[int, dict[int, float]] = {}
+        for delivered_at, buckets_by_step in legs:
+            weight = 2.0 ** ((delivered_at - reference) / self.half_life_ms)
+            for rank, bucket in buckets_by_step:
+                if rank not in added:
+                    added[rank] = dict(steps.get(rank, {}))
+                buckets = added[rank]
+                buckets[bucket] = buckets.get(bucket, 0.0) + weight
+        steps |= added
+        summed = steps if rebased else added
+        totals = {**self.totals, **{rank: sum(buckets.values()) for rank, buckets in summed.items()}}
+        return LaneFigures(self.half_life_ms, reference, newest, steps, totals)
 
+    def weights(self, rank: int) -> dict[int, float]:
+        """The step's weights by bucket, the newest leg weighing 1."""
+        return self._scaled(self.steps.get(rank, {}), self.reference_ms - self.newest_ms)
 
-NO_FIGURES = LaneFigures(0, {})
+    def legs(self, rank: int, now_ms: int) -> float:
+        """The number of legs that reached a step, each weighed against one delivered now (or the newest,
+        if later)."""
+        now_weight: float = 2.0 ** ((max(now_ms, self.newest_ms) - self.reference_ms) / self.half_life_ms)
+        return self.totals.get(rank, 0.0) / now_weight
+
+    def _scaled(self, buckets: Mapping[int, float], by_ms: int) -> dict[int, float]:
+        """Weights as if the reference were by_ms later (those left negligible dropped)."""
+        scale = 2.0 ** (by_ms / self.half_life_ms)
+        return {bucket: weight * scale for bucket, weight in buckets.items() if weight * scale >= NEGLIGIBLE}
 
 
 def lanes_of(carrier: str, region_code: str) -> tuple[tuple[str, str], ...]:
@@ -150,11 +182,15 @@ def lanes_of(carrier: str, region_code: str) -> tuple[tuple[str, str], ...]:
     return (carrier, region_code), (carrier, ANY), (ANY, region_code), (ANY, ANY)
 
 
-def learn(figures: MutableMapping[str, LaneFigures], leg: Leg, settings: EtaSettings) -> None:
-    """Fold a leg into its lane and every neighbour it pools into (figures by lane_key)."""
-    for lane in lanes_of(leg.carrier, leg.region_code):
-        key = lane_key(*lane)
-        figures[key] = figures.get(key, NO_FIGURES).learn(leg, settings.half_life_ms)
+def learn(figures: MutableMapping[str, LaneFigures], legs: Iterable[Leg], settings: EtaSettings) -> None:
+    """Fold legs into their lanes and every neighbour each pools into (figures by lane_key)."""
+    by_lane: dict[str, list[Sample]] = defaultdict(list)
+    for leg in legs:
+        sample = (leg.delivered_at_ms, tuple((rank, bucket_of(ms)) for rank, ms in leg.remaining))
+        for lane in lanes_of(leg.carrier, leg.region_code):
+            by_lane[lane_key(*lane)].append(sample)
+    for key, lane_legs in by_lane.items():
+        figures[key] = figures.get(key, LaneFigures.none(settings.half_life_ms)).learn(lane_legs)
 
 
 def lane_key(carrier: str, region_code: str) -> str:
@@ -172,10 +208,17 @@ class Estimate:
     p90_ms: int
     promise_at_risk: float | None  # probability of arriving after the promise; None without one
     basis: str  # in words: which lane and step, from how many legs
+    arrived: bool = False  # the delivery itself, no longer an estimate
+
+    @property
+    def next_look_ms(self) -> int:
+        """When to estimate again if nothing happens: once the median has passed, the time already
+        passed leaves out more of the quicker legs."""
+        return self.eta_ms
 
     def moved_from(self, other: Estimate | None) -> bool:
         """Whether it is news: the median moved by 30 minutes or more, or the risk by 5 points."""
-        if other is None:
+        if other is None or self.arrived != other.arrived:
             return True
         risk, was = self.promise_at_risk, other.promise_at_risk
         risk_moved = (risk is None) != (was is None) or (
@@ -193,30 +236,34 @@ def estimate(
     now_ms: int,
     settings: EtaSettings,
 ) -> Estimate | None:
-    """The order's arrival, from the furthest step it reached that some lane has learned enough of;
-    None before payment or while no lane has."""
-    lanes = lanes_of(carrier or ANY, region_code or ANY)
+    """The order's arrival, from the furthest step it reached, at the most specific lane with min_legs
+    legs (weighed against now) that took longer than the time already passed; None before payment or
+    while no lane knows enough. An order slower already than the legs of every lane that knows its step
+    is due now, as far as history can tell, with no risk to claim."""
+    lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY)))
     for rank in range(LAST_STEP, FIRST_STEP - 1, -1):
         if not reached[rank]:
             continue
-        for lane in dict.fromkeys(lanes):
+        since, beyond_history = reached[rank], None
+        for lane in lanes:
             learned = figures.get(lane_key(*lane))
-            if learned is None or learned.legs(rank) < settings.min_legs:
+            if learned is None or (legs := learned.legs(rank, now_ms)) < settings.min_legs:
                 continue
-            return _estimate(learned.steps[rank], lane, rank, reached[rank], promised_at_ms, now_ms)
+            pieces, left = _beyond(learned.steps[rank], max(now_ms - since, 0))
+            basis = f"{' to '.join(lane)}, from {STEP_NAMES[rank]}"
+            if legs * left >= settings.min_legs / 4:  # a quarter of the legs a lane needs: enough to go on
+                slow = f"{legs * left:.0f} of {legs:.0f} recent legs took this long or longer"
+                return _estimate(pieces, f"{basis}: {slow}", since, promised_at_ms)
+            beyond_history = beyond_history or Estimate(
+                now_ms, now_ms, now_ms, None, f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}"
+            )
+        if beyond_history is not None:
+            return beyond_history
     return None
 
 
-def _estimate(
-    buckets: Mapping[int, float], lane: tuple[str, str], rank: int, since_ms: int, promised: int | None, now_ms: int
-) -> Estimate:
-    elapsed = max(now_ms - since_ms, 0)
-    pieces = _beyond(buckets, elapsed)
-    basis = f"{' to '.join(lane)}, from {STEP_NAMES[rank]}, {sum(buckets.values()):.0f} recent legs"
-    if not pieces:  # longer already than any leg took: due now, as far as history can tell
-        return Estimate(now_ms, now_ms, now_ms, None if promised is None else float(now_ms > promised),
-                        f"{basis}; later than any of them")  # fmt: skip
-    p10, p50, p90 = (since_ms + int(_quantile(pieces, q)) for q in (0.1, 0.5, 0.9))
+def _estimate(pieces: list[Piece], basis: str, since_ms: int, promised: int | None) -> Estimate:
+    p10, p50, p90 = (since_ms + int(at) for at in _quantiles(pieces, (0.1, 0.5, 0.9)))
     risk = None if promised is None else 1.0 - _share_below(pieces, promised - since_ms)
     return Estimate(p50, p10, p90, risk, basis)
 
@@ -224,31 +271,42 @@ def _estimate(
 Piece = tuple[float, float, float]  # remaining ms from, to, weight (spread evenly)
 
 
-def _beyond(buckets: Mapping[int, float], elapsed_ms: float) -> list[Piece]:
-    """The histogram given that the remaining time exceeds elapsed_ms."""
-    pieces = []
+def _beyond(buckets: Mapping[int, float], elapsed_ms: float) -> tuple[list[Piece], float]:
+    """The histogram given that the remaining time exceeds elapsed_ms, and the share of its weight left."""
+    pieces, left, total = [], 0.0, 0.0
     for bucket in sorted(buckets):
-        low, high = bucket_edges(bucket)
-        if high <= elapsed_ms:
-            continue
         weight = buckets[bucket]
+        total += weight
+        low, high = EDGES[bucket]
+        if high <= elapsed_ms or weight <= 0:
+            continue
         if low < elapsed_ms:
             weight *= (high - elapsed_ms) / (high - low)
             low = elapsed_ms
         pieces.append((low, high, weight))
-    return pieces if sum(piece[2] for piece in pieces) > NEGLIGIBLE else []
+        left += weight
+    return pieces, left / total if total else 0.0
 
 
-def _quantile(pieces: list[Piece], q: float) -> float:
-    target = q * sum(piece[2] for piece in pieces)
+def _quantiles(pieces: list[Piece], qs: tuple[float, ...]) -> list[float]:
+    """The remaining times at the given shares (ascending) of the pieces' weight, in one pass."""
+    total = sum(piece[2] for piece in pieces)
+    found, passed, targets = [], 0.0, iter(q * total for q in qs)
+    target: float | None = next(targets)
     for low, high, weight in pieces:
-        if target <= weight:
-            return low + (high - low) * target / weight
-        target -= weight
-    return pieces[-1][1]
+        while target is not None and target <= passed + weight:
+            found.append(low + (high - low) * (target - passed) / weight)
+            target = next(targets, None)
+        passed += weight
+    return found + [pieces[-1][1]] * (len(qs) - len(found))
 
 
 def _share_below(pieces: list[Piece], limit_ms: float) -> float:
-    total = sum(piece[2] for piece in pieces)
-    below = sum(weight * min(max((limit_ms - low) / (high - low), 0.0), 1.0) for low, high, weight in pieces)
-    return below / total
+    """The share of the pieces' weight below limit_ms (pieces are in order)."""
+    below = 0.0
+    for low, high, weight in pieces:
+        if high > limit_ms:
+            below += weight * max(limit_ms - low, 0.0) / (high - low)
+            break
+        below += weight
+    return below / sum(piece[2] for piece in pieces)

@@ -34,6 +34,7 @@ Mark = ServiceMessage | OrderModification  # what else is said about an order, k
 SCANNING_SOURCES = frozenset({RAW_WMS, RAW_CARRIER})
 NOT_REACHED = (0,) * len(LIFECYCLE)
 DELIVERED_RANK = Status.DELIVERED.rank
+NOT_ARRIVING = frozenset({Status.CANCELLED, Status.RETURNING, Status.RETURNED})
 # The row version packs, most significant first: facts merged (11 bits), the customer's rank
 # (its top 24 bits) and the minute of the health assessment (29 bits, minutes since 2000).
 FACT_BITS, RANK_BITS, MINUTE_BITS = 11, 24, 29
@@ -187,8 +188,16 @@ class OrderView:
         )  # fmt: skip
 
     def arrival(self, figures: Mapping[str, LaneFigures], now_ms: int, settings: EtaSettings) -> Estimate | None:
-        """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py)."""
-        return estimate(figures, *self._lane, self.reached, _value(self.promised_at_ms), now_ms, settings)
+        """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py);
+        once delivered, its delivery; none while cancelled or on its way back."""
+        promised = _value(self.promised_at_ms)
+        if delivered := self.reached[DELIVERED_RANK]:
+            late = None if promised is None else float(delivered > promised)
+            return Estimate(delivered, delivered, delivered, late, "delivered", arrived=True)
+        current = self.track.current
+        if current is not None and current[0] in NOT_ARRIVING:
+            return None
+        return estimate(figures, *self._lane, self.reached, promised, now_ms, settings)
 
     def leg(self) -> Leg | None:
         """What its delivery teaches about arrivals."""

@@ -515,13 +515,16 @@ class OrderStage(Stage[OrderView]):
         """Rows from a batch; views are assessed at the watermark, or at their newest event if later."""
         rows = OrderRows()
         changes: list[OrderChange] = []
+        legs: list[Leg] = []
         for item in items:
             if isinstance(item, Signal):
                 self._observe(item)
             elif isinstance(item, Leg):
-                learn(self._context, item, self._policy.eta)
+                legs.append(item)
             else:
                 changes.append(item)
+        if legs:
+            learn(self._context, legs, self._policy.eta)
         conditions = self._conditions()
         for key, order_changes in grouped(changes, order_key).items():
             before = self.entities.get(key)
@@ -578,11 +581,14 @@ class OrderStage(Stage[OrderView]):
     def _assessed(
         self, view: OrderView, now_ms: int, conditions: Conditions, rows: OrderRows, pending_check_ms: int | None = None
     ) -> tuple[OrderView, bool]:
-        """The view with its health at now_ms, its alerts followed and its next check indexed (its pending
-        check is pending_check_ms, or the view's); whether its health changed."""
+        """The view with its health and arrival at now_ms, its alerts followed and its next check indexed (its
+        pending check is pending_check_ms, or the view's); whether its health or its published arrival changed.
+        An estimate is published when it moved enough from the last one published (Estimate.moved_from)."""
         policy = self._policy
         health = assess(view.facts_for_health(), now_ms, conditions, policy)
-        eta = view.arrival(self._context, now_ms, policy.eta)
+        fresh = view.arrival(self._context, now_ms, policy.eta)
+        eta = view.eta if fresh is not None and not fresh.moved_from(view.eta) else fresh
+        look_again = fresh.next_look_ms if fresh is not None and fresh.next_look_ms > now_ms else None
         incidents, steps = follow(view.order, view.incidents, health, policy, now_ms)
         leg_sent, leg_due = view.leg_sent, view.leg_due_ms(policy.eta.settle_ms)
         if leg_due is not None and leg_due <= now_ms:
@@ -591,13 +597,13 @@ class OrderStage(Stage[OrderView]):
                 leg_sent = True
             leg_due = None  # or it goes with the event that tells its carrier or region, if one ever comes
         check_at = view.check_at_ms if pending_check_ms is None else pending_check_ms
-        due = min((at for at in (health.next_check_ms, leg_due) if at is not None), default=None)
+        due = min((at for at in (health.next_check_ms, leg_due, look_again) if at is not None), default=None)
         if due is None:
             check_at = 0  # a check still indexed is skipped: it would look back in time
         elif not now_ms < check_at <= ceil_minute(due):
             check_at = self._checks.add(view.order.key, due)
         assessed = view.assessed(health, eta, leg_sent, now_ms, incidents, check_at)
-        changed = not health.same_as(view.health) or (eta is not None and eta.moved_from(view.eta))
+        changed = not health.same_as(view.health) or eta is not view.eta
         if changed:
             rows.health.append(assessed.health_history_row())
         rows.alerts.extend(steps)

@@ -40,12 +40,12 @@ CREATE TABLE IF NOT EXISTS eta_legs
 ENGINE = ReplacingMergeTree
 ORDER BY (channel, order_id);
 
--- eta_lane_figures: what each lane (carrier, region) has learned per step, as the
--- job weighs it: a leg weighs half as much per 7 days older than the newest leg
--- (health.yaml's eta.half_life_days). The job also pools lanes (a carrier anywhere,
--- a region by any carrier) for lanes with fewer than eta.min_legs legs.
+-- eta_lane_figures: what each lane (carrier, region) has learned per step: a leg
+-- weighs half as much per 7 days older than the lane's newest (health.yaml's
+-- eta.half_life_days; the job weighs against event time now). The job also pools
+-- lanes (a carrier anywhere, a region by any carrier) for lanes with fewer than
+-- eta.min_legs legs, and leaves out the legs quicker than an order's time so far.
 CREATE OR REPLACE VIEW eta_lane_figures AS
-WITH (SELECT max(delivered_at) FROM eta_legs) AS newest
 SELECT
     carrier,
     region_code,
@@ -58,7 +58,11 @@ FROM
 (
     SELECT carrier, region_code, step, remaining_ms,
            pow(0.5, dateDiff('second', delivered_at, newest) / (7 * 86400)) AS weight
-    FROM eta_legs FINAL
+    FROM
+    (
+        SELECT *, max(delivered_at) OVER (PARTITION BY carrier, region_code) AS newest
+        FROM eta_legs FINAL
+    )
     ARRAY JOIN steps AS step, remaining_ms
 )
 GROUP BY carrier, region_code, step;

@@ -3,13 +3,14 @@ with neighbours where a lane knows too little."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from typing import Any
 
 import pytest
 
-from schemas.eta import ANY, NO_FIGURES, EtaSettings, LaneFigures, Leg, estimate, lane_key, learn, leg_of, read_leg
+from schemas.eta import ANY, EtaSettings, LaneFigures, Leg, estimate, lane_key, learn, leg_of, read_leg
 from schemas.events import OrderEvent, OrderRef
 from schemas.fields import Rejected
 from schemas.health import MINUTE_MS, load_health_policy
@@ -36,8 +37,8 @@ def uniform_legs(count: int, low_h: float, high_h: float, **lane: Any) -> list[L
 
 def figures_of(legs: list[Leg]) -> dict[str, LaneFigures]:
     figures: dict[str, LaneFigures] = {}
-    for one in legs:
-        learn(figures, one, SETTINGS)
+    for batch in (legs[i : i + 7] for i in range(0, len(legs), 7)):  # as batches come
+        learn(figures, batch, SETTINGS)
     return figures
 
 
@@ -58,7 +59,7 @@ def test_an_order_in_transit_is_estimated_from_the_legs_of_its_lane() -> None:
     assert hours_after(picked_up, eta.p10_ms) == pytest.approx(26.4, rel=0.04)
     assert hours_after(picked_up, eta.p90_ms) == pytest.approx(45.6, rel=0.04)
     assert eta.promise_at_risk is None
-    assert eta.basis == "shunfeng to 310101, from in_transit, 100 recent legs"
+    assert eta.basis == "shunfeng to 310101, from in_transit: 99 of 99 recent legs took this long or longer"
 
 
 def test_time_already_passed_leaves_out_the_legs_that_were_quicker() -> None:
@@ -72,7 +73,8 @@ def test_time_already_passed_leaves_out_the_legs_that_were_quicker() -> None:
     late = estimate(figures, "shunfeng", SHANGHAI, reached, T0 + 72 * HOUR, T0 + 60 * HOUR, SETTINGS)
     assert late is not None
     assert (late.eta_ms, late.p10_ms, late.p90_ms) == (T0 + 60 * HOUR,) * 3  # slower than any: due now
-    assert late.basis.endswith("later than any of them")
+    assert late.promise_at_risk is None  # history has nothing to say about it
+    assert late.basis == "shunfeng to 310101, from in_transit: slower already than all but 0 of 78"
 
 
 def test_the_risk_to_the_promise_is_the_share_of_legs_that_would_miss_it() -> None:
@@ -88,11 +90,26 @@ def test_a_lane_with_little_history_borrows_its_neighbours_and_says_so() -> None
     figures = figures_of([*uniform_legs(5, 70, 80), *uniform_legs(40, 24, 48, region="440305")])
     reached = reached_at(paid=T0, in_transit=T0)
     eta = estimate(figures, "shunfeng", SHANGHAI, reached, None, T0, SETTINGS)
-    assert eta is not None and eta.basis == "shunfeng to *, from in_transit, 45 recent legs"
+    assert eta is not None and eta.basis.startswith("shunfeng to *, from in_transit: 45 of 45 recent legs")
     pooled = estimate(figures, "yunda", SHANGHAI, reached, None, T0, SETTINGS)  # 5 to Shanghai, none by yunda
-    assert pooled is not None and pooled.basis == "* to *, from in_transit, 45 recent legs"
+    assert pooled is not None and pooled.basis.startswith("* to *, from in_transit: 45 of 45")
     assert estimate({}, "yunda", SHANGHAI, reached, None, T0, SETTINGS) is None  # nothing learned yet
-    assert figures[lane_key(ANY, ANY)].legs(IN_TRANSIT) == pytest.approx(45)
+    assert figures[lane_key(ANY, ANY)].legs(IN_TRANSIT, T0) == pytest.approx(45)
+
+
+def test_a_lane_whose_legs_were_all_quicker_than_the_time_passed_gives_way_to_one_that_knows_slow_ones() -> None:
+    figures = figures_of([*uniform_legs(30, 24, 48), *uniform_legs(1000, 24, 96, region="440305")])
+    eta = estimate(figures, "shunfeng", SHANGHAI, reached_at(in_transit=T0), None, T0 + 47 * HOUR, SETTINGS)
+    assert eta is not None and eta.basis.startswith("shunfeng to *")  # 1 of Shanghai's 30 was this slow
+    assert hours_after(T0, eta.eta_ms) == pytest.approx(71.5, rel=0.04)
+
+
+def test_a_lane_not_heard_from_for_weeks_gives_way_to_a_fresh_neighbour() -> None:
+    stale = uniform_legs(30, 70, 80, at_ms=T0)
+    fresh = uniform_legs(1000, 20, 30, region="440305", at_ms=T0 + 52 * 7 * DAY_MS)
+    now = T0 + 52 * 7 * DAY_MS
+    eta = estimate(figures_of([*stale, *fresh]), "shunfeng", SHANGHAI, reached_at(in_transit=now), None, now, SETTINGS)
+    assert eta is not None and eta.basis.startswith("shunfeng to *")  # a year on, Shanghai's 30 weigh nothing
 
 
 def test_an_order_is_estimated_from_the_furthest_step_learned_enough() -> None:
@@ -115,17 +132,26 @@ def test_what_is_learned_does_not_depend_on_the_order_legs_arrive_in() -> None:
     first, second = figures_of(legs), figures_of(shuffled)
     assert first.keys() == second.keys()
     for key, learned in first.items():
-        other = second[key]
-        assert learned.newest_ms == other.newest_ms
-        for rank, buckets in learned.steps.items():
-            assert buckets.keys() == other.steps[rank].keys()
-            assert all(weight == pytest.approx(other.steps[rank][b], rel=1e-9) for b, weight in buckets.items())
+        for rank in learned.steps:
+            mine, theirs = learned.weights(rank), second[key].weights(rank)
+            assert mine.keys() == theirs.keys()
+            assert all(weight == pytest.approx(theirs[bucket], rel=1e-9) for bucket, weight in mine.items())
+
+
+def test_weights_stay_finite_over_years_of_legs() -> None:
+    figures: dict[str, LaneFigures] = {}
+    for week in range(52 * 10):  # ten years, a leg a week
+        learn(figures, [leg(week, 10 + week % 3, at_ms=T0 + week * 7 * DAY_MS)], SETTINGS)
+    learned = figures[lane_key(ANY, ANY)]
+    assert max(learned.steps[IN_TRANSIT].values()) < 2.0**65
+    assert learned.legs(IN_TRANSIT, T0) == pytest.approx(2, rel=0.01)  # 1 + 1/2 + 1/4 + ...
 
 
 def test_recent_legs_weigh_more() -> None:
     old, new = leg(1, 10, at_ms=T0), leg(2, 40, at_ms=T0 + 7 * 24 * HOUR)
-    learned = NO_FIGURES.learn(old, SETTINGS.half_life_ms).learn(new, SETTINGS.half_life_ms)
-    assert learned.legs(IN_TRANSIT) == pytest.approx(1.5)  # the newest weighs 1, one a half-life older 0.5
+    learned = figures_of([new, old])[lane_key("shunfeng", SHANGHAI)]
+    assert learned.legs(IN_TRANSIT, T0) == pytest.approx(1.5)  # the newest weighs 1, one a half-life older 0.5
+    assert learned.legs(IN_TRANSIT, T0 + 14 * DAY_MS) == pytest.approx(0.75)  # weighed against now
     figures = figures_of([*uniform_legs(30, 10, 12, at_ms=T0), *uniform_legs(30, 40, 42, at_ms=T0 + 28 * DAY_MS)])
     eta = estimate(figures, "shunfeng", SHANGHAI, reached_at(in_transit=T0), None, T0, SETTINGS)
     assert eta is not None and hours_after(T0, eta.eta_ms) > 38  # four half-lives on, the old legs hardly count
@@ -145,7 +171,8 @@ def test_a_leg_read_back_from_its_topic_is_the_leg_sent() -> None:
     sent = Leg(OrderRef("tmall", "9"), "yuantong", SHANGHAI, T0, ((Status.PAID.rank, 40 * HOUR), (IN_TRANSIT, 3)))
     assert read_leg(sent.json()) == [sent]
     for broken in ({"channel": "tmall"}, {**json.loads(sent.json()), "remaining_ms": {"teleported": 5}},
-                   {**json.loads(sent.json()), "remaining_ms": {"paid": "soon"}}):  # fmt: skip
+                   {**json.loads(sent.json()), "remaining_ms": {"paid": "soon"}},
+                   {**json.loads(sent.json()), "carrier": "*"}):  # fmt: skip
         with pytest.raises(Rejected):
             read_leg(json.dumps(broken))
 
@@ -185,9 +212,47 @@ def test_deliveries_teach_every_lane_and_an_open_order_gets_its_eta_and_curve() 
     row = dict(zip(ORDERS_CURRENT.column_names, shown.current[-1], strict=True))
     assert row["eta_p10"] <= row["eta"] <= row["eta_p90"]
     assert hours_after(T0 + DAY_MS, row["eta"]) == pytest.approx(32, abs=2)  # 30..34 h after payment
-    assert row["eta_basis"] == "shunfeng to 310101, from in_transit, 25 recent legs"
+    assert row["eta_basis"] == "shunfeng to 310101, from in_transit: 25 of 25 recent legs took this long or longer"
     history = [dict(zip(ORDER_HEALTH_HISTORY.column_names, r, strict=True)) for r in shown.health]
     assert history[-1]["eta"] == row["eta"]
+
+    # Quiet, it is estimated again once the median has passed: its ETA never stays in the past.
+    again = elsewhere.check_due(row["eta"] + MINUTE_MS)  # checks fall due by the minute
+    later = dict(zip(ORDERS_CURRENT.column_names, again.current[-1], strict=True))
+    assert later["eta"] > later["health_at"] >= row["eta"]
+    assert [r[ORDER_HEALTH_HISTORY.column_names.index("eta")] for r in again.health] == [later["eta"]]
+
+    delivered_at = T0 + DAY_MS + 33 * HOUR
+    arrived = elsewhere.apply([OrderEvent(open_order, delivered_at, RAW_CARRIER, Status.DELIVERED, carrier="shunfeng")])
+    final = dict(zip(ORDERS_CURRENT.column_names, arrived.current[-1], strict=True))
+    settled = (final["eta"], final["eta_p10"], final["eta_p90"], final["eta_basis"])
+    assert settled == (delivered_at, delivered_at, delivered_at, "delivered")
+
+
+def test_a_cancelled_order_has_no_arrival() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    orders.apply(uniform_legs(30, 24, 48))
+    order = OrderRef("tmall", "cancelled")
+    shown = orders.apply(order_events(order, T0, None), T0 + 6 * HOUR)
+    assert dict(zip(ORDERS_CURRENT.column_names, shown.current[-1], strict=True))["eta"] is not None
+    cancelled = orders.apply([OrderEvent(order, T0 + 7 * HOUR, "raw.orders.tmall", Status.CANCELLED)], T0 + 7 * HOUR)
+    assert dict(zip(ORDERS_CURRENT.column_names, cancelled.current[-1], strict=True))["eta"] is None
+
+
+def test_an_estimate_creeping_by_small_steps_is_published_once_it_has_moved_half_an_hour() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    orders.apply(uniform_legs(100, 24, 48))
+    order = OrderRef("tmall", "creeping")
+    published = orders.apply(order_events(order, T0, None), T0 + 5 * HOUR)
+    eta_column = ORDERS_CURRENT.column_names.index("eta")
+    shown = [published.current[-1][eta_column]]
+    for minutes in range(24 * 60, 44 * 60, 20):  # a scan every 20 minutes as the quicker legs drop out
+        at = T0 + 5 * HOUR + minutes * MINUTE_MS
+        scan = OrderEvent(order, at, RAW_CARRIER, Status.IN_TRANSIT, detail=f"hub {minutes}", carrier="shunfeng")
+        shown.append(orders.apply([scan], at).current[-1][eta_column])
+    published_moves = [b - a for a, b in itertools.pairwise(shown) if b != a]
+    assert len(published_moves) >= 3 and all(move >= 30 * MINUTE_MS for move in published_moves)
+    assert shown[-1] - shown[0] > 2 * HOUR  # the small moves add up
 
 
 def test_a_delivery_read_before_the_payment_that_names_the_region_is_taught_when_the_payment_comes() -> None:
