@@ -48,7 +48,7 @@ def run_demo(settings: Settings, recording: Path, report: Report) -> int:
     migrate(clickhouse(settings), SQL_DIR, report=report)
     report("== 3/5 the order-visibility job on a local Flink runtime (thread mode, checkpoints on)")
     job_log = settings.state_dir / "job.log"
-    job = _start_job(job_log, report)
+    job = _start_job(job_log, report, fresh=not _resumable(settings, report))
     try:
         report(f"== 4/5 traffic: {recording.name}, then a simulated day of {DEMO_ORDERS} orders")
         sent = kafka.replay(settings.bootstrap_servers, kafka.read_recording(recording))
@@ -75,11 +75,20 @@ def run_demo(settings: Settings, recording: Path, report: Report) -> int:
         stack.down(report=report)
 
 
-def _start_job(log_path: Path, report: Report) -> subprocess.Popen[bytes]:
+def _resumable(settings: Settings, report: Report) -> bool:
+    from jobs.runner import resumable  # imports PyFlink
+
+    if resumable(settings):
+        return True
+    report("the checkpoints hold state of an earlier version of the job: it starts fresh, reading the topics again")
+    return False
+
+
+def _start_job(log_path: Path, report: Report, fresh: bool) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         job = subprocess.Popen(
-            [sys.executable, "-m", "jobs.cli", "job", "run"],
+            [sys.executable, "-m", "jobs.cli", "job", "run", *(["--fresh"] if fresh else [])],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the demo, which then stops the job in order

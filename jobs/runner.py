@@ -25,6 +25,9 @@ from connectors.local import CHECKPOINTING, FLINK_JARS_DIR
 from jobs import order_visibility
 from jobs.settings import PROJECT_ROOT, Settings
 from schemas.adapters import ADAPTERS
+from schemas.compact import state_layout
+
+LAYOUT_FILE = "state-layout"  # beside the checkpoints: the layout of the state they hold
 
 Report = Callable[[str], None]
 
@@ -129,12 +132,28 @@ def _newest_checkpoint_id(job_checkpoints: Path, completed: bool) -> int:
     return max(ids, default=0)
 
 
+def resumable(settings: Settings) -> bool:
+    """Whether the checkpoints (if any) hold state of this version's layout (schemas/compact.py)."""
+    marker = settings.checkpoints / LAYOUT_FILE
+    return latest_checkpoint(settings.checkpoints) is None or (
+        marker.exists() and marker.read_text().strip() == state_layout()
+    )
+
+
 def run(settings: Settings, *, until_idle_s: float | None, fresh: bool, report: Report) -> None:
     """Run the job until idle (when until_idle_s is given) or until interrupted."""
+    if not fresh and not resumable(settings):
+        raise RuntimeError(
+            f"the checkpoints in {settings.checkpoints} hold state of another version of the job, which this one "
+            "would misread; run `orderscope job run --fresh` (it reads the topics again from the start, and "
+            "ClickHouse keeps one row per fact)"
+        )
     if fresh:
         shutil.rmtree(settings.checkpoints, ignore_errors=True)
         # Offsets committed by an earlier run would make a fresh run look caught up before it read anything.
         kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
+    settings.checkpoints.mkdir(parents=True, exist_ok=True)
+    (settings.checkpoints / LAYOUT_FILE).write_text(state_layout())
     restore_from = None if fresh else latest_checkpoint(settings.checkpoints)
     report(f"resuming from {restore_from}" if restore_from else "starting fresh from the earliest offsets")
     _prepare_jvm_environment(settings)
