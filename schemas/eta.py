@@ -241,13 +241,13 @@ def estimate(
     while no lane knows enough. An order slower already than the legs of every lane that knows its step
     is due now, as far as history can tell, with no risk to claim."""
     lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY)))
-    for rank in range(LAST_STEP, FIRST_STEP - 1, -1):
+    known = [(lane, learned) for lane in lanes if (learned := figures.get(lane_key(*lane))) is not None]
+    for rank in range(LAST_STEP, FIRST_STEP - 1, -1) if known else ():
         if not reached[rank]:
             continue
         since, beyond_history = reached[rank], None
-        for lane in lanes:
-            learned = figures.get(lane_key(*lane))
-            if learned is None or (legs := learned.legs(rank, now_ms)) < settings.min_legs:
+        for lane, learned in known:
+            if (legs := learned.legs(rank, now_ms)) < settings.min_legs:
                 continue
             pieces, left = _beyond(learned.steps[rank], max(now_ms - since, 0))
             basis = f"{' to '.join(lane)}, from {STEP_NAMES[rank]}"
