@@ -209,6 +209,13 @@ class Estimate:
     promise_at_risk: float | None  # probability of arriving after the promise; None without one
     basis: str  # in words: which lane and step, from how many legs
     arrived: bool = False  # the delivery itself, no longer an estimate
+    made_for: tuple[int, int | None] = (0, None)  # the furthest step reached and the promise, when made
+
+    def holds_for(self, made_for: tuple[int, int | None], now_ms: int) -> bool:
+        """Whether it still holds for an order now: made for the same step and promise, and now before its
+        p10, so that the time passed since leaves out at most a tenth of its legs (an event that changes
+        neither need not be estimated again: estimating costs as much as assessing health)."""
+        return not self.arrived and self.made_for == made_for and now_ms < self.p10_ms
 
     @property
     def next_look_ms(self) -> int:
@@ -240,6 +247,7 @@ def estimate(
     legs (weighed against now) that took longer than the time already passed; None before payment or
     while no lane knows enough. An order slower already than the legs of every lane that knows its step
     is due now, as far as history can tell, with no risk to claim."""
+    made_for = (furthest_step(reached), promised_at_ms)
     lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY)))
     known = [(lane, learned) for lane in lanes if (learned := figures.get(lane_key(*lane))) is not None]
     for rank in range(LAST_STEP, FIRST_STEP - 1, -1) if known else ():
@@ -253,19 +261,30 @@ def estimate(
             basis = f"{' to '.join(lane)}, from {STEP_NAMES[rank]}"
             if legs * left >= settings.min_legs / 4:  # a quarter of the legs a lane needs: enough to go on
                 slow = f"{legs * left:.0f} of {legs:.0f} recent legs took this long or longer"
-                return _estimate(pieces, f"{basis}: {slow}", since, promised_at_ms)
+                return _estimate(pieces, f"{basis}: {slow}", since, made_for)
             beyond_history = beyond_history or Estimate(
-                now_ms, now_ms, now_ms, None, f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}"
+                now_ms,
+                now_ms,
+                now_ms,
+                None,
+                f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}",
+                made_for=made_for,
             )
         if beyond_history is not None:
             return beyond_history
     return None
 
 
-def _estimate(pieces: list[Piece], basis: str, since_ms: int, promised: int | None) -> Estimate:
+def _estimate(pieces: list[Piece], basis: str, since_ms: int, made_for: tuple[int, int | None]) -> Estimate:
     p10, p50, p90 = (since_ms + int(at) for at in _quantiles(pieces, (0.1, 0.5, 0.9)))
+    promised = made_for[1]
     risk = None if promised is None else 1.0 - _share_below(pieces, promised - since_ms)
-    return Estimate(p50, p10, p90, risk, basis)
+    return Estimate(p50, p10, p90, risk, basis, made_for=made_for)
+
+
+def furthest_step(reached: tuple[int, ...]) -> int:
+    """The furthest step reached that arrivals are learned from; 0 if none."""
+    return next((rank for rank in range(LAST_STEP, FIRST_STEP - 1, -1) if reached[rank]), 0)
 
 
 Piece = tuple[float, float, float]  # remaining ms from, to, weight (spread evenly)

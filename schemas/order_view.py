@@ -19,7 +19,7 @@ from typing import Any
 
 from schemas.alerts import Incident
 from schemas.compact import compact_pickle
-from schemas.eta import Estimate, EtaSettings, LaneFigures, Leg, estimate, leg_of
+from schemas.eta import Estimate, EtaSettings, LaneFigures, Leg, estimate, furthest_step, leg_of
 from schemas.events import CustomerAssignment, OrderEvent, OrderModification, OrderRef, ServiceMessage
 from schemas.health import Facts, Health
 from schemas.identity import RANK_LIMIT, customer_rank
@@ -197,6 +197,9 @@ class OrderView:
         current = self.track.current
         if current is not None and current[0] in NOT_ARRIVING:
             return None
+        previous = self.eta
+        if previous is not None and previous.holds_for((furthest_step(self.reached), promised), now_ms):
+            return previous
         return estimate(figures, *self._lane, self.reached, promised, now_ms, settings)
 
     def leg(self) -> Leg | None:

@@ -264,3 +264,19 @@ def test_a_delivery_read_before_the_payment_that_names_the_region_is_taught_when
     assert orders.check_due(T0 + 80 * HOUR).current == []  # and no check looks again and again
     (taught,) = orders.apply([paid], T0 + 80 * HOUR).legs
     assert (taught.region_code, taught.remaining[0]) == (SHANGHAI, (Status.PAID.rank, 30 * HOUR))
+
+
+def test_an_event_that_changes_neither_step_nor_promise_before_the_p10_keeps_the_estimate() -> None:
+    state = OrderState.in_memory()
+    orders = OrderStage(state, RETENTION, load_health_policy())
+    orders.apply(uniform_legs(100, 24, 48))
+    order = OrderRef("tmall", "steady")
+    orders.apply(order_events(order, T0, None), T0 + 5 * HOUR)
+    made = state.orders[order.key].eta
+    assert made is not None
+    scan = OrderEvent(order, T0 + 9 * HOUR, RAW_CARRIER, Status.IN_TRANSIT, detail="hub", carrier="shunfeng")
+    orders.apply([scan], T0 + 9 * HOUR)
+    assert state.orders[order.key].eta is made  # not estimated again
+    later = OrderEvent(order, T0 + 33 * HOUR, RAW_CARRIER, Status.IN_TRANSIT, detail="hub 2", carrier="shunfeng")
+    orders.apply([later], later.at_ms)
+    assert state.orders[order.key].eta is not made  # past its p10: estimated again (and moved)
