@@ -204,7 +204,8 @@ class MapStateDict(MutableMapping[Any, Any]):
     so writes wait in `pending` until `commit()` puts them all in one call, and reads go through
     a bounded cache of deserialized values (absent keys included). The cache cannot go stale:
     this operator instance is the only writer of its keys, every write goes through it, the
-    stages never change a value in place, and a restore or rescale makes new instances. The
+    stages never change a value in place without writing it back in the same call (schemas/eta.py's
+    LaneFigures are changed so), and a restore or rescale makes new instances. The
     instance serves several lanes, whose states may hold the same keys, so the cache holds values
     by (lane, key): the operator names the lane (`lane`) before each call. The operator commits
     before its call returns, so a checkpoint never misses a pending write.

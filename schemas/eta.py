@@ -121,45 +121,47 @@ Sample = tuple[int, tuple[tuple[int, int], ...]]  # a leg as learned: delivered 
 
 
 @compact_pickle
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LaneFigures:
     """What one lane learned: per step, the weight of its legs' remaining times by bucket.
 
     A leg delivered at t weighs 2^((t - reference) / half-life): weights need no ageing as newer legs
-    come, so a batch copies only the steps it adds to. The reference moves (every weight scaled once)
-    only when the newest leg is REBASE_HALF_LIVES ahead of it, far from a float's limits."""
+    come. The reference moves (every weight scaled once) only when the newest leg is REBASE_HALF_LIVES
+    ahead of it, far from a float's limits. Unlike the other values kept in state, figures are changed
+    in place, then written back (`learn` below): every order lane learns every leg, and copying a lane's
+    histograms for each would cost more than all else an order costs."""
 
     half_life_ms: int
     reference_ms: int
     newest_ms: int  # delivery time of the newest leg
-    steps: Mapping[int, Mapping[int, float]]  # step rank -> bucket -> weight
-    totals: Mapping[int, float]  # step rank -> the sum of its weights
+    steps: dict[int, dict[int, float]]  # step rank -> bucket -> weight
+    totals: dict[int, float]  # step rank -> the sum of its weights
 
     @classmethod
     def none(cls, half_life_ms: int) -> LaneFigures:
         return cls(half_life_ms, 0, 0, {}, {})
 
-    def learn(self, legs: list[Sample]) -> LaneFigures:
-        """The figures with the legs (a batch's at once)."""
+    def learn(self, legs: list[Sample]) -> None:
+        """Add the legs (a batch's at once)."""
         newest = max(delivered_at for delivered_at, _ in legs)
-        reference, steps = (self.reference_ms, dict(self.steps)) if self.steps else (newest, {})
-        newest = max(newest, self.newest_ms) if self.steps else newest
-        rebased = newest - reference > REBASE_HALF_LIVES * self.half_life_ms
-        if rebased:
-            steps = {rank: self._scaled(buckets, reference - newest) for rank, buckets in steps.items()}
-            reference = newest
-        added: dict[int, dict[int, float]] = {}
+        if not self.steps:
+            self.reference_ms = newest
+        self.newest_ms = max(newest, self.newest_ms)
+        if self.newest_ms - self.reference_ms > REBASE_HALF_LIVES * self.half_life_ms:
+            self._rebase()
+        steps, totals = self.steps, self.totals
         for delivered_at, buckets_by_step in legs:
-            weight = 2.0 ** ((delivered_at - reference) / self.half_life_ms)
+            weight = 2.0 ** ((delivered_at - self.reference_ms) / self.half_life_ms)
             for rank, bucket in buckets_by_step:
-                if rank not in added:
-                    added[rank] = dict(steps.get(rank, {}))
-                buckets = added[rank]
+                buckets = steps.setdefault(rank, {})
                 buckets[bucket] = buckets.get(bucket, 0.0) + weight
-        steps |= added
-        summed = steps if rebased else added
-        totals = {**self.totals, **{rank: sum(buckets.values()) for rank, buckets in summed.items()}}
-        return LaneFigures(self.half_life_ms, reference, newest, steps, totals)
+                totals[rank] = totals.get(rank, 0.0) + weight
+
+    def _rebase(self) -> None:
+        by_ms = self.reference_ms - self.newest_ms
+        self.steps = {rank: self._scaled(buckets, by_ms) for rank, buckets in self.steps.items()}
+        self.totals = {rank: sum(buckets.values()) for rank, buckets in self.steps.items()}
+        self.reference_ms = self.newest_ms
 
     def weights(self, rank: int) -> dict[int, float]:
         """The step's weights by bucket, the newest leg weighing 1."""
@@ -187,10 +189,12 @@ def learn(figures: MutableMapping[str, LaneFigures], legs: Iterable[Leg], settin
     by_lane: dict[str, list[Sample]] = defaultdict(list)
     for leg in legs:
         sample = (leg.delivered_at_ms, tuple((rank, bucket_of(ms)) for rank, ms in leg.remaining))
-        for lane in lanes_of(leg.carrier, leg.region_code):
-            by_lane[lane_key(*lane)].append(sample)
+        for carrier, region in lanes_of(leg.carrier, leg.region_code):
+            by_lane[lane_key(carrier, region)].append(sample)
     for key, lane_legs in by_lane.items():
-        figures[key] = figures.get(key, LaneFigures.none(settings.half_life_ms)).learn(lane_legs)
+        learned = figures.get(key) or LaneFigures.none(settings.half_life_ms)
+        learned.learn(lane_legs)
+        figures[key] = learned  # written back: changed in place
 
 
 def lane_key(carrier: str, region_code: str) -> str:
