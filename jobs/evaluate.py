@@ -195,9 +195,10 @@ def _score(client: Any, day: Simulation, scenario: str, seed: int) -> dict[str, 
     ).result_rows if row[0] in keys]  # fmt: skip
     baseline = {key: at for key, at in client.query(
         "SELECT channel || '|' || order_id, toUnixTimestamp64Milli(ifNull(any(promised_at), "
-        f"minIf(at, status = 'paid') + INTERVAL {NAIVE_TRANSIT_H} HOUR)) FROM orders_current FINAL "
-        "LEFT JOIN (SELECT channel, order_id, at, status FROM order_events FINAL) USING (channel, order_id) "
-        "GROUP BY channel, order_id HAVING countIf(status = 'paid') > 0"
+        f"min(paid.at) + INTERVAL {NAIVE_TRANSIT_H} HOUR)) "
+        "FROM (SELECT channel, order_id, at FROM order_events FINAL WHERE status = 'paid') AS paid "
+        "LEFT JOIN (SELECT channel, order_id, promised_at FROM orders_current FINAL) AS current "
+        "USING (channel, order_id) GROUP BY channel, order_id"
     ).result_rows if key in keys}  # fmt: skip
     return {
         "scenario": scenario,
