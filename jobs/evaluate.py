@@ -85,16 +85,17 @@ def incident_scores(
     scores = []
     for incident in incidents:
         types = FINDS.get(incident, ())
-        opened: dict[str, int] = {}
+        opened: dict[str, list[int]] = defaultdict(list)
         for key, alert_type, opened_at in alerts:
             if alert_type in types:
-                opened[key] = min(opened.get(key, opened_at), opened_at)
+                opened[key].append(opened_at)
         injected = {key for key, order in orders.items() if incident in order["incidents"]}
         found = injected & opened.keys()
-        delays = sorted(
-            (opened[key] - orders[key]["breaches"][incident]) / 60_000
-            for key in found
-            if incident in orders[key].get("breaches", {})
+        breached = {key: orders[key]["breaches"][incident] for key in found if incident in orders[key]["breaches"]}
+        delays = sorted(  # from the breach to the first alert at or after it
+            (min(at for at in opened[key] if at >= breach) - breach) / 60_000
+            for key, breach in breached.items()
+            if max(opened[key]) >= breach
         )
         scores.append(IncidentScore(
             incident, types, len(injected), len(found), len(opened),

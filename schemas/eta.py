@@ -37,6 +37,7 @@ FLOOR_MS = 15 * 60_000  # remaining times below this share the first bucket
 RATIO = 1.08  # each bucket is this much wider than the previous: about 4% error on a quantile
 BUCKETS = 1 + math.ceil(math.log(90 * 24 * 60 / 15) / math.log(RATIO))  # up to 90 days
 REBASE_HALF_LIVES = 64  # weights stay below 2^64: far from a float's limits, and old ones far from zero
+BEYOND_HISTORY_LOOK_MS = 6 * 3_600_000  # how often an order slower than all history is looked at again
 NEGLIGIBLE = 1e-6  # weights below this (about 20 half-lives old) are dropped
 FIRST_STEP, LAST_STEP = Status.PAID.rank, Status.OUT_FOR_DELIVERY.rank  # the steps legs are learned from
 STEP_NAMES = {status.rank: status.value for status in LIFECYCLE[FIRST_STEP : LAST_STEP + 1]}
@@ -117,6 +118,7 @@ def bucket_of(remaining_ms: int) -> int:
 # The remaining times (ms) each bucket spans.
 EDGES = tuple((0.0 if bucket == 0 else FLOOR_MS * RATIO ** (bucket - 1), FLOOR_MS * RATIO**bucket)
               for bucket in range(BUCKETS))  # fmt: skip
+MadeFor = tuple[int, int | None, str | None, str | None]  # furthest step, promise, carrier, region
 Sample = tuple[int, tuple[tuple[int, int], ...]]  # a leg as learned: delivered at, (step rank, bucket) of each step
 
 
@@ -170,8 +172,8 @@ class LaneFigures:
     def legs(self, rank: int, now_ms: int) -> float:
         """The number of legs that reached a step, each weighed against one delivered now (or the newest,
         if later)."""
-        now_weight: float = 2.0 ** ((max(now_ms, self.newest_ms) - self.reference_ms) / self.half_life_ms)
-        return self.totals.get(rank, 0.0) / now_weight
+        scale: float = 2.0 ** ((self.reference_ms - max(now_ms, self.newest_ms)) / self.half_life_ms)
+        return self.totals.get(rank, 0.0) * scale  # tends to 0, never overflows, however far now is
 
     def _scaled(self, buckets: Mapping[int, float], by_ms: int) -> dict[int, float]:
         """Weights as if the reference were by_ms later (those left negligible dropped)."""
@@ -213,19 +215,24 @@ class Estimate:
     promise_at_risk: float | None  # probability of arriving after the promise; None without one
     basis: str  # in words: which lane and step, from how many legs
     arrived: bool = False  # the delivery itself, no longer an estimate
-    made_for: tuple[int, int | None] = (0, None)  # the furthest step reached and the promise, when made
+    made_for: MadeFor = (0, None, None, None)
+    beyond_history: bool = False  # slower already than the legs of every lane that knows its step
 
-    def holds_for(self, made_for: tuple[int, int | None], now_ms: int) -> bool:
-        """Whether it still holds for an order now: made for the same step and promise, and now before its
-        p10, so that the time passed since leaves out at most a tenth of its legs (an event that changes
-        neither need not be estimated again: estimating costs as much as assessing health)."""
+    def holds_for(self, made_for: MadeFor, now_ms: int) -> bool:
+        """Whether it still holds for an order now: made for the same step, promise and lane, and now before
+        its p10, so that the time passed since leaves out at most a tenth of its legs (an event that changes
+        none of them need not be estimated again: estimating costs as much as assessing health)."""
         return not self.arrived and self.made_for == made_for and now_ms < self.p10_ms
+
+    def is_past(self, now_ms: int) -> bool:
+        """Whether its median has passed with the order not delivered: then it is no news to keep."""
+        return not self.arrived and self.eta_ms <= now_ms
 
     @property
     def next_look_ms(self) -> int:
-        """When to estimate again if nothing happens: once the median has passed, the time already
-        passed leaves out more of the quicker legs."""
-        return self.eta_ms
+        """When to estimate again if nothing happens: once the median has passed, the time already passed
+        leaves out more of the quicker legs; beyond history, every few hours."""
+        return self.eta_ms + (BEYOND_HISTORY_LOOK_MS if self.beyond_history else 0)
 
     def moved_from(self, other: Estimate | None) -> bool:
         """Whether it is news: the median moved by 30 minutes or more, or the risk by 5 points."""
@@ -250,8 +257,8 @@ def estimate(
     """The order's arrival, from the furthest step it reached, at the most specific lane with min_legs
     legs (weighed against now) that took longer than the time already passed; None before payment or
     while no lane knows enough. An order slower already than the legs of every lane that knows its step
-    is due now, as far as history can tell, with no risk to claim."""
-    made_for = (furthest_step(reached), promised_at_ms)
+    is due now, as far as history can tell: late if its promise has passed, else no risk to claim."""
+    made_for = (furthest_step(reached), promised_at_ms, carrier, region_code)
     lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY)))
     known = [(lane, learned) for lane in lanes if (learned := figures.get(lane_key(*lane))) is not None]
     for rank in range(LAST_STEP, FIRST_STEP - 1, -1) if known else ():
@@ -270,16 +277,17 @@ def estimate(
                 now_ms,
                 now_ms,
                 now_ms,
-                None,
+                1.0 if promised_at_ms is not None and now_ms >= promised_at_ms else None,  # late, or unknown
                 f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}",
                 made_for=made_for,
+                beyond_history=True,
             )
         if beyond_history is not None:
             return beyond_history
     return None
 
 
-def _estimate(pieces: list[Piece], basis: str, since_ms: int, made_for: tuple[int, int | None]) -> Estimate:
+def _estimate(pieces: list[Piece], basis: str, since_ms: int, made_for: MadeFor) -> Estimate:
     p10, p50, p90 = (since_ms + int(at) for at in _quantiles(pieces, (0.1, 0.5, 0.9)))
     promised = made_for[1]
     risk = None if promised is None else 1.0 - _share_below(pieces, promised - since_ms)

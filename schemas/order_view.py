@@ -33,7 +33,7 @@ Stamped = tuple[int, Any]  # (event time, value): the newest wins, the larger va
 Mark = ServiceMessage | OrderModification  # what else is said about an order, kept for its health
 SCANNING_SOURCES = frozenset({RAW_WMS, RAW_CARRIER})
 NOT_REACHED = (0,) * len(LIFECYCLE)
-DELIVERED_RANK = Status.DELIVERED.rank
+DELIVERED_RANK, COMPLETED_RANK = Status.DELIVERED.rank, Status.COMPLETED.rank
 NOT_ARRIVING = frozenset({Status.CANCELLED, Status.RETURNING, Status.RETURNED})
 # The row version packs, most significant first: facts merged (11 bits), the customer's rank
 # (its top 24 bits) and the minute of the health assessment (29 bits, minutes since 2000).
@@ -195,10 +195,10 @@ class OrderView:
             late = None if promised is None else float(delivered > promised)
             return Estimate(delivered, delivered, delivered, late, "delivered", arrived=True)
         current = self.track.current
-        if current is not None and current[0] in NOT_ARRIVING:
-            return None
+        if self.reached[COMPLETED_RANK] or (current is not None and current[0] in NOT_ARRIVING):
+            return None  # completed with no delivery told: its arrival is unknown, and past
         previous = self.eta
-        if previous is not None and previous.holds_for((furthest_step(self.reached), promised), now_ms):
+        if previous is not None and previous.holds_for((furthest_step(self.reached), promised, *self._lane), now_ms):
             return previous
         return estimate(figures, *self._lane, self.reached, promised, now_ms, settings)
 

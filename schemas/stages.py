@@ -523,8 +523,8 @@ class OrderStage(Stage[OrderView]):
                 legs.append(item)
             else:
                 changes.append(item)
-        if legs:
-            learn(self._context, legs, self._policy.eta)
+        if legs := [leg for leg in legs if watermark_ms == UNKNOWN or leg.delivered_at_ms <= watermark_ms + DAY_MS]:
+            learn(self._context, legs, self._policy.eta)  # a leg from beyond tomorrow is a clock gone wrong
         conditions = self._conditions()
         for key, order_changes in grouped(changes, order_key).items():
             before = self.entities.get(key)
@@ -587,7 +587,9 @@ class OrderStage(Stage[OrderView]):
         policy = self._policy
         health = assess(view.facts_for_health(), now_ms, conditions, policy)
         fresh = view.arrival(self._context, now_ms, policy.eta)
-        eta = view.eta if fresh is not None and not fresh.moved_from(view.eta) else fresh
+        published = view.eta
+        stale = published is None or published.is_past(now_ms)
+        eta = published if fresh is not None and not stale and not fresh.moved_from(published) else fresh
         look_again = fresh.next_look_ms if fresh is not None and fresh.next_look_ms > now_ms else None
         incidents, steps = follow(view.order, view.incidents, health, policy, now_ms)
         leg_sent, leg_due = view.leg_sent, view.leg_due_ms(policy.eta.settle_ms)

@@ -74,6 +74,8 @@ def test_time_already_passed_leaves_out_the_legs_that_were_quicker() -> None:
     assert late is not None
     assert (late.eta_ms, late.p10_ms, late.p90_ms) == (T0 + 60 * HOUR,) * 3  # slower than any: due now
     assert late.promise_at_risk is None  # history has nothing to say about it
+    missed = estimate(figures, "shunfeng", SHANGHAI, reached, T0 + 50 * HOUR, T0 + 60 * HOUR, SETTINGS)
+    assert missed is not None and missed.promise_at_risk == 1.0  # but a promise passed is missed
     assert late.basis == "shunfeng to 310101, from in_transit: slower already than all but 0 of 78"
 
 
@@ -280,3 +282,23 @@ def test_an_event_that_changes_neither_step_nor_promise_before_the_p10_keeps_the
     later = OrderEvent(order, T0 + 33 * HOUR, RAW_CARRIER, Status.IN_TRANSIT, detail="hub 2", carrier="shunfeng")
     orders.apply([later], later.at_ms)
     assert state.orders[order.key].eta is not made  # past its p10: estimated again (and moved)
+
+
+def test_a_leg_from_a_clock_gone_wrong_is_not_learned_and_no_time_overflows_the_weights() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    year_2096 = T0 + 70 * 365 * DAY_MS
+    orders.apply([*uniform_legs(30, 24, 48), leg(99, 30, at_ms=year_2096)], watermark_ms=T0 + HOUR)
+    order = OrderRef("tmall", "after")
+    shown = orders.apply(order_events(order, T0, None), T0 + 6 * HOUR)
+    row = dict(zip(ORDERS_CURRENT.column_names, shown.current[-1], strict=True))
+    assert row["eta_basis"].startswith("shunfeng to 310101, from in_transit: 29 of 29")  # not the 2096 leg
+    assert figures_of(uniform_legs(30, 24, 48))[lane_key(ANY, ANY)].legs(IN_TRANSIT, year_2096) == 0.0
+
+
+def test_a_completed_order_never_told_delivered_has_no_arrival() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    orders.apply(uniform_legs(30, 24, 48))
+    order = OrderRef("tmall", "confirmed")
+    completed = OrderEvent(order, T0 + 40 * HOUR, "raw.orders.tmall", Status.COMPLETED)
+    shown = orders.apply([*order_events(order, T0, None), completed], T0 + 40 * HOUR)
+    assert dict(zip(ORDERS_CURRENT.column_names, shown.current[-1], strict=True))["eta"] is None
