@@ -31,11 +31,15 @@ from typing import Any
 
 from connectors import kafka
 from connectors.clickhouse import migrate
-from connectors.simulator.simulation import Simulation, simulate
+from connectors.simulator import payloads
+from connectors.simulator.simulation import Message, Simulation, simulate
 from jobs.settings import ENV_PREFIX, PROJECT_ROOT, Settings, isolated_env
+from schemas import topics
+from schemas.event_time import now_ms
 
 Report = Callable[[str], None]
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 DAY_START = datetime.fromisoformat("2026-11-21T00:00:00+08:00")
 WARM_UP = (timedelta(days=7), 3)  # an ordinary day this long before, with this many times the orders
 NAIVE_TRANSIT_H = 72  # the baseline's promise where a channel sends none: the usual one
@@ -156,9 +160,14 @@ def evaluate(scenario: str, seed: int, orders: int, out: Path | None, report: Re
             warm_up = simulate(orders * times, seed + 1, DAY_START - before, "baseline")
             day = simulate(orders, seed, DAY_START, scenario)
             report(f"== 2/4 an ordinary day {before.days} days before ({len(warm_up.orders)} orders), read by the job")
-            _run(env, settings, warm_up, report)
+            _run(env, settings, _recorded(warm_up.messages), report)
             report(f"== 3/4 the scenario's day: {scenario}, {orders} orders, seed {seed}")
-            _run(env, settings, day, report)
+            _run(env, settings, _recorded(day.messages), report)
+            report(
+                "  then time goes on: one quiet signal two days after the day's last record, so that every "
+                "check due by then falls due (a replay ends before event time passes its last checks)"
+            )
+            _run(env, settings, [_quiet_signal(min(max(m.ts_ms for m in day.messages) + 2 * DAY_MS, now_ms()))], report)
             report("== 4/4 scoring against the simulator's truth")
             results = _score(clickhouse(settings).connect(), day, scenario, seed)
         finally:
@@ -170,8 +179,18 @@ def evaluate(scenario: str, seed: int, orders: int, out: Path | None, report: Re
     return results
 
 
-def _run(env: dict[str, str], settings: Settings, simulation: Simulation, report: Report) -> None:
-    sent = kafka.replay(settings.bootstrap_servers, (kafka.RecordedMessage(**m.line()) for m in simulation.messages))
+def _recorded(messages: Iterable[Message]) -> list[kafka.RecordedMessage]:
+    return [kafka.RecordedMessage(**message.line()) for message in messages]
+
+
+def _quiet_signal(at_ms: int) -> kafka.RecordedMessage:
+    """A signal that concerns no order (an idle port's congestion index), only to move event time on."""
+    signal = {"type": "port_congestion", "port": "CNNGB", "index": 10, "ts": payloads.iso_utc(at_ms)}
+    return kafka.RecordedMessage(topics.RAW_SIGNALS, None, payloads.dumps(signal), at_ms)
+
+
+def _run(env: dict[str, str], settings: Settings, messages: list[kafka.RecordedMessage], report: Report) -> None:
+    sent = kafka.replay(settings.bootstrap_servers, messages)
     report(f"  {sent} raw events sent; the job reads them until idle")
     job = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "job", "run", "--until-idle", "5"],
