@@ -1,9 +1,11 @@
 """`orderscope evaluate`: a simulated scenario through the real stack, scored against its ground truth.
 
 A local stack of its own (Kafka, ClickHouse, the job on a local Flink runtime) reads
-an ordinary week first, so that arrival estimates start from learned lanes as a
-running deployment's would, then the scenario's day. The estimator learns from the
-traffic only; the simulator's lanes, speeds and delays are read here, to score it.
+an ordinary day a week earlier first, so that arrival estimates start from learned
+lanes as a running deployment's would, then the scenario's day, then one quiet signal
+two days on, so that event time passes every check still due. The estimator learns
+from the traffic only; the simulator's lanes, speeds and delays are read here, to
+score it.
 
 Alerts: per injected incident, recall (its orders that got an alert of a type that
 finds it), precision (of the orders with such an alert, those that had the incident)
@@ -78,14 +80,14 @@ class HorizonScore:
 
 
 Alert = tuple[str, str, int]  # order key, alert type, opened at
-Estimate = tuple[str, int, int, int, int]  # order key, estimated at, eta, p10, p90
+EstimateRow = tuple[str, int, int, int, int]  # order key, estimated at, eta, p10, p90
 
 
 def incident_scores(
     truth: Iterable[Mapping[str, Any]], incidents: Iterable[str], alerts: list[Alert]
 ) -> list[IncidentScore]:
     """Per incident, how the alerts of the types that find it found its orders."""
-    orders = {order["channel"] + "|" + order["order_id"]: order for order in truth}
+    orders = {_key(order): order for order in truth}
     scores = []
     for incident in incidents:
         types = FINDS.get(incident, ())
@@ -111,12 +113,11 @@ def incident_scores(
 
 
 def horizon_scores(
-    truth: Iterable[Mapping[str, Any]], estimates: list[Estimate], baseline: Mapping[str, int]
+    truth: Iterable[Mapping[str, Any]], estimates: list[EstimateRow], baseline: Mapping[str, int]
 ) -> list[HorizonScore]:
     """Every estimate made before its order's delivery, scored by how long before arrival it was made;
     baseline: each order's naive arrival."""
-    arrived = {o["channel"] + "|" + o["order_id"]: o["delivered_at_ms"] // 1000 * 1000  # scans tell seconds
-               for o in truth if o["delivered_at_ms"]}  # fmt: skip
+    arrived = {_key(o): o["delivered_at_ms"] // 1000 * 1000 for o in truth if o["delivered_at_ms"]}  # scans: seconds
     by_horizon: dict[tuple[int, int], list[tuple[float, float, bool]]] = defaultdict(list)
     for key, at, eta, p10, p90 in estimates:
         delivered = arrived.get(key)
@@ -136,6 +137,11 @@ def horizon_scores(
         )
         for (low, high), scored in sorted(by_horizon.items())
     ]
+
+
+def _key(order: Mapping[str, Any]) -> str:
+    """A truth order's key, as OrderTruth.key and the queries below (channel || '|' || order_id) make it."""
+    return f"{order['channel']}|{order['order_id']}"
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -204,7 +210,7 @@ def _run(env: dict[str, str], settings: Settings, messages: list[kafka.RecordedM
 
 def _score(client: Any, day: Simulation, scenario: str, seed: int) -> dict[str, Any]:
     truth = [vars(order) for order in day.orders]
-    keys = {order["channel"] + "|" + order["order_id"] for order in truth}
+    keys = {_key(order) for order in truth}
     alerts = [row for row in client.query(
         "SELECT channel || '|' || order_id, alert_type, toUnixTimestamp64Milli(opened_at) FROM alerts FINAL"
     ).result_rows if row[0] in keys]  # fmt: skip
