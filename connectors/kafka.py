@@ -20,8 +20,13 @@ from kafka.errors import (
 __all__ = ["KafkaError", "TopicPartition"]
 
 
-def admin(bootstrap_servers: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="orderscope-admin", request_timeout_ms=10000)
+def admin(bootstrap_servers: str, timeout_ms: int = 10_000) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="orderscope-admin",
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+    )
 
 
 def is_reachable(bootstrap_servers: str) -> bool:
@@ -67,19 +72,37 @@ def forget_group_offsets(bootstrap_servers: str, group: str) -> None:
 
 
 class OffsetProbe:
-    """Reads topics' end offsets and a consumer group's committed offsets, on long-lived clients."""
+    """Reads topics' start and end offsets and a consumer group's committed offsets, on long-lived clients,
+    each request given up after timeout_ms."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.admin = admin(bootstrap_servers)
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="orderscope-offsets")
+    def __init__(self, bootstrap_servers: str, timeout_ms: int = 10_000) -> None:
+        self.admin = admin(bootstrap_servers, timeout_ms)
+        self._timeout_ms = timeout_ms
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers, client_id="orderscope-offsets", bootstrap_timeout_ms=timeout_ms
+            )
+        except KafkaError:
+            self.admin.close()
+            raise
 
-    def end_offsets(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
-        partitions = [
+    def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
+        return [
             TopicPartition(topic, p)
             for topic in topics
             for p in sorted(self._consumer.partitions_for_topic(topic) or ())
         ]
-        return dict(self._consumer.end_offsets(partitions))
+
+    def end_offsets(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
+        return dict(self._consumer.end_offsets(self.partitions(topics), timeout_ms=self._timeout_ms))
+
+    def start_offsets(self, topics: Iterable[str], group: str, start_from: str) -> dict[TopicPartition, int]:
+        """Where a reader of the group starts on each partition, as Flink's Kafka source with startup mode
+        group-offsets does: at the group's committed offset, else at the earliest or latest offset."""
+        partitions = self.partitions(topics)
+        first = self._consumer.beginning_offsets if start_from == "earliest" else self._consumer.end_offsets
+        committed = self.committed_offsets(group)
+        return {tp: committed.get(tp, offset) for tp, offset in first(partitions, self._timeout_ms).items()}
 
     def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
         try:

@@ -21,6 +21,7 @@ from kafka import KafkaConsumer
 from connectors import kafka
 from jobs.settings import Settings
 from jobs.sink import TableWriters
+from jobs.source_clock import KafkaInput, PartitionClock
 from schemas.adapters import ADAPTERS
 from schemas.event_time import EventClock, now_ms, split_of
 from schemas.events import DeadLetter
@@ -116,8 +117,9 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
             "database of its own (ORDERSCOPE_CONSUMER_GROUP, ORDERSCOPE_CLICKHOUSE_DATABASE), not the job's"
         )
     kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
+    topics = tuple(sorted(topic for topic in ADAPTERS if topic != ETA_LEGS))  # its own legs are learned at once
     consumer = KafkaConsumer(
-        *sorted(topic for topic in ADAPTERS if topic != ETA_LEGS),  # its own legs are learned at once
+        *topics,
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.consumer_group,
         enable_auto_commit=False,
@@ -131,13 +133,19 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
         settings.sink_max_batch_rows,
     )
     normalizer, stages = Normalizer(Pseudonymizer(settings.pseudonymization_key())), Stages.in_memory(settings)
+    partition_clock = PartitionClock(
+        KafkaInput(settings.bootstrap_servers, topics, settings.consumer_group, "earliest"), stages.clock
+    )
     read, heard_at, next_report = 0, time.monotonic(), time.monotonic() + 5
     try:
         while until_idle_s is None or time.monotonic() - heard_at < until_idle_s:
             polled = consumer.poll(timeout_ms=200)
             records = [record for partition in polled.values() for record in partition]
             if records:
-                buffer.add(stages.apply(normalized(normalizer, records, stages.clock)))
+                partition_clock.expect_group_of(0, now_ms())  # one reader: every partition is its own
+                routed = normalized(normalizer, records, stages.clock)
+                partition_clock.fetch_ends(now_ms())
+                buffer.add(stages.apply(routed))
                 read, heard_at = read + len(records), time.monotonic()
             if buffer.due() or (not records and buffer.count):
                 buffer.flush()
@@ -149,15 +157,17 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
         consumer.commit()
     finally:
         consumer.close()
+        partition_clock.close()
     report(f"baseline: {read} records read, idle for {until_idle_s} s; stopping")
     return read
 
 
 def normalized(normalizer: Normalizer, records: list[Any], clock: EventClock) -> Routed:
     """A batch of Kafka records (anything with topic, partition, offset, value, timestamp), routed; the
-    clock observes their event times."""
+    clock reads their offsets and observes their event times."""
     routed, now = Routed(), now_ms()
     for record in records:
+        clock.read(source := split_of(record.topic, record.partition), record.offset, now)
         outcome = normalizer.normalize(record.topic, record.partition, record.offset, record.value, record.timestamp)
         if isinstance(outcome, DeadLetter):
             routed.rows[DEAD_LETTERS.name].append(DEAD_LETTERS.row(outcome))
@@ -165,5 +175,5 @@ def normalized(normalizer: Normalizer, records: list[Any], clock: EventClock) ->
         for event in outcome:
             routed.add(event)
             if (at_ms := event_time_of(event)) is not None:
-                clock.observe(split_of(record.topic, record.partition), at_ms, now)
+                clock.observe(source, at_ms, now)
     return routed

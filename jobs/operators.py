@@ -21,6 +21,7 @@ from connectors.clickhouse import ClickHouseTarget
 from jobs.batches import Batch, Lanes, by_lane, framed
 from jobs.settings import Settings
 from jobs.sink import TableWriters
+from jobs.source_clock import KafkaInput, PartitionClock
 from schemas.event_time import UNKNOWN, EventClock, WatermarkMerge, now_ms, split_of
 from schemas.events import (
     DeadLetter,
@@ -117,8 +118,9 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
     each kind; rows of the tables that need no state straight to the writer; dead letters also as
     records for their Kafka topic. Tracks event time per source."""
 
-    def __init__(self, lanes: Lanes, out_of_orderness_ms: int, idleness_ms: int) -> None:
+    def __init__(self, lanes: Lanes, source: KafkaInput, out_of_orderness_ms: int, idleness_ms: int) -> None:
         self._lanes = lanes
+        self._source = source
         self._out_of_orderness_ms = out_of_orderness_ms
         self._idleness_ms = idleness_ms
 
@@ -126,11 +128,13 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         # The key is read where the job runs, now: it is never part of the job graph.
         self._normalizer = Normalizer(Pseudonymizer(Settings.from_env().pseudonymization_key()))
         self._clock = EventClock(self._out_of_orderness_ms, self._idleness_ms)
+        self._partition_clock = PartitionClock(self._source, self._clock)
         subtask = subtask_index(runtime_context)
         self._name = f"normalize-{subtask}"
         self._writer_key = self._lanes.writer_keys[subtask]
         self._busy = Busy(self._name)
         self._minute = UNKNOWN
+        self._heartbeat_at = UNKNOWN
 
     def process_element(self, batch: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         started = time.perf_counter()
@@ -138,13 +142,20 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         self._busy.add(len(batch.payloads), time.perf_counter() - started)
         yield from outputs
 
+    def close(self) -> None:
+        if (partition_clock := getattr(self, "_partition_clock", None)) is not None:  # open() may have failed
+            partition_clock.close()
+
     def _normalized(self, batch: Row) -> Iterator[Any]:
         now = now_ms()
         routed = Routed()
         rows = routed.rows
+        clock = self._clock
+        self._partition_clock.expect_group_of(batch.partitions[0], now)
         for payload, topic, partition, offset, received_at_ms in zip(
             batch.payloads, batch.topics, batch.partitions, batch.offsets, batch.received_at_ms, strict=True
         ):
+            clock.read(source := split_of(topic, partition), offset, now)
             outcome = self._normalizer.normalize(topic, partition, offset, bytes(payload or b""), received_at_ms)
             if isinstance(outcome, DeadLetter):
                 rows[DEAD_LETTERS.name].append(DEAD_LETTERS.row(outcome))
@@ -153,12 +164,13 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
             for event in outcome:
                 routed.add(event)
                 if (at_ms := event_time_of(event)) is not None:
-                    self._clock.observe(split_of(topic, partition), at_ms, now)
-        watermark = self._clock.watermark(now)
+                    clock.observe(source, at_ms, now)
+        self._partition_clock.fetch_ends(now)
+        watermark = clock.watermark(now)
         lanes = self._lanes
         orders = by_lane(routed.orders, lanes, order_key)
         context = routed.context
-        if context or self._is_new_minute(watermark):
+        if context or self._is_new_minute(watermark) or self._is_heartbeat_due(now):
             for lane in lanes.keys:  # signals and legs count for every order; checks fall due in every lane
                 orders.setdefault(lane, []).extend(context)
         yield from keyed_batches(framed(orders, lanes, self._name, watermark))
@@ -181,6 +193,15 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         if watermark == UNKNOWN or minute <= self._minute:
             return False
         self._minute = minute
+        return True
+
+    def _is_heartbeat_due(self, now: int) -> bool:
+        """Whether every lane should hear this normalizer's event time, news or not. A lane counts an upstream
+        silent for the idleness timeout as idle: while this normalizer reads only GPS pings, the other
+        normalizers (other partitions) would set the lane's time alone, and its orders' checks fall due early."""
+        if now - self._heartbeat_at < self._idleness_ms // 2:
+            return False
+        self._heartbeat_at = now
         return True
 
     def _event_time_rows(self, now: int, watermark: int) -> list[TableRow]:

@@ -35,6 +35,7 @@ from pyflink.table import StreamTableEnvironment
 from jobs import operators
 from jobs.batches import Lanes
 from jobs.settings import Settings
+from jobs.source_clock import KafkaInput
 from schemas import topics
 from schemas.adapters import ADAPTERS
 from schemas.health import load_health_policy
@@ -61,18 +62,23 @@ def kafka_source_ddl(settings: Settings, topics: Sequence[str]) -> str:
             'properties.bootstrap.servers' = '{settings.bootstrap_servers}',
             'properties.group.id' = '{settings.consumer_group}',
             'properties.commit.offsets.on.checkpoint' = 'true',
-            'scan.startup.mode' = '{settings.start_from}-offset',
+            'scan.startup.mode' = 'group-offsets',
+            'properties.auto.offset.reset' = '{settings.start_from}',
             'format' = 'raw'
         )"""
 
 
-def micro_batches_sql(settings: Settings) -> str:
-    """One row per window and partition group: the records of that window, as parallel arrays.
+def micro_batches_sql(settings: Settings, routes: Sequence[int]) -> str:
+    """One row per window and partition group (a partition's number modulo the parallelism): the records
+    of that window, as parallel arrays. Each group is grouped by its route, a key that Flink's hashing
+    sends to a subtask of its own, and the normalizer after it reads that group's partitions and no other.
 
     A processing-time window fires on its own clock, so a batch waits at most one window."""
     window = f"INTERVAL '{settings.batch_window_ms / 1000:.3f}' SECOND"
+    group = f"MOD(`partition`, {settings.parallelism})"
+    route = f"CASE {group} {' '.join(f'WHEN {g} THEN {key}' for g, key in enumerate(routes))} END"
     return f"""
-        SELECT MOD(`partition`, {settings.parallelism}) AS partition_group,
+        SELECT {route} AS route,
                ARRAY_AGG(payload) AS payloads,
                ARRAY_AGG(`topic`) AS topics,
                ARRAY_AGG(`partition`) AS partitions,
@@ -80,7 +86,32 @@ def micro_batches_sql(settings: Settings) -> str:
                ARRAY_AGG(UNIX_TIMESTAMP(CAST(produced_at AS STRING)) * 1000
                          + EXTRACT(MILLISECOND FROM produced_at)) AS received_at_ms
         FROM TABLE(TUMBLE(TABLE raw_records, DESCRIPTOR(arrived), {window}))
-        GROUP BY window_start, window_end, MOD(`partition`, {settings.parallelism})"""
+        GROUP BY window_start, window_end, {route}"""
+
+
+def partition_routes(settings: Settings) -> list[int]:
+    """For each partition group g, a grouping key congruent to g that Flink's hashing of SQL keys (a
+    one-INT BinaryRowData) assigns to a subtask no other group gets: each normalizer then owns its
+    partitions (its clock knows their offsets) and the groups spread evenly (keys 0 and 1 hash to the
+    same subtask of 2)."""
+    jvm = get_gateway().jvm
+    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+
+    def owner_of(key: int) -> int:
+        row = jvm.org.apache.flink.table.data.binary.BinaryRowData(1)
+        writer = jvm.org.apache.flink.table.data.writer.BinaryRowWriter(row)
+        writer.writeInt(0, key)
+        writer.complete()
+        return int(assignment.assignKeyToParallelOperator(row, settings.max_parallelism, settings.parallelism))
+
+    count = settings.parallelism
+    routes: dict[int, int] = {}  # owner -> key
+    for group in range(count):
+        key = next((k for k in range(group, 1000 * count, count) if owner_of(k) not in routes), None)
+        if key is None:
+            raise RuntimeError(f"no key routes partition group {group} of {count} to a subtask of its own")
+        routes[owner_of(key)] = key
+    return sorted(routes.values(), key=lambda key: key % count)
 
 
 def lanes_for(settings: Settings) -> Lanes:
@@ -111,11 +142,13 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     lanes = lanes_for(settings)
     retention, cache, idle = settings.retention, settings.state_cache_entries, settings.source_idleness_ms
     table_env = StreamTableEnvironment.create(env)
-    table_env.execute_sql(kafka_source_ddl(settings, sorted(ADAPTERS)))
-    batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings)))
-    if settings.parallelism > 1:
-        batches = batches.rebalance()  # partition groups hashed to subtasks may collide; batches spread evenly
-    normalize = operators.NormalizeBatches(lanes, settings.out_of_orderness_ms, settings.source_idleness_ms)
+    source_topics = tuple(sorted(ADAPTERS))
+    table_env.execute_sql(kafka_source_ddl(settings, source_topics))
+    batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings, partition_routes(settings))))
+    source = KafkaInput(
+        settings.bootstrap_servers, source_topics, settings.consumer_group, settings.start_from, settings.parallelism
+    )
+    normalize = operators.NormalizeBatches(lanes, source, settings.out_of_orderness_ms, settings.source_idleness_ms)
     normalized = batches.process(normalize, output_type=operators.KEYED).name("normalize").uid("normalize")
     positions = _keyed(
         normalized.get_side_output(operators.VEHICLE_BATCHES),

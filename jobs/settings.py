@@ -36,7 +36,8 @@ class Settings:
     kafka_bootstrap_servers: str = ""
     kafka_partitions: int = 2
     consumer_group: str = "orderscope-order-visibility"
-    # Where a job without a checkpoint starts reading: "earliest" (everything kept) or "latest" (new records only).
+    # Where a job without a checkpoint starts reading the partitions its consumer group has committed nothing on
+    # (`job run --fresh` forgets what it committed): "earliest" (everything kept) or "latest" (new records only).
     start_from: str = "earliest"
     # ClickHouse: the local embedded server's port, or any server's URL.
     clickhouse_port: int = 8123

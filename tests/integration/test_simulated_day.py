@@ -71,3 +71,18 @@ def test_rainstorm_orders_take_longer_from_payment_to_delivery_in_clickhouse(
     rest = [h for key, h in hours.items() if key not in affected]
     assert len(storm) >= 10 and len(rest) >= 100
     assert median(storm) >= median(rest) + 6  # the simulator delays them 12 to 36 hours
+
+
+def test_each_partition_is_read_by_one_normalizer_and_both_normalizers_read(
+    simulated_day: tuple[dict[str, Any], Any],
+) -> None:
+    """A normalizer's clock knows the offsets of exactly the partitions it reads (it tells an idle partition from
+    one with records waiting by them), and the partition groups are spread over the two subtasks."""
+    _, client = simulated_day
+    rows = client.query("SELECT source, groupUniqArray(operator) FROM event_time "
+                        "WHERE operator LIKE 'normalize-%' AND source != '*' GROUP BY source").result_rows  # fmt: skip
+    readers = dict(rows)
+    assert readers and all(len(operators) == 1 for operators in readers.values()), readers
+    assert {operators[0] for operators in readers.values()} == {"normalize-0", "normalize-1"}
+    groups = {(operators[0], int(source.rsplit("/", 1)[1]) % 2) for source, operators in readers.items()}
+    assert len(groups) == 2, groups  # one partition group (partition number modulo 2) each
