@@ -97,8 +97,8 @@ class OffsetProbe:
         return dict(self._consumer.end_offsets(self.partitions(topics), timeout_ms=self._timeout_ms))
 
     def start_offsets(self, topics: Iterable[str], group: str, start_from: str) -> dict[TopicPartition, int]:
-        """Where a reader of the group starts on each partition, as Flink's Kafka source with startup mode
-        group-offsets does: at the group's committed offset, else at the earliest or latest offset."""
+        """Where a reader of the group starts on each partition, as far as Kafka knows: at the group's committed
+        offset (where a job restored from a checkpoint resumes, or near it), else at the earliest or latest."""
         partitions = self.partitions(topics)
         first = self._consumer.beginning_offsets if start_from == "earliest" else self._consumer.end_offsets
         committed = self.committed_offsets(group)

@@ -134,7 +134,7 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
     )
     normalizer, stages = Normalizer(Pseudonymizer(settings.pseudonymization_key())), Stages.in_memory(settings)
     partition_clock = PartitionClock(
-        KafkaInput(settings.bootstrap_servers, topics, settings.consumer_group, "earliest"), stages.clock
+        KafkaInput(settings.bootstrap_servers, topics, settings.consumer_group, "earliest"), 0, stages.clock
     )
     read, heard_at, next_report = 0, time.monotonic(), time.monotonic() + 5
     try:
@@ -142,9 +142,8 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
             polled = consumer.poll(timeout_ms=200)
             records = [record for partition in polled.values() for record in partition]
             if records:
-                partition_clock.expect_group_of(0, now_ms())  # one reader: every partition is its own
                 routed = normalized(normalizer, records, stages.clock)
-                partition_clock.fetch_ends(now_ms())
+                partition_clock.fetch_offsets(now_ms())
                 buffer.add(stages.apply(routed))
                 read, heard_at = read + len(records), time.monotonic()
             if buffer.due() or (not records and buffer.count):

@@ -231,7 +231,11 @@ def parser() -> argparse.ArgumentParser:
     job.add_argument("action", choices=["run", "submit", "cancel"])
     job.add_argument("job_id", nargs="?", help="with cancel: the id that submit printed")
     job.add_argument("--until-idle", type=float, metavar="SECONDS", help="stop once idle this long, output written")
-    job.add_argument("--fresh", action="store_true", help="ignore earlier checkpoints; read from the earliest offsets")
+    job.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore earlier checkpoints; read again from ORDERSCOPE_START_FROM (earliest)",
+    )
     job.add_argument("--cluster", help="with submit, cancel: REST URL (default: the local cluster's)")
     job.set_defaults(handler=cmd_job)
 

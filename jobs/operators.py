@@ -128,8 +128,9 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         # The key is read where the job runs, now: it is never part of the job graph.
         self._normalizer = Normalizer(Pseudonymizer(Settings.from_env().pseudonymization_key()))
         self._clock = EventClock(self._out_of_orderness_ms, self._idleness_ms)
-        self._partition_clock = PartitionClock(self._source, self._clock)
         subtask = subtask_index(runtime_context)
+        self._partition_clock = PartitionClock(self._source, subtask, self._clock)
+        self._partition_clock.fetch_offsets(now_ms())
         self._name = f"normalize-{subtask}"
         self._writer_key = self._lanes.writer_keys[subtask]
         self._busy = Busy(self._name)
@@ -151,11 +152,12 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         routed = Routed()
         rows = routed.rows
         clock = self._clock
-        self._partition_clock.expect_group_of(batch.partitions[0], now)
+        owned = self._partition_clock.owns(batch.partitions[0])  # a batch holds one partition group
         for payload, topic, partition, offset, received_at_ms in zip(
             batch.payloads, batch.topics, batch.partitions, batch.offsets, batch.received_at_ms, strict=True
         ):
-            clock.read(source := split_of(topic, partition), offset, now)
+            if owned:
+                clock.read(source := split_of(topic, partition), offset, now)
             outcome = self._normalizer.normalize(topic, partition, offset, bytes(payload or b""), received_at_ms)
             if isinstance(outcome, DeadLetter):
                 rows[DEAD_LETTERS.name].append(DEAD_LETTERS.row(outcome))
@@ -163,9 +165,9 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
                 continue
             for event in outcome:
                 routed.add(event)
-                if (at_ms := event_time_of(event)) is not None:
+                if owned and (at_ms := event_time_of(event)) is not None:
                     clock.observe(source, at_ms, now)
-        self._partition_clock.fetch_ends(now)
+        self._partition_clock.fetch_offsets(now)
         watermark = clock.watermark(now)
         lanes = self._lanes
         orders = by_lane(routed.orders, lanes, order_key)

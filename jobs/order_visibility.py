@@ -22,6 +22,7 @@ locally, `orderscope job run` runs it with checkpoints and resume.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Types
@@ -62,8 +63,7 @@ def kafka_source_ddl(settings: Settings, topics: Sequence[str]) -> str:
             'properties.bootstrap.servers' = '{settings.bootstrap_servers}',
             'properties.group.id' = '{settings.consumer_group}',
             'properties.commit.offsets.on.checkpoint' = 'true',
-            'scan.startup.mode' = 'group-offsets',
-            'properties.auto.offset.reset' = '{settings.start_from}',
+            'scan.startup.mode' = '{settings.start_from}-offset',
             'format' = 'raw'
         )"""
 
@@ -89,29 +89,39 @@ def micro_batches_sql(settings: Settings, routes: Sequence[int]) -> str:
         GROUP BY window_start, window_end, {route}"""
 
 
-def partition_routes(settings: Settings) -> list[int]:
-    """For each partition group g, a grouping key congruent to g that Flink's hashing of SQL keys (a
-    one-INT BinaryRowData) assigns to a subtask no other group gets: each normalizer then owns its
-    partitions (its clock knows their offsets) and the groups spread evenly (keys 0 and 1 hash to the
-    same subtask of 2)."""
-    jvm = get_gateway().jvm
-    assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+@dataclass(frozen=True)
+class PartitionRoutes:
+    """For each partition group g (partition number modulo the parallelism), a grouping key congruent to g
+    that Flink's hashing of SQL keys (a one-INT BinaryRowData) assigns to a subtask no other group gets:
+    each normalizer then owns its partitions (its clock knows their offsets) and the groups spread evenly
+    (keys 0 and 1 hash to the same subtask of 2)."""
 
-    def owner_of(key: int) -> int:
-        row = jvm.org.apache.flink.table.data.binary.BinaryRowData(1)
-        writer = jvm.org.apache.flink.table.data.writer.BinaryRowWriter(row)
-        writer.writeInt(0, key)
-        writer.complete()
-        return int(assignment.assignKeyToParallelOperator(row, settings.max_parallelism, settings.parallelism))
+    keys: tuple[int, ...]  # by group
+    group_of_subtask: tuple[int, ...]
 
-    count = settings.parallelism
-    routes: dict[int, int] = {}  # owner -> key
-    for group in range(count):
-        key = next((k for k in range(group, 1000 * count, count) if owner_of(k) not in routes), None)
-        if key is None:
-            raise RuntimeError(f"no key routes partition group {group} of {count} to a subtask of its own")
-        routes[owner_of(key)] = key
-    return sorted(routes.values(), key=lambda key: key % count)
+    @classmethod
+    def of(cls, settings: Settings) -> PartitionRoutes:
+        jvm = get_gateway().jvm
+        assignment = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+
+        def owner_of(key: int) -> int:
+            row = jvm.org.apache.flink.table.data.binary.BinaryRowData(1)
+            writer = jvm.org.apache.flink.table.data.writer.BinaryRowWriter(row)
+            writer.writeInt(0, key)
+            writer.complete()
+            return int(assignment.assignKeyToParallelOperator(row, settings.max_parallelism, settings.parallelism))
+
+        count = settings.parallelism
+        keys: dict[int, int] = {}  # owner -> key
+        for group in range(count):
+            key = next((k for k in range(group, 1000 * count, count) if owner_of(k) not in keys), None)
+            if key is None:
+                raise RuntimeError(f"no key routes partition group {group} of {count} to a subtask of its own")
+            keys[owner_of(key)] = key
+        return cls(
+            tuple(sorted(keys.values(), key=lambda key: key % count)),
+            tuple(keys[subtask] % count for subtask in range(count)),
+        )
 
 
 def lanes_for(settings: Settings) -> Lanes:
@@ -144,9 +154,10 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     table_env = StreamTableEnvironment.create(env)
     source_topics = tuple(sorted(ADAPTERS))
     table_env.execute_sql(kafka_source_ddl(settings, source_topics))
-    batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings, partition_routes(settings))))
+    routes = PartitionRoutes.of(settings)
+    batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings, routes.keys)))
     source = KafkaInput(
-        settings.bootstrap_servers, source_topics, settings.consumer_group, settings.start_from, settings.parallelism
+        settings.bootstrap_servers, source_topics, settings.consumer_group, settings.start_from, routes.group_of_subtask
     )
     normalize = operators.NormalizeBatches(lanes, source, settings.out_of_orderness_ms, settings.source_idleness_ms)
     normalized = batches.process(normalize, output_type=operators.KEYED).name("normalize").uid("normalize")

@@ -155,11 +155,7 @@ def run(settings: Settings, *, until_idle_s: float | None, fresh: bool, report: 
     settings.checkpoints.mkdir(parents=True, exist_ok=True)
     (settings.checkpoints / LAYOUT_FILE).write_text(state_layout())
     restore_from = None if fresh else latest_checkpoint(settings.checkpoints)
-    report(
-        f"resuming from {restore_from}"
-        if restore_from
-        else f"no checkpoint: reading on from where {settings.consumer_group} committed, else the {settings.start_from}"
-    )
+    report(f"resuming from {restore_from}" if restore_from else f"starting from the {settings.start_from} offsets")
     _prepare_jvm_environment(settings)
     configuration = Configuration()
     for key, value in local_configuration(settings, restore_from).items():

@@ -36,8 +36,7 @@ class Settings:
     kafka_bootstrap_servers: str = ""
     kafka_partitions: int = 2
     consumer_group: str = "orderscope-order-visibility"
-    # Where a job without a checkpoint starts reading the partitions its consumer group has committed nothing on
-    # (`job run --fresh` forgets what it committed): "earliest" (everything kept) or "latest" (new records only).
+    # Where a job without a checkpoint starts reading: "earliest" (everything kept) or "latest" (new records only).
     start_from: str = "earliest"
     # ClickHouse: the local embedded server's port, or any server's URL.
     clickhouse_port: int = 8123
@@ -59,8 +58,8 @@ class Settings:
     state_cache_entries: int = 100_000
     # Raw records are processed in micro-batches of this much processing time.
     batch_window_ms: int = 200
-    # Event time: a source's watermark trails its newest event by this much; a source silent
-    # for longer than the idleness timeout (processing time) holds no one back.
+    # Event time: a source's watermark trails its newest event by this much; a source silent for longer
+    # than the idleness timeout (processing time) and read to its end holds no one back.
     out_of_orderness_ms: int = 60_000
     source_idleness_ms: int = 10_000
     # ClickHouse writer: buffered rows are written when the oldest is this old or when there are this many.

@@ -65,6 +65,15 @@ class EventClock:
         """A source that exists, to be read from `position` on: it holds time back until read or found empty."""
         self.sources.setdefault(source, SourceClock(expected_at_ms=now_ms, position=position))
 
+    def starts_at_least(self, source: str, position: int) -> None:
+        """A source not read yet starts at `position` or later (its reader resumed there, as Kafka now says)."""
+        clock = self.sources.get(source)
+        if clock is not None and clock.heard_at_ms is None:
+            clock.position = max(clock.position, position)
+
+    def unread(self) -> list[str]:
+        return [source for source, clock in self.sources.items() if clock.heard_at_ms is None]
+
     def read(self, source: str, offset: int, now_ms: int) -> None:
         """A record of the source was read, with or without an event time. The first read says where
         reading really started, whatever was expected."""

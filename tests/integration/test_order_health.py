@@ -33,7 +33,7 @@ def quiet_parcels(stack_env: dict[str, str]) -> tuple[dict[str, Any], Any, dict[
     folder = Path(stack_env["ORDERSCOPE_STATE_DIR"])
     recording = folder / "never_picked_up.jsonl"
     # Event time goes on as later traffic arrives: one signal two days after the day's last record, read by
-    # a restarted job (its clock knows only that source), moves event time past every pending check.
+    # a restarted job (every other partition is read to its end), moves event time past every pending check.
     last = max(json.loads(line)["ts_ms"] for line in recording.open(encoding="utf-8"))
     later = min(last + 2 * DAY_MS, int(time.time() * 1000))
     signal = {"type": "port_congestion", "port": "CNNGB", "index": 10, "ts": payloads.iso_utc(later)}

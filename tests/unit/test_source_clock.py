@@ -1,5 +1,6 @@
-"""A reader's clock told by Kafka: which partitions it expects, and what happens when Kafka does not answer.
-Kafka is replaced by a stand-in here; tests/integration/test_simulated_day.py runs it on the real broker."""
+"""A reader's clock told by Kafka: which partitions it expects, where a restored reader starts, and what
+happens when Kafka does not answer. Kafka is replaced by a stand-in here; tests/integration/test_simulated_day.py
+and test_order_health.py run it on the real broker."""
 
 from __future__ import annotations
 
@@ -16,17 +17,21 @@ TOPICS = ("raw.orders.tmall", "raw.wms")
 
 
 class StandInProbe:
-    """Two partitions per topic, each holding 10 records, none read; or no answer at all when `down`."""
+    """Two partitions per topic, each holding 10 records, none committed; or no answer at all when `down`."""
 
     def __init__(self) -> None:
         self.down = False
         self.asked = 0
+        self.committed: dict[TopicPartition, int] = {}
 
     def start_offsets(self, topics: tuple[str, ...], group: str, start_from: str) -> dict[TopicPartition, int]:
-        return self._answer(topics, 0)
+        return {**self._answer(topics, 0), **self.committed}
 
     def end_offsets(self, topics: tuple[str, ...]) -> dict[TopicPartition, int]:
         return self._answer(topics, 10)
+
+    def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
+        return self.committed
 
     def close(self) -> None:
         pass
@@ -38,20 +43,33 @@ class StandInProbe:
         return {TopicPartition(topic, p): offset for topic in topics for p in (0, 1)}
 
 
-def reader(probe: StandInProbe) -> PartitionClock:
-    source = KafkaInput("127.0.0.1:9092", TOPICS, "group", "earliest", partition_groups=2)
+def reader(probe: StandInProbe, subtask: int = 0) -> PartitionClock:
+    source = KafkaInput("127.0.0.1:9092", TOPICS, "group", "earliest", group_of_subtask=(1, 0))
     stand_in: Any = probe
-    return PartitionClock(source, EventClock(out_of_orderness_ms=60_000, idleness_ms=10_000), lambda _: stand_in)
+    clock = EventClock(out_of_orderness_ms=60_000, idleness_ms=10_000)
+    return PartitionClock(source, subtask, clock, lambda _: stand_in)
 
 
-def test_a_reader_expects_the_partitions_of_its_group_and_fetches_their_ends() -> None:
-    probe = StandInProbe()
-    clock = reader(probe)
-    clock.expect_group_of(1, NOW)
+def test_a_reader_expects_the_partitions_of_its_group_from_the_start_and_fetches_their_ends() -> None:
+    clock = reader(StandInProbe(), subtask=0)
+    clock.fetch_offsets(NOW)
     assert sorted(clock.clock.sources) == ["raw.orders.tmall/1", "raw.wms/1"]
     assert {source.end for source in clock.clock.sources.values()} == {10}
+    assert clock.owns(3) and not clock.owns(2)
     clock.clock.observe("raw.wms/1", 100 * 60_000, NOW)
     assert clock.clock.watermark(NOW) == UNKNOWN  # tmall's partition 1 has 10 records still to read
+
+
+def test_a_partition_not_read_yet_starts_where_its_group_committed_last_once_kafka_says_so() -> None:
+    probe = StandInProbe()
+    clock = reader(probe)
+    clock.fetch_offsets(NOW)  # restored from a checkpoint whose offsets are not committed yet
+    clock.clock.observe("raw.wms/1", 100 * 60_000, NOW)
+    assert not clock.clock.is_idle("raw.orders.tmall/1", NOW + 2_000)
+    probe.committed = {TopicPartition("raw.orders.tmall", 1): 10}  # committed with that checkpoint: read to its end
+    clock.fetch_offsets(NOW + 2_000)
+    assert clock.clock.is_idle("raw.orders.tmall/1", NOW + 2_000)
+    assert clock.clock.watermark(NOW + 2_000) == 99 * 60_000
 
 
 def test_kafka_not_answering_leaves_silence_to_decide_and_is_asked_again_a_second_later(
@@ -59,15 +77,15 @@ def test_kafka_not_answering_leaves_silence_to_decide_and_is_asked_again_a_secon
 ) -> None:
     probe = StandInProbe()
     clock = reader(probe)
-    clock.expect_group_of(0, NOW)
-    clock.clock.read("raw.wms/0", 9, NOW)
-    clock.clock.observe("raw.wms/0", 100 * 60_000, NOW)
+    clock.fetch_offsets(NOW)
+    clock.clock.read("raw.wms/1", 9, NOW)
+    clock.clock.observe("raw.wms/1", 100 * 60_000, NOW)
     probe.down = True
     for second in range(11, 14):
-        clock.fetch_ends(NOW + second * 1_000)
+        clock.fetch_offsets(NOW + second * 1_000)
     assert probe.asked == 2 + 3 and len(caplog.records) == 1  # asked each second, told once
-    assert clock.clock.is_idle("raw.orders.tmall/0", NOW + 13_000)  # never read, 10 records: silence decides
+    assert clock.clock.is_idle("raw.orders.tmall/1", NOW + 13_000)  # never read, 10 records: silence decides
     probe.down = False
-    clock.fetch_ends(NOW + 14_000)
-    assert not clock.clock.is_idle("raw.orders.tmall/0", NOW + 14_000)
+    clock.fetch_offsets(NOW + 14_000)
+    assert not clock.clock.is_idle("raw.orders.tmall/1", NOW + 14_000)
     assert "again" in caplog.records[-1].message
