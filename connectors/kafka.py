@@ -55,6 +55,28 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
         client.close()
 
 
+def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30) -> list[bytes]:
+    """Every record value of a small topic, from its beginning to its end as of now, partition by partition."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(partition) < end for partition, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kafka: topic {topic} not read to its end within {timeout_s:g} s")
+            for records in consumer.poll(timeout_ms=500).values():
+                values.extend(record.value for record in records)
+        return values
+    finally:
+        consumer.close()
+
+
 def forget_group_offsets(bootstrap_servers: str, group: str) -> None:
     """Delete a consumer group's committed offsets (a fresh start must not look caught up)."""
     probe = OffsetProbe(bootstrap_servers)

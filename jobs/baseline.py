@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka import KafkaConsumer
 
@@ -29,6 +29,7 @@ from schemas.health import load_health_policy
 from schemas.identity import IdentityState, load_identity_rules
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
+from schemas.rules import PublishedRules, load_rules
 from schemas.stages import (
     CustomerStage,
     OrderStage,
@@ -45,6 +46,16 @@ Report = Callable[[str], None]
 POLL_RECORDS = 5000
 
 
+class Record(NamedTuple):
+    """A Kafka record as a consumer reads it, for records read from elsewhere (a recording, bench lines)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    timestamp: int
+
+
 @dataclass
 class Stages:
     """Every stage of the job, its state in dicts."""
@@ -56,13 +67,14 @@ class Stages:
     clock: EventClock  # event time, as the job's normalizer tracks it
 
     @classmethod
-    def in_memory(cls, settings: Settings) -> Stages:
+    def in_memory(cls, settings: Settings, rules: PublishedRules | None = None) -> Stages:
+        """Rules: the job's starting set (schemas/rules.yaml) unless given."""
         retention = settings.retention
         return cls(
             VehicleStage({}, {}, settings.position_update_interval_ms, retention),
             WaybillStage({}, {}, retention),
             CustomerStage(IdentityState.in_memory(), load_identity_rules()),
-            OrderStage(OrderState.in_memory(), retention, load_health_policy()),
+            OrderStage(OrderState.in_memory(), retention, load_health_policy(), rules or load_rules()),
             EventClock(settings.out_of_orderness_ms, settings.source_idleness_ms),
         )
 

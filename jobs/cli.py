@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -189,6 +190,27 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.rules import publication
+    from schemas.topics import RULES
+
+    version, record = publication(args.file, int(time.time() * 1000))
+    kafka.replay(settings.bootstrap_servers, [kafka.RecordedMessage(RULES, "rules", record, 0)])
+    say(f"rule set {version} published to {RULES}: the job applies it from its next assessments")
+    return 0
+
+
+def cmd_rules_test(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.rule_trial import print_trial, run_trial, write_trial
+
+    trial = run_trial(args.file, args.recording, settings, args.live, say)
+    print_trial(trial, say)
+    if args.out:
+        write_trial(trial, args.out)
+        say(f"written to {args.out}")
+    return 0
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
@@ -269,6 +291,20 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--orders", type=int, default=2000, help="of the scenario's day (the warm-up has 3x)")
     evaluate.add_argument("--out", type=Path, help="also write the figures here, as JSON")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    rules = commands.add_parser("rules", help="business rules: publish a set to the running job, or try one first")
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True)
+    publish = rule_commands.add_parser("publish", help="put a rule set (YAML) in force, without a restart")
+    publish.add_argument("file", type=Path)
+    publish.set_defaults(handler=cmd_rules_publish)
+    trial = rule_commands.add_parser(
+        "test", help="which orders a rule set would flag in a recording, against the set in force"
+    )
+    trial.add_argument("file", type=Path, help="the candidate rule set (YAML)")
+    trial.add_argument("--recording", type=Path, required=True, help="JSON Lines, as `simulate --out` writes")
+    trial.add_argument("--live", type=Path, help="compare with this set (default: the last one published)")
+    trial.add_argument("--out", type=Path, help="also write every flagged order here, as JSON")
+    trial.set_defaults(handler=cmd_rules_test)
 
     demo = commands.add_parser("demo", help="stack up, migrate, run the job, replay, show the result")
     demo.add_argument("--recording", type=Path, default=PROJECT_ROOT.parent / "shared/contracts/examples/orders.jsonl")

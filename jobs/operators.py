@@ -30,6 +30,7 @@ from schemas.health import MINUTE_MS, HealthPolicy
 from schemas.identity import IdentityRules, IdentityState
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
+from schemas.rules import PublishedRules
 from schemas.stages import (
     DAY_MS,
     CustomerStage,
@@ -448,11 +449,18 @@ class TrackOrders(LaneOperator):
     NAME = "orders"
 
     def __init__(
-        self, lanes: Lanes, cache_entries: int, idleness_ms: int, retention: Retention, policy: HealthPolicy
+        self,
+        lanes: Lanes,
+        cache_entries: int,
+        idleness_ms: int,
+        retention: Retention,
+        policy: HealthPolicy,
+        rules: PublishedRules,
     ) -> None:
         super().__init__(lanes, cache_entries, idleness_ms)
         self._retention = retention
         self._policy = policy
+        self._rules = rules
 
     def make_stage(self, runtime_context: RuntimeContext) -> OrderStage:
         self._rows = OrderRows()
@@ -462,7 +470,7 @@ class TrackOrders(LaneOperator):
             self.state(runtime_context, "checks", CHECK_CACHE_ENTRIES),
             self.state(runtime_context, "context", CONTEXT_CACHE_ENTRIES),
         )
-        return OrderStage(state, self._retention, self._policy)
+        return OrderStage(state, self._retention, self._policy, self._rules)
 
     def take(self, items: list[Any], watermark_ms: int) -> None:
         assert isinstance(self.stage, OrderStage)

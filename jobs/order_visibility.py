@@ -41,6 +41,7 @@ from schemas import topics
 from schemas.adapters import ADAPTERS
 from schemas.health import load_health_policy
 from schemas.identity import load_identity_rules
+from schemas.rules import load_rules
 
 JOB_NAME = "order-visibility"
 NETWORK_FLUSH_MS = 5
@@ -178,7 +179,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     )
     order_rows = _keyed(
         normalized.union(waybill_events, customers),
-        operators.TrackOrders(lanes, cache, idle, retention, load_health_policy()),
+        operators.TrackOrders(lanes, cache, idle, retention, load_health_policy(), load_rules()),
         "track orders",
     )
     writes = order_rows.union(

@@ -1,11 +1,12 @@
-"""Alerts: one incident per order and factor while the factor lasts, with its lifecycle.
+"""Alerts: one incident per order and factor (or business rule) while it lasts, with its lifecycle.
 
 An incident opens when a factor's finding reaches the severity its configuration
 alerts from (schemas/health.yaml), is updated when its severity changes, and is
 resolved only when the factor clears altogether: a finding that drops below the
 alerting severity keeps its incident open, so an order hovering at a threshold
 raises one incident, not one per crossing. An order that leaves state (its
-retention ran out) closes its incidents as expired. Every step has an idempotency key
+retention ran out) closes its incidents as expired. A business rule whose action
+is an alert (schemas/rules.py) keeps its incident open while it matches. Every step has an idempotency key
 (incident key and revision): the same step told twice, after a restore, is one
 step to whoever reads it.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from schemas.compact import compact_pickle
 from schemas.events import OrderRef
 from schemas.health import Health, HealthPolicy, Severity
+from schemas.rules import Decisions
 from schemas.tables import utc
 
 
@@ -30,6 +32,7 @@ class Incident:
     opened_at_ms: int  # event time from which the facts show it (Finding.since_ms), not when it was found
     revision: int  # 1 when opened, one more at each later step
     reason: str
+    rule_id: str  # health.<factor>, or a business rule's id@version (schemas/rules.py)
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,6 @@ class AlertStep:
         return hashlib.blake2b(self.incident_key.encode(), digest_size=8).hexdigest()
 
     @property
-    def rule_id(self) -> str:
-        return f"health.{self.incident.alert_type}"
-
-    @property
     def resolved_at_ms(self) -> int | None:
         return self.at_ms if self.step in ("resolved", "expired") else None
 
@@ -65,7 +64,7 @@ class AlertStep:
         order, incident = self.order, self.incident
         return (
             self.alert_id, self.incident_key, incident.alert_type, incident.severity.label, order.channel,
-            order.order_id, incident.opened_at_ms, self.resolved_at_ms, incident.reason, self.rule_id,
+            order.order_id, incident.opened_at_ms, self.resolved_at_ms, incident.reason, incident.rule_id,
             self.config_version, incident.revision, self.step, self.at_ms,
         )  # fmt: skip
 
@@ -87,7 +86,7 @@ class AlertStep:
                 "resolved_at": utc(resolved_at).isoformat() if resolved_at is not None else None,
                 "at": utc(self.at_ms).isoformat(),
                 "reason": incident.reason,
-                "rule_id": self.rule_id,
+                "rule_id": incident.rule_id,
                 "config_version": self.config_version,
             },
             ensure_ascii=False,
@@ -100,12 +99,19 @@ def closed(order: OrderRef, incident: Incident, step: str, at_ms: int, config_ve
 
 
 def follow(
-    order: OrderRef, open_incidents: tuple[Incident, ...], health: Health, policy: HealthPolicy, now_ms: int
+    order: OrderRef,
+    open_incidents: tuple[Incident, ...],
+    health: Health,
+    decisions: Decisions,
+    policy: HealthPolicy,
+    now_ms: int,
 ) -> tuple[tuple[Incident, ...], list[AlertStep]]:
-    """The incidents open after an assessment, and the lifecycle steps it took."""
-    if not open_incidents and not health.findings:
+    """The incidents open after an assessment, and the lifecycle steps it took: health factors from their
+    alerting severity on, and business rules whose action is an alert (open from the assessment that
+    first matched them: a rule's condition tells no time of its own)."""
+    causes = _alerting_causes(health, decisions, policy, now_ms)
+    if not open_incidents and not causes:
         return (), []
-    found = {finding.factor: finding for finding in health.findings}
     steps: list[AlertStep] = []
     still_open: list[Incident] = []
 
@@ -113,19 +119,53 @@ def follow(
         steps.append(AlertStep(order, incident, name, now_ms, health.config_version))
 
     for incident in open_incidents:
-        finding = found.pop(incident.alert_type, None)
-        if finding is None:
+        cause = causes.pop(incident.alert_type, None)
+        if cause is None:
             steps.append(closed(order, incident, "resolved", now_ms, health.config_version))
             continue
-        if finding.severity != incident.severity:
-            incident = replace(incident, severity=finding.severity, revision=incident.revision + 1,
-                               reason=finding.reason)  # fmt: skip
+        if (cause.severity, cause.rule_id) != (incident.severity, incident.rule_id):
+            incident = replace(incident, severity=cause.severity, revision=incident.revision + 1,
+                               reason=cause.reason, rule_id=cause.rule_id)  # fmt: skip
             step(incident, "updated")
         still_open.append(incident)
-    for finding in found.values():
-        alert_from = policy.factors[finding.factor].alert_from
-        if alert_from is not None and finding.severity >= alert_from:
-            incident = Incident(finding.factor, finding.severity, finding.since_ms, 1, finding.reason)
-            step(incident, "opened")
-            still_open.append(incident)
+    for cause in causes.values():
+        if cause.opens:
+            step(cause.incident, "opened")
+            still_open.append(cause.incident)
     return tuple(still_open), steps
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What keeps an incident open (any finding of its factor, any match of its rule), and whether it
+    would open one (a finding at the factor's alerting severity or above)."""
+
+    incident: Incident  # as it would open
+    opens: bool
+
+    @property
+    def severity(self) -> Severity:
+        return self.incident.severity
+
+    @property
+    def reason(self) -> str:
+        return self.incident.reason
+
+    @property
+    def rule_id(self) -> str:
+        return self.incident.rule_id
+
+
+def _alerting_causes(health: Health, decisions: Decisions, policy: HealthPolicy, now_ms: int) -> dict[str, Cause]:
+    causes = {}
+    for finding in health.findings:
+        alert_from = policy.factors[finding.factor].alert_from
+        incident = Incident(finding.factor, finding.severity, finding.since_ms, 1, finding.reason,
+                            f"health.{finding.factor}")  # fmt: skip
+        causes[finding.factor] = Cause(incident, alert_from is not None and finding.severity >= alert_from)
+    for decision in decisions.made:
+        if decision.alert is not None:
+            alert_type = f"rule.{decision.rule_id}"
+            incident = Incident(alert_type, decision.alert, now_ms, 1, decision.description, decision.ref)
+            causes[alert_type] = Cause(incident, True)
+    return causes

@@ -340,18 +340,22 @@ def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: C
     return factor.finding(severity, words, since), None
 
 
+def weather_in_force(conditions: Conditions, region_code: str | None, now_ms: int) -> list[WeatherWarning]:
+    """Per phenomenon, the newest warning issued by now (a downgrade replaces a red warning), unless it ended."""
+    current: dict[str, WeatherWarning] = {}
+    for warning in conditions.weather.get(region_code or "", ()):  # by issue time: the last one issued wins
+        if warning[0] <= now_ms:
+            current[warning[2]] = warning
+    return [warning for warning in current.values() if warning[3] is None or now_ms < warning[3]]
+
+
 def weather(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    """Per phenomenon, the newest warning issued by now holds (a downgrade replaces a red warning);
-    the worst of them counts."""
+    """The worst warning in force at the destination counts."""
     warnings = conditions.weather.get(facts.region_code or "")
     if not warnings:
         return None, None
     levels = factor.settings["severity"]
-    current: dict[str, WeatherWarning] = {}
-    for warning in warnings:  # by issue time: the last one issued by now wins
-        if warning[0] <= now_ms:
-            current[warning[2]] = warning
-    in_force = [w for w in current.values() if (w[3] is None or now_ms < w[3]) and w[1] in levels]
+    in_force = [w for w in weather_in_force(conditions, facts.region_code, now_ms) if w[1] in levels]
     changes = [w[0] for w in warnings if w[0] > now_ms] + [w[3] for w in in_force if w[3] is not None]
     next_change = min(changes, default=None)
     if not in_force:
@@ -362,19 +366,24 @@ def weather(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -
     return factor.finding(Severity[levels[level].upper()], reason, issued_at), next_change
 
 
+def ports_in_force(conditions: Conditions, now_ms: int) -> dict[str, tuple[float, int]]:
+    """Each port's newest reading at or before now: (congestion index, reported at)."""
+    in_force: dict[str, tuple[float, int]] = {}
+    for port, readings in conditions.ports.items():
+        past = [reading for reading in readings if reading[0] <= now_ms]
+        if past:
+            in_force[port] = (past[-1][1], past[-1][0])
+    return in_force
+
+
 def port_congestion(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     """The worst port in force, for every cross-border order (orders do not name their port yet)."""
     if not conditions.ports or (
         facts.channel not in factor.settings["cross_border_channels"] and not facts.reached_at(Status.CUSTOMS)
     ):
         return None, None
-    in_force: dict[str, tuple[float, int]] = {}
-    changes: list[int] = []
-    for port, readings in conditions.ports.items():
-        past = [reading for reading in readings if reading[0] <= now_ms]  # the newest at or before now holds
-        if past:
-            in_force[port] = (past[-1][1], past[-1][0])
-        changes += [reading[0] for reading in readings if reading[0] > now_ms]
+    in_force = ports_in_force(conditions, now_ms)
+    changes = [reading[0] for readings in conditions.ports.values() for reading in readings if reading[0] > now_ms]
     next_change = min(changes, default=None)
     if not in_force:
         return None, next_change

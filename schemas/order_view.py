@@ -24,6 +24,7 @@ from schemas.events import CustomerAssignment, OrderEvent, OrderModification, Or
 from schemas.health import Facts, Health
 from schemas.identity import RANK_LIMIT, customer_rank
 from schemas.lifecycle import LIFECYCLE, Status, StatusTrack
+from schemas.rules import NO_DECISIONS, Decisions
 from schemas.tables import Row
 from schemas.topics import RAW_CARRIER, RAW_GPS, RAW_WMS
 
@@ -79,6 +80,7 @@ class OrderView:
     # the pending check.
     health: Health | None = None
     eta: Estimate | None = None
+    decisions: Decisions = NO_DECISIONS  # of the business rules (schemas/rules.py)
     leg_sent: bool = False  # whether its delivery was taught as a leg
     assessed_at_ms: int = 0
     incidents: tuple[Incident, ...] = ()
@@ -150,6 +152,7 @@ class OrderView:
             _newest(self.carrier, at, event.carrier or None) if event.source in SCANNING_SOURCES else self.carrier,
             self.health,
             self.eta,
+            self.decisions,
             self.leg_sent,
             self.assessed_at_ms,
             self.incidents,
@@ -174,6 +177,7 @@ class OrderView:
         self,
         health: Health,
         eta: Estimate | None,
+        decisions: Decisions,
         leg_sent: bool,
         at_ms: int,
         incidents: tuple[Incident, ...],
@@ -183,8 +187,8 @@ class OrderView:
         return OrderView(
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
             self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
-            self.scanned_at_ms, self.intents, self.changes, self.carrier, health, eta, leg_sent, at_ms, incidents,
-            check_at_ms,
+            self.scanned_at_ms, self.intents, self.changes, self.carrier, health, eta, decisions, leg_sent, at_ms,
+            incidents, check_at_ms,
         )  # fmt: skip
 
     def arrival(self, figures: Mapping[str, LaneFigures], now_ms: int, settings: EtaSettings) -> Estimate | None:
@@ -212,6 +216,11 @@ class OrderView:
         a leg not known whole then goes with the event that completes it)."""
         delivered = self.reached[DELIVERED_RANK]
         return delivered + settle_ms if delivered and not self.leg_sent else None
+
+    @property
+    def carrier_name(self) -> str | None:
+        carrier: str | None = _value(self.carrier)
+        return carrier
 
     @property
     def _lane(self) -> tuple[str | None, str | None]:
@@ -257,12 +266,14 @@ class OrderView:
         )
 
     def health_columns(self) -> Row:
-        """health_score, health_color, health_reasons, health_at, health_config, then the ETA's columns."""
+        """health_score, health_color, health_reasons, health_at, health_config, the ETA's columns, then the
+        business rules' (schemas/tables.py RULE_COLUMNS)."""
         health, eta = self.health, self.eta
         if health is None:
-            return (None, None, [], None, "", *NO_ETA)
+            return (None, None, [], None, "", *NO_ETA, *NO_DECISIONS.columns())
         estimated = (eta.eta_ms, eta.p10_ms, eta.p90_ms, eta.promise_at_risk, eta.basis) if eta else NO_ETA
-        return (health.score, health.color, health.reasons, self.assessed_at_ms, health.config_version, *estimated)
+        return (health.score, health.color, health.reasons, self.assessed_at_ms, health.config_version, *estimated,
+                *self.decisions.columns())  # fmt: skip
 
     def health_history_row(self) -> Row:
         order = self.order

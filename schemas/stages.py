@@ -41,6 +41,7 @@ from schemas.events import (
 from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
 from schemas.order_view import Mark, OrderView, is_passed_on_position
+from schemas.rules import NO_RULES, PublishedRules, RuleSet, Subject
 from schemas.tables import (
     ALERTS,
     CUSTOMER_LINKS,
@@ -50,6 +51,7 @@ from schemas.tables import (
     ORDER_EVENTS,
     ORDER_HEALTH_HISTORY,
     ORDERS_CURRENT,
+    RULE_SETS,
     SERVICE_MESSAGES,
     SIGNALS,
     Row,
@@ -158,16 +160,17 @@ class Routed:
     customers: list[OrderEvent] = field(default_factory=list)  # order events that name their buyer
     signals: list[Signal] = field(default_factory=list)  # the conditions health reads, for every lane
     legs: list[Leg] = field(default_factory=list)  # delivered orders, for every lane to learn arrivals from
+    rules: list[PublishedRules] = field(default_factory=list)  # business rule sets, for every lane to apply
     waybills: list[ShipmentEvent | WaybillLink] = field(default_factory=list)
     vehicles: list[VehicleLoad | VehiclePing] = field(default_factory=list)
     rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
 
     @property
-    def context(self) -> list[Signal | Leg]:
+    def context(self) -> list[Signal | Leg | PublishedRules]:
         """What every order lane hears of."""
-        return [*self.signals, *self.legs]
+        return [*self.signals, *self.legs, *self.rules]
 
-    def add(self, event: CanonicalEvent | Leg) -> None:
+    def add(self, event: CanonicalEvent | Leg | PublishedRules) -> None:
         if isinstance(event, OrderEvent):
             self.orders.append(event)
             if event.identities:
@@ -178,6 +181,9 @@ class Routed:
             self.vehicles.append(event)
         elif isinstance(event, Leg):
             self.legs.append(event)
+        elif isinstance(event, PublishedRules):
+            self.rules.append(event)
+            self.rows[RULE_SETS.name].append(event.row())
         else:
             table = STATELESS_TABLES[type(event)]
             self.rows[table.name].append(table.row(event))
@@ -188,11 +194,12 @@ class Routed:
                 self.orders.append(event)
 
 
-def event_time_of(event: CanonicalEvent | Leg) -> int | None:
-    """None for what tells no time of the sources: a leg is the job's own record, read back."""
+def event_time_of(event: CanonicalEvent | Leg | PublishedRules) -> int | None:
+    """None for what tells no time of the sources: a leg is the job's own record, read back; a rule set
+    is control."""
     if isinstance(event, VehicleLoad):
         return event.departed_at_ms
-    if isinstance(event, Leg):
+    if isinstance(event, Leg | PublishedRules):
         return None
     return getattr(event, "at_ms", None)
 
@@ -402,7 +409,7 @@ def order_key(event: OrderEvent | CustomerAssignment | Mark) -> str:
 
 
 OrderChange = OrderEvent | CustomerAssignment | Mark
-OrderItem = OrderChange | Signal | Leg  # what the order stage receives
+OrderItem = OrderChange | Signal | Leg | PublishedRules  # what the order stage receives
 
 
 @dataclass
@@ -496,13 +503,18 @@ class OrderStage(Stage[OrderView]):
     """
 
     CONDITIONS = "conditions"
+    RULES = "rules"
 
-    def __init__(self, state: OrderState, retention: Retention, policy: HealthPolicy) -> None:
+    def __init__(
+        self, state: OrderState, retention: Retention, policy: HealthPolicy, rules: PublishedRules = NO_RULES
+    ) -> None:
         super().__init__(state.orders, state.expiry)
         self._checks = CheckIndex(state.checks)
         self._context = state.context
         self._retention = retention
         self._policy = policy
+        self._starting_rules = rules  # in force until a rule set is published (published_at 0)
+        self._compiled: dict[PublishedRules, RuleSet] = {}
         self._expired: list[AlertStep] = []  # see leaving()
 
     def expires_at(self, entity: OrderView) -> int:
@@ -521,11 +533,13 @@ class OrderStage(Stage[OrderView]):
                 self._observe(item)
             elif isinstance(item, Leg):
                 legs.append(item)
+            elif isinstance(item, PublishedRules):
+                self._adopt(item)
             else:
                 changes.append(item)
         if legs := [leg for leg in legs if watermark_ms == UNKNOWN or leg.delivered_at_ms <= watermark_ms + DAY_MS]:
             learn(self._context, legs, self._policy.eta)  # a leg from beyond tomorrow is a clock gone wrong
-        conditions = self._conditions()
+        conditions, rules = self._conditions(), self._rules()
         for key, order_changes in grouped(changes, order_key).items():
             before = self.entities.get(key)
             view = self._merged(before or OrderView(order_changes[0].order), order_changes, rows)
@@ -533,7 +547,7 @@ class OrderStage(Stage[OrderView]):
                 continue
             now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)  # never back: see version
             if view.track.current is not None and not _moved_while_well(before, order_changes, now):
-                view, _ = self._assessed(view, now, conditions, rows)
+                view, _ = self._assessed(view, now, conditions, rules, rows)
             self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
@@ -553,14 +567,14 @@ class OrderStage(Stage[OrderView]):
     def check_due(self, watermark_ms: int) -> OrderRows:
         """Assess the orders whose check the watermark has reached, at the check's time: an order that
         went quiet turns yellow or red even if nothing more is ever heard of it."""
-        rows, conditions = OrderRows(), self._conditions()
+        rows, conditions, rules = OrderRows(), self._conditions(), self._rules()
         while due := self._checks.take_due(watermark_ms):
             for at_ms, keys in due:
                 for key in keys:
                     view = self.entities.get(key)
                     if view is None or view.check_at_ms != at_ms:
                         continue  # gone, or its check moved
-                    assessed, changed = self._assessed(view, at_ms, conditions, rows, pending_check_ms=0)
+                    assessed, changed = self._assessed(view, at_ms, conditions, rules, rows, pending_check_ms=0)
                     self.store(key, assessed, view)
                     if changed and (row := assessed.row()) is not None:
                         rows.current.append(row)
@@ -579,19 +593,30 @@ class OrderStage(Stage[OrderView]):
         return view
 
     def _assessed(
-        self, view: OrderView, now_ms: int, conditions: Conditions, rows: OrderRows, pending_check_ms: int | None = None
+        self,
+        view: OrderView,
+        now_ms: int,
+        conditions: Conditions,
+        rules: RuleSet,
+        rows: OrderRows,
+        pending_check_ms: int | None = None,
     ) -> tuple[OrderView, bool]:
-        """The view with its health and arrival at now_ms, its alerts followed and its next check indexed (its
-        pending check is pending_check_ms, or the view's); whether its health or its published arrival changed.
-        An estimate is published when it moved enough from the last one published (Estimate.moved_from)."""
+        """The view with its health, arrival and business rules' decisions at now_ms, its alerts followed and
+        its next check indexed (its pending check is pending_check_ms, or the view's); whether its health, its
+        published arrival or its decisions changed. An estimate is published when it moved enough from the
+        last one published (Estimate.moved_from)."""
         policy = self._policy
-        health = assess(view.facts_for_health(), now_ms, conditions, policy)
+        facts = view.facts_for_health()
+        health = assess(facts, now_ms, conditions, policy)
         fresh = view.arrival(self._context, now_ms, policy.eta)
         published = view.eta
         stale = published is None or published.is_past(now_ms)
         eta = published if fresh is not None and not stale and not fresh.moved_from(published) else fresh
         look_again = fresh.next_look_ms if fresh is not None and fresh.next_look_ms > now_ms else None
-        incidents, steps = follow(view.order, view.incidents, health, policy, now_ms)
+        decisions = rules.decide(Subject(facts, view.carrier_name, health, eta, conditions, now_ms))
+        if decisions == view.decisions:
+            decisions = view.decisions  # the same object: no new value to keep
+        incidents, steps = follow(view.order, view.incidents, health, decisions, policy, now_ms)
         leg_sent, leg_due = view.leg_sent, view.leg_due_ms(policy.eta.settle_ms)
         if leg_due is not None and leg_due <= now_ms:
             if (leg := view.leg()) is not None:
@@ -604,12 +629,27 @@ class OrderStage(Stage[OrderView]):
             check_at = 0  # a check still indexed is skipped: it would look back in time
         elif not now_ms < check_at <= ceil_minute(due):
             check_at = self._checks.add(view.order.key, due)
-        assessed = view.assessed(health, eta, leg_sent, now_ms, incidents, check_at)
-        changed = not health.same_as(view.health) or eta is not view.eta
+        assessed = view.assessed(health, eta, decisions, leg_sent, now_ms, incidents, check_at)
+        changed = not health.same_as(view.health) or eta is not view.eta or decisions is not view.decisions
         if changed:
             rows.health.append(assessed.health_history_row())
         rows.alerts.extend(steps)
         return assessed, changed
+
+    def _rules(self) -> RuleSet:
+        """The rule set in force: the last one published, or the one the job started with."""
+        published: PublishedRules = self._context.get(self.RULES, self._starting_rules)
+        compiled = self._compiled.get(published)
+        if compiled is None:
+            compiled = published.compiled()
+            self._compiled = {published: compiled}
+        return compiled
+
+    def _adopt(self, published: PublishedRules) -> None:
+        """A rule set read from the control topic: in force from the next assessment if it is the latest."""
+        current: PublishedRules = self._context.get(self.RULES, self._starting_rules)
+        if (published.published_at_ms, published.spec_json) > (current.published_at_ms, current.spec_json):
+            self._context[self.RULES] = published
 
     def _conditions(self) -> Conditions:
         conditions: Conditions = self._context.get(self.CONDITIONS, NO_CONDITIONS)

@@ -18,6 +18,7 @@ from typing import Any
 from schemas.eta import Leg
 from schemas.events import CustomerLink, DeadLetter, OrderEvent, OrderModification, ServiceMessage, Signal
 from schemas.identity import Degenerate, identifier_kind
+from schemas.rules import PublishedRules
 
 Row = tuple[Any, ...]  # times are epoch milliseconds: DateTime64(3) ticks, inserted as they are
 
@@ -149,6 +150,13 @@ ETA_COLUMNS = (  # none while no lane has learned enough (schemas/eta.py)
     ("promise_at_risk", "Nullable(Float32)"),
     ("eta_basis", "String"),
 )
+RULE_COLUMNS = (  # what the business rules decided (schemas/rules.py)
+    ("priority", "LowCardinality(String)"),
+    ("tags", "Array(LowCardinality(String))"),
+    ("recommendations", "Array(String)"),
+    ("rules", "Array(LowCardinality(String))"),
+    ("rules_version", "LowCardinality(String)"),
+)
 ORDERS_CURRENT = Table(
     "orders_current",
     (
@@ -171,13 +179,14 @@ ORDERS_CURRENT = Table(
             for name, kind in HEALTH_COLUMNS
         ),  # no health until an order has a status
         *ETA_COLUMNS,
+        *RULE_COLUMNS,
     ),
     ("channel", "order_id"),
     _given,
 )
 ORDER_HEALTH_HISTORY = Table(
     "order_health_history",
-    (("channel", "LowCardinality(String)"), ("order_id", "String"), *HEALTH_COLUMNS, *ETA_COLUMNS),
+    (("channel", "LowCardinality(String)"), ("order_id", "String"), *HEALTH_COLUMNS, *ETA_COLUMNS, *RULE_COLUMNS),
     ("channel", "order_id", "health_at"),
     _given,
 )
@@ -215,6 +224,12 @@ ETA_LEGS = Table(
     ),
     ("channel", "order_id"),
     Leg.row,
+)
+RULE_SETS = Table(
+    "rule_sets",
+    (("version", "String"), ("spec", "String"), ("published_at", TIME)),
+    ("version",),
+    PublishedRules.row,
 )
 ORDER_EVENTS = Table(
     "order_events",
@@ -335,7 +350,7 @@ OPERATOR_STATS = Table(
     _given,
 )
 TABLES = {table.name: table for table in (
-    ORDERS_CURRENT, ORDER_HEALTH_HISTORY, ALERTS, ETA_LEGS, ORDER_EVENTS, CUSTOMER_LINKS,
+    ORDERS_CURRENT, ORDER_HEALTH_HISTORY, ALERTS, ETA_LEGS, RULE_SETS, ORDER_EVENTS, CUSTOMER_LINKS,
     DEGENERATE_IDENTIFIERS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS,
     DEAD_LETTERS, EVENT_TIME, OPERATOR_STATS,
 )}  # fmt: skip

@@ -41,4 +41,7 @@ ALERTS = "orderscope.alerts"
 # Every delivered order's leg (schemas/eta.py), read back by the job: each lane learns arrivals from all.
 ETA_LEGS = "orderscope.eta_legs"
 
-ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS, ALERTS, ETA_LEGS)
+# Business rule sets (schemas/rules.py), published by `orderscope rules publish`: the last one is in force.
+RULES = "orderscope.rules"
+
+ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS, ALERTS, ETA_LEGS, RULES)

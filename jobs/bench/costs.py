@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from jobs.baseline import Stages, normalized
+from jobs.baseline import Record, Stages, normalized
 from jobs.settings import Settings
 from schemas.event_time import now_ms
 from schemas.normalize import Normalizer
@@ -101,23 +101,13 @@ class Stopwatch:
             self.spent[step] += time.perf_counter() - started
 
 
-class LineRecord(NamedTuple):
-    """A producer line (jobs/bench/traffic.py: producer_line) as the consumer would read it."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
-    timestamp: int
-
-
-def _batches(lines: Path, records: int) -> Iterator[list[LineRecord]]:
+def _batches(lines: Path, records: int) -> Iterator[list[Record]]:
     with lines.open("rb") as file:
         sample = enumerate(itertools.islice(file, records))
         while batch := [_record(offset, line) for offset, line in itertools.islice(sample, BATCH_RECORDS)]:
             yield batch
 
 
-def _record(offset: int, line: bytes) -> LineRecord:
+def _record(offset: int, line: bytes) -> Record:
     topic, _, value = line.rstrip(b"\n").split(b"\t")
-    return LineRecord(topic.decode(), 0, offset, base64.b64decode(value), 0)
+    return Record(topic.decode(), 0, offset, base64.b64decode(value), 0)

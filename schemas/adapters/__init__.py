@@ -18,7 +18,8 @@ from schemas.events import CanonicalEvent
 from schemas.mapping import SOURCES_DIR, MappingError, SpecChecker, read_spec
 from schemas.privacy import Pseudonymizer
 from schemas.recent import RecentScans
-from schemas.topics import ETA_LEGS
+from schemas.rules import read_published
+from schemas.topics import ETA_LEGS, RULES
 
 Adapter = Callable[[str, Pseudonymizer, str, RecentScans], list[CanonicalEvent]]
 
@@ -59,5 +60,6 @@ def load_adapters(folder: Path = SOURCES_DIR) -> dict[str, Adapter]:
     return adapters
 
 
-# The sources' topics, and the job's own legs read back (each lane learns arrivals from every delivery).
-ADAPTERS = {**load_adapters(), ETA_LEGS: read_leg}
+# The sources' topics, the job's own legs read back (each lane learns arrivals from every delivery), and
+# the business rule sets published to it.
+ADAPTERS = {**load_adapters(), ETA_LEGS: read_leg, RULES: read_published}

@@ -13,6 +13,7 @@ from schemas.events import OrderEvent, OrderModification, OrderRef, ServiceMessa
 from schemas.health import MINUTE_MS, Conditions, Finding, Health, Severity, assess, duration, load_health_policy
 from schemas.lifecycle import Status
 from schemas.order_view import OrderView
+from schemas.rules import NO_DECISIONS
 from schemas.stages import DAY_MS, CheckIndex, OrderRows, OrderStage, OrderState, Retention
 from schemas.tables import ORDERS_CURRENT
 from schemas.topics import RAW_CARRIER, RAW_GPS, RAW_WMS
@@ -207,7 +208,7 @@ def test_an_alert_stays_one_incident_while_its_factor_hovers_and_resolves_when_i
     incidents: tuple[Any, ...] = ()
     steps = []
     for at, assessed in enumerate([health(yellow), health(red), health(yellow), health(red), health(), health()]):
-        incidents, taken = follow(ORDER, incidents, assessed, POLICY, at)
+        incidents, taken = follow(ORDER, incidents, assessed, NO_DECISIONS, POLICY, at)
         steps.extend(taken)
     assert [(s.step, s.incident.severity.label, s.incident.revision) for s in steps] == [
         ("opened", "red", 1),
