@@ -528,13 +528,14 @@ class OrderStage(Stage[OrderView]):
         rows = OrderRows()
         changes: list[OrderChange] = []
         legs: list[Leg] = []
+        adopted = False
         for item in items:
             if isinstance(item, Signal):
                 self._observe(item)
             elif isinstance(item, Leg):
                 legs.append(item)
             elif isinstance(item, PublishedRules):
-                self._adopt(item)
+                adopted |= self._adopt(item)
             else:
                 changes.append(item)
         if legs := [leg for leg in legs if watermark_ms == UNKNOWN or leg.delivered_at_ms <= watermark_ms + DAY_MS]:
@@ -551,8 +552,24 @@ class OrderStage(Stage[OrderView]):
             self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
+        if adopted:
+            self._assess_all(watermark_ms, conditions, rules, rows)
         self._checks.flush()
         return rows
+
+    def _assess_all(self, watermark_ms: int, conditions: Conditions, rules: RuleSet, rows: OrderRows) -> None:
+        """A new rule set is in force: every order is assessed under it now, not only as each is next heard
+        of, so that a new rule reaches quiet orders and a retired one leaves them (once per set published:
+        the lane's whole state is read)."""
+        for key in list(self.entities):
+            view = self.entities.get(key)
+            if view is None or view.track.current is None:
+                continue
+            now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)
+            assessed, changed = self._assessed(view, now, conditions, rules, rows)
+            self.store(key, assessed, view)
+            if changed and (row := assessed.row()) is not None:
+                rows.current.append(row)
 
     def leaving(self, entity: OrderView, at_ms: int) -> None:
         """An order leaving state closes its open incidents as expired: nothing would resolve them later."""
@@ -645,11 +662,13 @@ class OrderStage(Stage[OrderView]):
             self._compiled = {published: compiled}
         return compiled
 
-    def _adopt(self, published: PublishedRules) -> None:
-        """A rule set read from the control topic: in force from the next assessment if it is the latest."""
+    def _adopt(self, published: PublishedRules) -> bool:
+        """A rule set read from the control topic is in force if it was published last; whether it is."""
         current: PublishedRules = self._context.get(self.RULES, self._starting_rules)
-        if (published.published_at_ms, published.spec_json) > (current.published_at_ms, current.spec_json):
-            self._context[self.RULES] = published
+        if (published.published_at_ms, published.spec_json) <= (current.published_at_ms, current.spec_json):
+            return False
+        self._context[self.RULES] = published
+        return True
 
     def _conditions(self) -> Conditions:
         conditions: Conditions = self._context.get(self.CONDITIONS, NO_CONDITIONS)

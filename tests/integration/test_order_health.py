@@ -1,6 +1,7 @@
 """Silence on the real stack: parcels shipped and never picked up turn red and raise one alert each,
-with no event about them ever arriving, and only those. Arrivals: the day's deliveries come back to
-the job as legs, and the orders of a later day are estimated from what they taught."""
+with no event about them ever arriving, and only those. Business rules: a set published to the control
+topic decides on exactly those orders. Arrivals: the day's deliveries come back to the job as legs, and
+the orders of a later day are estimated from what they taught."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from connectors.simulator import payloads
 from jobs.cli import clickhouse
@@ -27,10 +29,27 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
 
+LEFT_BEHIND = {
+    "version": "integration-1",
+    "rules": [
+        {
+            "id": "left_behind",
+            "version": 3,
+            "description": "red for want of a carrier pick-up",
+            "when": "no_pickup in health.factors and health.color >= red",
+            "then": {"tag": "left_behind", "alert": "yellow", "recommend": "switch carrier", "priority": "high"},
+        }
+    ],
+}
+
+
 @pytest.fixture(scope="module")
 def quiet_parcels(stack_env: dict[str, str]) -> tuple[dict[str, Any], Any, dict[str, str]]:
-    truth = simulated_day_run(stack_env, "never_picked_up", ORDERS, seed=8, scenario="never_picked_up")
     folder = Path(stack_env["ORDERSCOPE_STATE_DIR"])
+    rules = folder / "left_behind.yaml"
+    rules.write_text(yaml.safe_dump(LEFT_BEHIND), encoding="utf-8")
+    orderscope(stack_env, "rules", "publish", str(rules))
+    truth = simulated_day_run(stack_env, "never_picked_up", ORDERS, seed=8, scenario="never_picked_up")
     recording = folder / "never_picked_up.jsonl"
     # Event time goes on as later traffic arrives: one signal two days after the day's last record, read by
     # a restarted job (every other partition is read to its end), moves event time past every pending check.
@@ -58,6 +77,28 @@ def test_every_parcel_never_picked_up_has_one_open_red_alert_and_no_other_order_
     assert dict(open_alerts) == dict.fromkeys(never_picked_up, 1)
     severities = client.query("SELECT DISTINCT severity, rule_id FROM alerts FINAL WHERE alert_type = 'no_pickup'")
     assert severities.result_rows == [("red", "health.no_pickup")]
+
+
+def test_a_published_rule_decides_on_exactly_the_orders_it_matches_and_names_its_version(
+    quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]],
+) -> None:
+    truth, client, _ = quiet_parcels
+    never_picked_up = set(truth["incidents"]["never_picked_up"])
+    decided = client.query(
+        "SELECT channel || '|' || order_id, rules, tags, recommendations, priority, rules_version FROM orders "
+        "WHERE has(rules, 'left_behind@3')"
+    ).result_rows
+    assert {key for key, *_ in decided} == never_picked_up
+    assert {tuple(map(str, rest)) for _, *rest in decided} == {
+        ("['left_behind@3']", "['left_behind']", "['switch carrier']", "high", "integration-1")
+    }
+    alerts = client.query(
+        "SELECT channel || '|' || order_id, severity, rule_id, reason FROM alerts FINAL "
+        "WHERE alert_type = 'rule.left_behind' AND resolved_at IS NULL"
+    ).result_rows
+    assert sorted(key for key, *_ in alerts) == sorted(never_picked_up)
+    assert {tuple(rest) for _, *rest in alerts} == {("yellow", "left_behind@3", "red for want of a carrier pick-up")}
+    assert client.query("SELECT version FROM rule_sets FINAL").result_rows == [("integration-1",)]
 
 
 def test_the_quiet_orders_are_red_with_the_reason_in_words_and_their_history_shows_the_way_there(

@@ -231,6 +231,18 @@ def test_a_published_rule_set_is_in_force_from_the_next_assessment_and_each_deci
     assert row_of(resolved)["rules"] == []
 
 
+def test_a_new_rule_set_reaches_orders_nothing_more_is_heard_of_and_a_retired_rule_leaves_them() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, POLICY)
+    complaint = ServiceMessage("douyin", "6921", "m1", T0 + 10 * MINUTE_MS, ("complaint",))
+    assert row_of(orders.apply([paid(), complaint], T0 + 10 * MINUTE_MS))["rules"] == []
+    adopted = orders.apply([published(rule_set("2"), at_ms=1)], T0 + 11 * MINUTE_MS)
+    assert row_of(adopted)["rules"] == ["complaint_alert@1"]
+    assert [step.step for step in rule_alerts(adopted)] == ["opened"]
+    retired = orders.apply([published({"version": "3", "rules": []}, at_ms=2)], T0 + 12 * MINUTE_MS)
+    assert (row_of(retired)["rules"], row_of(retired)["rules_version"]) == ([], "")
+    assert [step.step for step in rule_alerts(retired)] == ["resolved"]
+
+
 def test_an_unchanged_decision_writes_no_history_row() -> None:
     orders = OrderStage(OrderState.in_memory(), RETENTION, POLICY, published(rule_set(), at_ms=0))
     complaint = ServiceMessage("douyin", "6921", "m1", T0 + 10 * MINUTE_MS, ("complaint",))
