@@ -101,6 +101,21 @@ def test_a_published_rule_decides_on_exactly_the_orders_it_matches_and_names_its
     assert client.query("SELECT version FROM rule_sets FINAL").result_rows == [("integration-1",)]
 
 
+def test_rules_test_compares_a_candidate_with_the_set_published_to_the_topic(
+    quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]], tmp_path: Path
+) -> None:
+    truth, _, env = quiet_parcels
+    recording = Path(env["ORDERSCOPE_STATE_DIR"]) / "never_picked_up.jsonl"
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(yaml.safe_dump({"version": "candidate-1", "rules": []}), encoding="utf-8")
+    out = tmp_path / "trial.json"
+    printed = orderscope(env, "rules", "test", str(candidate), "--recording", str(recording), "--out", str(out))
+    assert "against the set in force integration-1 (topic orderscope.rules)" in printed
+    trial = json.loads(out.read_text(encoding="utf-8"))
+    assert set(trial["live_only"]) == set(truth["incidents"]["never_picked_up"])
+    assert trial["candidate_only"] == [] and trial["flagged"]["candidate"] == {}
+
+
 def test_the_quiet_orders_are_red_with_the_reason_in_words_and_their_history_shows_the_way_there(
     quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]],
 ) -> None:
