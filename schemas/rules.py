@@ -32,8 +32,9 @@ import json
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -54,8 +55,7 @@ class RuleError(ValueError):
     """A rule set that cannot be used; the message names where and why."""
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):  # a tuple: made at every assessment, and cheaper to make than a dataclass
     """What a rule reads about one order at one assessment."""
 
     facts: Facts
@@ -178,18 +178,16 @@ def compile_condition(text: str) -> Condition:
 
 
 def _boolean(node: ast.expr) -> Condition:
-    if isinstance(node, ast.BoolOp):
-        parts = tuple(_boolean(value) for value in node.values)
-        if isinstance(node.op, ast.And):
-            return lambda subject: all(part(subject) for part in parts)
-        return lambda subject: any(part(subject) for part in parts)
+    if isinstance(node, ast.BoolOp):  # folded into nested pairs: no generator per evaluation
+        parts = [_boolean(value) for value in node.values]
+        return reduce(_both if isinstance(node.op, ast.And) else _either, parts)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         inner = _boolean(node.operand)
         return lambda subject: not inner(subject)
     if isinstance(node, ast.Compare):
         pairs = zip((node.left, *node.comparators), node.comparators, strict=False)
-        tests = tuple(_comparison(left, op, right) for (left, right), op in zip(pairs, node.ops, strict=True))
-        return tests[0] if len(tests) == 1 else lambda subject: all(test(subject) for test in tests)
+        tests = [_comparison(left, op, right) for (left, right), op in zip(pairs, node.ops, strict=True)]
+        return reduce(_both, tests)
     raise RuleError(f"{_shown(node)!r} is not a comparison: write e.g. health.score < 50, or join them with and/or")
 
 
@@ -218,6 +216,14 @@ def _comparison(left_node: ast.expr, op: ast.cmpop, right_node: ast.expr) -> Con
         return a is not None and b is not None and compare(a, b)
 
     return test
+
+
+def _both(first: Condition, second: Condition) -> Condition:
+    return lambda subject: first(subject) and second(subject)
+
+
+def _either(first: Condition, second: Condition) -> Condition:
+    return lambda subject: first(subject) or second(subject)
 
 
 def _negated(test: Condition) -> Condition:
@@ -349,6 +355,8 @@ class Decisions:
     def columns(self) -> tuple[str, list[str], list[str], list[str], str]:
         """priority, tags, recommendations, rules (id@version), rules_version."""
         made = self.made
+        if not made:
+            return NOTHING_DECIDED
         return (
             self.priority,
             sorted({decision.tag for decision in made if decision.tag}),
@@ -359,6 +367,7 @@ class Decisions:
 
 
 NO_DECISIONS = Decisions("", ())  # no rule matched: what set was in force is no news to record
+NOTHING_DECIDED: tuple[str, list[str], list[str], list[str], str] = ("", [], [], [], "")  # rows never change
 
 
 @dataclass(frozen=True)
@@ -373,8 +382,8 @@ class RuleSet:
     rules: tuple[Rule, ...]
 
     def decide(self, subject: Subject) -> Decisions:
-        made = tuple(rule.decision for rule in self.rules if rule.condition(subject))
-        return Decisions(self.version, made) if made else NO_DECISIONS
+        made = [rule.decision for rule in self.rules if rule.condition(subject)]
+        return Decisions(self.version, tuple(made)) if made else NO_DECISIONS
 
 
 @compact_pickle
