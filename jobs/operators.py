@@ -105,6 +105,16 @@ def subtask_index(runtime_context: RuntimeContext) -> int:
         return int(runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask())
 
 
+def with_time(grouped: dict[int, list[Any]], lanes: Lanes) -> dict[int, list[Any]]:
+    """The items by lane, with an empty batch for each subtask that would get none, so that all hear the time."""
+    filled, covered = dict(grouped), {lanes.owners[lane] for lane in grouped}
+    for lane in lanes.keys:
+        if lanes.owners[lane] not in covered:
+            filled[lane] = []
+            covered.add(lanes.owners[lane])
+    return filled
+
+
 def keyed(batch: Batch) -> Row:
     return Row(batch.lane, batch)
 
@@ -173,15 +183,20 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         lanes = self._lanes
         orders = by_lane(routed.orders, lanes, order_key)
         context = routed.context
-        if context or self._is_new_minute(watermark) or self._is_heartbeat_due(now):
+        time_moved = self._is_new_minute(watermark) | self._is_heartbeat_due(now)  # both: each keeps its own time
+        if context or time_moved:
             for lane in lanes.keys:  # signals and legs count for every order; checks fall due in every lane
                 orders.setdefault(lane, []).extend(context)
         yield from keyed_batches(framed(orders, lanes, self._name, watermark))
-        vehicles = framed(by_lane(routed.vehicles, lanes, vehicle_of), lanes, self._name, watermark)
-        yield from keyed_batches(vehicles, VEHICLE_BATCHES)
-        waybills = framed(by_lane(routed.waybills, lanes, waybill_of), lanes, self._name, watermark)
-        yield from keyed_batches(waybills, WAYBILL_BATCHES)
-        if routed.customers:  # identity resolution is one graph (merges join any two customers): one lane
+        # Event time travels only with batches: the stages between here and the orders hear it even when this
+        # call has nothing for them, or an order lane would merge the time they last passed on (see onward).
+        vehicles = by_lane(routed.vehicles, lanes, vehicle_of)
+        vehicles = with_time(vehicles, lanes) if time_moved else vehicles
+        yield from keyed_batches(framed(vehicles, lanes, self._name, watermark), VEHICLE_BATCHES)
+        waybills = by_lane(routed.waybills, lanes, waybill_of)
+        waybills = with_time(waybills, lanes) if time_moved else waybills
+        yield from keyed_batches(framed(waybills, lanes, self._name, watermark), WAYBILL_BATCHES)
+        if routed.customers or time_moved:  # identity resolution is one graph (merges join any two customers): one lane
             yield CUSTOMER_BATCHES, keyed(Batch(self._lanes.keys[0], True, self._name, watermark, routed.customers))
         if stats := self._busy.report(now):
             rows[OPERATOR_STATS.name].extend(stats)
@@ -313,6 +328,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._name = f"{self.NAME}-{subtask}"
         self._writer_key = self._lanes.writer_keys[subtask]
         self._watermarks = WatermarkMerge(self._idleness_ms)
+        self._forwarded_ms = UNKNOWN  # the event time last passed on to every downstream subtask
         self._swept_day = runtime_context.get_state(ValueStateDescriptor("swept-day", Types.LONG()))
         self._busy = Busy(self._name)
         self._states: list[MapStateDict] = []
@@ -350,8 +366,14 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         yield from outputs
 
     def onward(self, items: list[Any], key: Callable[[Any], str], watermark_ms: int) -> Iterator[Row]:
-        """Items for the next keyed operator, one batch per lane."""
-        return keyed_batches(framed(by_lane(items, self._lanes, key), self._lanes, self._name, watermark_ms))
+        """Items for the next keyed operator, one batch per lane; when event time moved, every downstream subtask
+        gets a batch, empty or not: the next operator merges the time of each upstream that spoke lately, and a
+        time passed on only with items would hold it at the last one sent (for good, while still speaking)."""
+        grouped = by_lane(items, self._lanes, key)
+        if watermark_ms > self._forwarded_ms:
+            self._forwarded_ms = watermark_ms
+            grouped = with_time(grouped, self._lanes)
+        return keyed_batches(framed(grouped, self._lanes, self._name, watermark_ms))
 
     def _stats(self) -> Iterator[Any]:
         if stats := self._busy.report(now_ms()):
@@ -390,9 +412,7 @@ class TrackVehicles(LaneOperator):
 
     def release(self, watermark_ms: int) -> Iterator[Row]:
         positions, self._positions = self._positions, []
-        yield from keyed_batches(
-            framed(by_lane(positions, self._lanes, waybill_of), self._lanes, self._name, watermark_ms)
-        )
+        yield from self.onward(positions, waybill_of, watermark_ms)
 
 
 class ResolveWaybills(LaneOperator):

@@ -319,25 +319,28 @@ def service_intents(factor: Factor, facts: Facts, now_ms: int, conditions: Condi
         return None, None
     levels = factor.settings["severity"]
     said = {intent: at for at, intent in reversed(facts.intents) if at <= now_ms and intent in levels}  # first
+    # A message stamped after now (read ahead of event time) counts once event time reaches it.
+    later = min((at for at, intent in facts.intents if at > now_ms and intent in levels), default=None)
     if not said:
-        return None, None
+        return None, later
     severity = max(Severity[levels[intent].upper()] for intent in said)
     since = min(at for intent, at in said.items() if Severity[levels[intent].upper()] == severity)
     words = ", ".join(INTENT_WORDS.get(intent, intent) for intent in sorted(said))
-    return factor.finding(severity, f"the buyer {words}", since), None
+    return factor.finding(severity, f"the buyer {words}", since), later
 
 
 def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     if not facts.failed_changes:
         return None, None
     failed = [change for change in facts.failed_changes if change[0] <= now_ms]
+    later = min((change[0] for change in facts.failed_changes if change[0] > now_ms), default=None)
     if not failed:
-        return None, None
+        return None, later
     red_from = int(factor.settings["red_from_count"])
     severity = Severity.RED if len(failed) >= red_from else Severity.YELLOW
     since = failed[red_from - 1][0] if severity == Severity.RED else failed[0][0]
     words = "; ".join(f"{kind.replace('_', ' ')} failed ({error or 'no reason given'})" for _, kind, error in failed)
-    return factor.finding(severity, words, since), None
+    return factor.finding(severity, words, since), later
 
 
 def weather_in_force(conditions: Conditions, region_code: str | None, now_ms: int) -> list[WeatherWarning]:

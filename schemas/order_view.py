@@ -193,18 +193,20 @@ class OrderView:
 
     def arrival(self, figures: Mapping[str, LaneFigures], now_ms: int, settings: EtaSettings) -> Estimate | None:
         """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py);
-        once delivered, its delivery; none while cancelled or on its way back."""
+        once delivered, its delivery; none while cancelled or on its way back. Only the steps reached by now
+        count: an order is assessed at the watermark, and its scans of later steps may have been read already."""
         promised = _value(self.promised_at_ms)
-        if delivered := self.reached[DELIVERED_RANK]:
+        reached = tuple(at if at <= now_ms else 0 for at in self.reached)
+        if delivered := reached[DELIVERED_RANK]:
             late = None if promised is None else float(delivered > promised)
             return Estimate(delivered, delivered, delivered, late, "delivered", arrived=True)
         current = self.track.current
-        if self.reached[COMPLETED_RANK] or (current is not None and current[0] in NOT_ARRIVING):
+        if reached[COMPLETED_RANK] or (current is not None and current[0] in NOT_ARRIVING and current[1] <= now_ms):
             return None  # completed with no delivery told: its arrival is unknown, and past
         previous = self.eta
-        if previous is not None and previous.holds_for((furthest_step(self.reached), promised, *self._lane), now_ms):
+        if previous is not None and previous.holds_for((furthest_step(reached), promised, *self._lane), now_ms):
             return previous
-        return estimate(figures, *self._lane, self.reached, promised, now_ms, settings)
+        return estimate(figures, *self._lane, reached, promised, now_ms, settings)
 
     def leg(self) -> Leg | None:
         """What its delivery teaches about arrivals."""

@@ -524,7 +524,11 @@ class OrderStage(Stage[OrderView]):
         return (entity.updated_at_ms if entity.is_heard_from else entity.assigned_at_ms) + keep
 
     def apply(self, items: Iterable[OrderItem], watermark_ms: int = UNKNOWN) -> OrderRows:
-        """Rows from a batch; views are assessed at the watermark, or at their newest event if later."""
+        """Rows from a batch; views are assessed at the watermark, never at their own newest event: that event
+        may come from a partition read ahead of the others (a buyer's message stamped a day later, a vehicle's
+        position passed on before the scans read with it), and an assessment at its time would find overdue
+        every step whose event is still unread. Before event time is known at all, a changed view is looked
+        at once it is: a check at its first event walks it forward (check_due)."""
         rows = OrderRows()
         changes: list[OrderChange] = []
         legs: list[Leg] = []
@@ -546,9 +550,12 @@ class OrderStage(Stage[OrderView]):
             view = self._merged(before or OrderView(order_changes[0].order), order_changes, rows)
             if view is before:
                 continue
-            now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)  # never back: see version
+            now = max(watermark_ms, view.assessed_at_ms)  # never back: see version
             if view.track.current is not None and not _moved_while_well(before, order_changes, now):
-                view, _ = self._assessed(view, now, conditions, rules, rows)
+                if now <= 0:  # no event time yet, nor an earlier assessment: nothing can be found overdue
+                    view = self._look_again_at_first_event(view)
+                else:
+                    view, _ = self._assessed(view, now, conditions, rules, rows)
             self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
@@ -565,11 +572,21 @@ class OrderStage(Stage[OrderView]):
             view = self.entities.get(key)
             if view is None or view.track.current is None:
                 continue
-            now = max(watermark_ms, view.updated_at_ms, view.assessed_at_ms)
+            now = max(watermark_ms, view.assessed_at_ms)  # at the watermark, as apply assesses
+            if now <= 0:
+                continue  # not assessed yet: its check at its first event comes under the new set
             assessed, changed = self._assessed(view, now, conditions, rules, rows)
             self.store(key, assessed, view)
             if changed and (row := assessed.row()) is not None:
                 rows.current.append(row)
+
+    def _look_again_at_first_event(self, view: OrderView) -> OrderView:
+        """The view with a check at its first event, unless an earlier one is pending: once the watermark
+        passes it, check_due assesses the order there and at each threshold after, up to the watermark."""
+        first = min((at for at in view.reached if at), default=view.updated_at_ms)
+        if 0 < view.check_at_ms <= ceil_minute(first):
+            return view
+        return replace(view, check_at_ms=self._checks.add(view.order.key, first))
 
     def leaving(self, entity: OrderView, at_ms: int) -> None:
         """An order leaving state closes its open incidents as expired: nothing would resolve them later."""

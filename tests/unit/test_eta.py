@@ -225,7 +225,9 @@ def test_deliveries_teach_every_lane_and_an_open_order_gets_its_eta_and_curve() 
     assert [r[ORDER_HEALTH_HISTORY.column_names.index("eta")] for r in again.health] == [later["eta"]]
 
     delivered_at = T0 + DAY_MS + 33 * HOUR
-    arrived = elsewhere.apply([OrderEvent(open_order, delivered_at, RAW_CARRIER, Status.DELIVERED, carrier="shunfeng")])
+    arrived = elsewhere.apply(
+        [OrderEvent(open_order, delivered_at, RAW_CARRIER, Status.DELIVERED, carrier="shunfeng")], delivered_at
+    )
     final = dict(zip(ORDERS_CURRENT.column_names, arrived.current[-1], strict=True))
     settled = (final["eta"], final["eta_p10"], final["eta_p90"], final["eta_basis"])
     assert settled == (delivered_at, delivered_at, delivered_at, "delivered")

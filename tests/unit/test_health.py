@@ -96,9 +96,42 @@ def test_a_check_left_behind_by_a_later_assessment_never_looks_back_in_time() ->
     orders = stage()
     orders.apply([event(T0, Status.PAID)], T0)  # a check is indexed at 15 min
     message = ServiceMessage("douyin", "6921", "id", T0 + 40 * HOUR, ("exchange",))  # stamped far later
-    red = orders.apply([message], T0)
+    red = orders.apply([message], T0 + 40 * HOUR)  # read when event time is there
     assert health_of(red)["health_color"] == "red" and [s.step for s in red.alerts] == ["opened"]
     assert orders.check_due(T0 + 41 * HOUR) == OrderRows()  # the 15 min check is skipped: no step back to yellow
+
+
+def test_an_event_read_ahead_of_event_time_does_not_make_the_unread_steps_overdue() -> None:
+    """A replay reads topics at their own pace: a buyer's message stamped a day on, or a vehicle position, can
+    reach an order before the carrier's pick-up scan that came hours earlier. The order is assessed at the
+    watermark, not at its newest event: nothing is overdue before event time gets there."""
+    orders = stage()
+    shipped = T0 + HOUR
+    orders.apply([event(T0, Status.PAID), event(shipped, Status.SHIPPED, RAW_WMS)], shipped)
+    ahead = [ServiceMessage("douyin", "6921", "id", shipped + 30 * HOUR, ("complaint",)),
+             OrderEvent(ORDER, shipped + 5 * HOUR, RAW_GPS, detail="vehicle V1", position=(31.0, 121.0))]  # fmt: skip
+    early = orders.apply(ahead, shipped + 30 * MINUTE_MS)
+    assert early.alerts == [] and health_of(early)["health_color"] == "green"
+    picked_up = orders.apply([event(shipped + 90 * MINUTE_MS, Status.IN_TRANSIT, RAW_CARRIER)], shipped + HOUR)
+    assert picked_up.alerts == []
+    complained = orders.check_due(shipped + 31 * HOUR)  # the message counts once event time reaches it
+    assert ("opened", "service_intents") in [(s.step, s.incident.alert_type) for s in complained.alerts]
+
+
+def test_before_event_time_is_known_an_order_is_assessed_once_it_is_from_its_first_event() -> None:
+    orders = stage()
+    shipped = T0 + HOUR
+    unknown = orders.apply(
+        [
+            event(T0, Status.PAID),
+            event(shipped, Status.SHIPPED, RAW_WMS),
+            ServiceMessage("douyin", "6921", "id", shipped + 30 * HOUR, ()),
+        ]
+    )  # no watermark yet
+    assert unknown.alerts == [] and health_of(unknown)["health_color"] is None
+    orders.apply([event(shipped + 90 * MINUTE_MS, Status.IN_TRANSIT, RAW_CARRIER)])
+    walked = orders.check_due(shipped + 10 * HOUR)  # from the payment on, every threshold up to the watermark
+    assert walked.alerts == [] and health_of(walked)["health_color"] == "green"
 
 
 def test_an_incident_opens_when_the_facts_show_it_began_whatever_the_watermark_at_reading() -> None:
@@ -115,7 +148,7 @@ def test_an_incident_opens_when_the_facts_show_it_began_whatever_the_watermark_a
 def test_a_cancelled_or_delivered_order_is_not_held_to_its_promise() -> None:
     for settled in (Status.CANCELLED, Status.DELIVERED):
         orders = stage()
-        orders.apply([event(T0, Status.PAID, promised_at_ms=T0 + HOUR), event(T0 + MINUTE_MS, settled)], T0)
+        orders.apply([event(T0, Status.PAID, promised_at_ms=T0 + HOUR), event(T0 + MINUTE_MS, settled)], T0 + MINUTE_MS)
         assert orders.check_due(T0 + 30 * HOUR) == OrderRows()
 
 
@@ -146,8 +179,8 @@ def test_a_vehicle_going_silent_after_the_last_scan_is_found_when_its_first_fix_
 def test_a_new_subject_at_the_same_severity_is_a_change_of_health_but_time_passing_is_not() -> None:
     orders = stage()
     orders.apply([event(T0, Status.PAID), event(T0 + MINUTE_MS, Status.ALLOCATED, RAW_WMS)], T0)
-    chased = orders.apply([ServiceMessage("douyin", "6921", "id", T0 + 2 * MINUTE_MS, ("chase",))], T0)
-    urgent = orders.apply([ServiceMessage("douyin", "6921", "id", T0 + 3 * MINUTE_MS, ("urgent",))], T0)
+    chased = orders.apply([ServiceMessage("douyin", "6921", "id", T0 + 2 * MINUTE_MS, ("chase",))], T0 + 2 * MINUTE_MS)
+    urgent = orders.apply([ServiceMessage("douyin", "6921", "id", T0 + 3 * MINUTE_MS, ("urgent",))], T0 + 3 * MINUTE_MS)
     assert len(chased.health) == len(urgent.health) == 1  # both yellow; the second says more
     dwelling = orders.check_due(T0 + 5 * HOUR + 30 * MINUTE_MS)
     assert len(dwelling.health) == 1  # warehouse dwell found
@@ -224,9 +257,11 @@ def test_a_failed_change_made_good_by_a_later_success_no_longer_counts() -> None
     orders = stage()
     failed = OrderModification(ORDER, T0 + MINUTE_MS, "address_change", False, "TIMEOUT", "oms")
     retried = OrderModification(ORDER, T0 + 2 * MINUTE_MS, "address_change", True, "", "oms")
-    rows = orders.apply([event(T0, Status.PAID), event(T0 + MINUTE_MS, Status.ALLOCATED, RAW_WMS), failed], T0)
+    rows = orders.apply(
+        [event(T0, Status.PAID), event(T0 + MINUTE_MS, Status.ALLOCATED, RAW_WMS), failed], T0 + MINUTE_MS
+    )
     assert health_of(rows)["health_reasons"] == ["address change failed (TIMEOUT)"]
-    assert health_of(orders.apply([retried], T0))["health_reasons"] == []
+    assert health_of(orders.apply([retried], T0 + 2 * MINUTE_MS))["health_reasons"] == []
 
 
 def test_a_delivered_order_is_green_and_opens_nothing() -> None:
