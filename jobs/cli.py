@@ -191,10 +191,12 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rules_publish(settings: Settings, args: argparse.Namespace) -> int:
-    from schemas.rules import publication
+    from jobs.rule_trial import published_sets
+    from schemas.rules import load_rules, publication
     from schemas.topics import RULES
 
-    version, record = publication(args.file, int(time.time() * 1000))
+    before = [load_rules(), *published_sets(settings.bootstrap_servers)]
+    version, record = publication(args.file, int(time.time() * 1000), before)
     kafka.replay(settings.bootstrap_servers, [kafka.RecordedMessage(RULES, "rules", record, 0)])
     say(f"rule set {version} published to {RULES}: the job applies it from its next assessments")
     return 0

@@ -78,15 +78,21 @@ def _live_rules(settings: Settings, live_file: Path | None, report: Report) -> t
         report(f"Kafka at {settings.bootstrap_servers} is not reachable: comparing with the job's starting set "
                "(schemas/rules.yaml); give --live FILE to compare with another")  # fmt: skip
         return load_rules(), "schemas/rules.yaml"
-    published: list[PublishedRules] = []
-    for value in kafka.read_topic(settings.bootstrap_servers, RULES):
-        try:
-            published.extend(read_published(value.decode("utf-8")))
-        except (Rejected, UnicodeDecodeError):
-            continue  # the job leaves it out too (a dead letter)
+    published = published_sets(settings.bootstrap_servers)
     if not published:
         return load_rules(), f"schemas/rules.yaml (nothing published to topic {RULES})"
     return max(published, key=lambda rules: rules.published_at_ms), f"topic {RULES}"
+
+
+def published_sets(bootstrap_servers: str) -> list[PublishedRules]:
+    """Every rule set on the control topic that the job would apply (it leaves the others out, as dead letters)."""
+    published: list[PublishedRules] = []
+    for value in kafka.read_topic(bootstrap_servers, RULES):
+        try:
+            published.extend(read_published(value.decode("utf-8")) if value is not None else ())
+        except (Rejected, UnicodeDecodeError):
+            continue
+    return published
 
 
 def _flagged(
@@ -118,6 +124,8 @@ def _collect(rows: dict[str, list[Row]], flagged: dict[str, set[str]]) -> None:
 
 
 def _batches(recording: Path) -> Iterator[list[Record]]:
+    """The recording's records, without rule sets of its own: the rule sets under trial are the candidate's
+    and the live one."""
     offsets: dict[str, int] = defaultdict(int)
 
     def record(message: kafka.RecordedMessage) -> Record:
@@ -125,7 +133,7 @@ def _batches(recording: Path) -> Iterator[list[Record]]:
         offsets[message.topic] += 1
         return Record(message.topic, 0, offset, message.value.encode("utf-8", "surrogatepass"), message.ts_ms)
 
-    messages = kafka.read_recording(recording)
+    messages = (message for message in kafka.read_recording(recording) if message.topic != RULES)
     while batch := [record(message) for message in islice(messages, BATCH_RECORDS)]:
         yield batch
 

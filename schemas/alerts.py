@@ -33,6 +33,7 @@ class Incident:
     revision: int  # 1 when opened, one more at each later step
     reason: str
     rule_id: str  # health.<factor>, or a business rule's id@version (schemas/rules.py)
+    serial: int = 0  # a rule's incidents: the order's nth rule incident (a rule's match tells no time of its own)
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,11 @@ class AlertStep:
 
     @property
     def incident_key(self) -> str:
-        """Stable across restarts and replays: the order, the factor, and when the facts show it began."""
+        """Stable across restarts and replays: the order, the factor, and when the facts show it began; for a
+        business rule, which of the order's rule incidents it is (kept in state, so a restore counts alike)."""
         order, incident = self.order, self.incident
-        return f"{order.channel}|{order.order_id}|{incident.alert_type}|{incident.opened_at_ms}"
+        began = f"#{incident.serial}" if incident.serial else incident.opened_at_ms
+        return f"{order.channel}|{order.order_id}|{incident.alert_type}|{began}"
 
     @property
     def alert_id(self) -> str:
@@ -93,6 +96,9 @@ class AlertStep:
         )
 
 
+RULE_ALERT = "rule."  # a business rule's alert type is rule.<id>
+
+
 def closed(order: OrderRef, incident: Incident, step: str, at_ms: int, config_version: str) -> AlertStep:
     """The last step of an incident: resolved (its factor cleared) or expired (its order left state)."""
     return AlertStep(order, replace(incident, revision=incident.revision + 1), step, at_ms, config_version)
@@ -105,13 +111,14 @@ def follow(
     decisions: Decisions,
     policy: HealthPolicy,
     now_ms: int,
-) -> tuple[tuple[Incident, ...], list[AlertStep]]:
-    """The incidents open after an assessment, and the lifecycle steps it took: health factors from their
-    alerting severity on, and business rules whose action is an alert (open from the assessment that
-    first matched them: a rule's condition tells no time of its own)."""
+    rule_incidents: int,
+) -> tuple[tuple[Incident, ...], list[AlertStep], int]:
+    """The incidents open after an assessment, the lifecycle steps it took, and how many rule incidents the
+    order has opened (rule_incidents before): health factors alert from their alerting severity on, and
+    business rules whose action is an alert from the assessment that first matched them."""
     causes = _alerting_causes(health, decisions, policy, now_ms)
     if not open_incidents and not causes:
-        return (), []
+        return (), [], rule_incidents
     steps: list[AlertStep] = []
     still_open: list[Incident] = []
 
@@ -130,9 +137,13 @@ def follow(
         still_open.append(incident)
     for cause in causes.values():
         if cause.opens:
-            step(cause.incident, "opened")
-            still_open.append(cause.incident)
-    return tuple(still_open), steps
+            incident = cause.incident
+            if incident.alert_type.startswith(RULE_ALERT):
+                rule_incidents += 1
+                incident = replace(incident, serial=rule_incidents)
+            step(incident, "opened")
+            still_open.append(incident)
+    return tuple(still_open), steps, rule_incidents
 
 
 @dataclass(frozen=True)
@@ -165,7 +176,7 @@ def _alerting_causes(health: Health, decisions: Decisions, policy: HealthPolicy,
         causes[finding.factor] = Cause(incident, alert_from is not None and finding.severity >= alert_from)
     for decision in decisions.made:
         if decision.alert is not None:
-            alert_type = f"rule.{decision.rule_id}"
+            alert_type = f"{RULE_ALERT}{decision.rule_id}"
             incident = Incident(alert_type, decision.alert, now_ms, 1, decision.description, decision.ref)
             causes[alert_type] = Cause(incident, True)
     return causes

@@ -84,6 +84,7 @@ class OrderView:
     leg_sent: bool = False  # whether its delivery was taught as a leg
     assessed_at_ms: int = 0
     incidents: tuple[Incident, ...] = ()
+    rule_incidents: int = 0  # how many incidents business rules have opened on it (their keys count them)
     check_at_ms: int = 0  # event time of the order's entry in the check index; 0 if none
 
     @property
@@ -156,6 +157,7 @@ class OrderView:
             self.leg_sent,
             self.assessed_at_ms,
             self.incidents,
+            self.rule_incidents,
             self.check_at_ms,
         )
 
@@ -181,6 +183,7 @@ class OrderView:
         leg_sent: bool,
         at_ms: int,
         incidents: tuple[Incident, ...],
+        rule_incidents: int,
         check_at_ms: int,
     ) -> OrderView:
         """The view with its latest assessment (positional, not dataclasses.replace: once per changed order)."""
@@ -188,7 +191,7 @@ class OrderView:
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
             self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
             self.scanned_at_ms, self.intents, self.changes, self.carrier, health, eta, decisions, leg_sent, at_ms,
-            incidents, check_at_ms,
+            incidents, rule_incidents, check_at_ms,
         )  # fmt: skip
 
     def arrival(self, figures: Mapping[str, LaneFigures], now_ms: int, settings: EtaSettings) -> Estimate | None:

@@ -43,11 +43,13 @@ from schemas.eta import Estimate
 from schemas.fields import Rejected, json_object, required
 from schemas.health import RULES, Conditions, Facts, Health, Severity, ports_in_force, weather_in_force
 from schemas.lifecycle import Status
+from schemas.mapping import SOURCES_DIR, read_spec
 
 RULES_CONFIG = Path(__file__).with_name("rules.yaml")
 HOUR_MS = 3_600_000
 MAX_CONDITION_CHARS = 1_000
 MAX_CONDITION_NODES = 200
+MAX_RULES = 200  # every rule is evaluated at every assessment
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 
@@ -104,6 +106,7 @@ def _port_congestion(subject: Subject) -> float | None:
 
 
 WEATHER_LEVELS = ("none", "blue", "yellow", "orange", "red")
+INTENTS = tuple(read_spec(SOURCES_DIR / "cs_messages.yaml")["intents"])
 COLORS = ("green", "yellow", "red")
 
 
@@ -117,7 +120,10 @@ class Field:
     doc: str = ""
 
 
-def _level(subject: Subject) -> int:
+def _level(subject: Subject) -> int | None:
+    """The rank of the worst warning in force at the destination; 0 (none) if none, no value without one."""
+    if subject.facts.region_code is None:
+        return None
     weather = _weather(subject)
     return 0 if weather is None else _rank(weather[0])
 
@@ -143,8 +149,8 @@ FIELDS: Mapping[str, Field] = {
                            "the worst warning in force at the destination: none < blue < yellow < orange < red"),
     "weather.phenomenon": Field(lambda s: (w := _weather(s)) and w[1], "text", doc="e.g. rainstorm"),
     "port.congestion": Field(_port_congestion, "number", doc="the worst port's congestion index in force, 0-100"),
-    "intents": Field(lambda s: [intent for at, intent in s.facts.intents if at <= s.now_ms], "list",
-                     doc="what the buyer said to customer service: chase, urgent, complaint"),
+    "intents": Field(lambda s: [intent for at, intent in s.facts.intents if at <= s.now_ms], "list", INTENTS,
+                     doc="what the buyer said to customer service (schemas/sources/cs_messages.yaml)"),
     "failed_changes": Field(lambda s: sum(at <= s.now_ms for at, _, _ in s.facts.failed_changes), "number",
                             doc="modifications that failed and were not made good"),
 }  # fmt: skip
@@ -172,6 +178,8 @@ def compile_condition(text: str) -> Condition:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as error:
         raise RuleError(f"not a condition ({error.msg}, at column {error.offset})") from None
+    except ValueError as error:  # a null byte, a lone surrogate
+        raise RuleError(f"not a condition ({error})") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_CONDITION_NODES:
         raise RuleError(f"more than {MAX_CONDITION_NODES} parts")
     return _boolean(tree.body)
@@ -197,8 +205,7 @@ def _comparison(left_node: ast.expr, op: ast.cmpop, right_node: ast.expr) -> Con
     if symbol is None:
         raise RuleError(f"{type(op).__name__} is not a comparison this language has")
     if isinstance(op, ast.In | ast.NotIn):
-        member = _membership(left_node, left_field, right_node, right_field)
-        return member if isinstance(op, ast.In) else _negated(member)
+        return _membership(left_node, left_field, right_node, right_field, isinstance(op, ast.NotIn))
     if left_field is None and right_field is None:
         for node in (left_node, right_node):
             if not isinstance(node, ast.Name):
@@ -226,23 +233,26 @@ def _either(first: Condition, second: Condition) -> Condition:
     return lambda subject: first(subject) or second(subject)
 
 
-def _negated(test: Condition) -> Condition:
-    return lambda subject: not test(subject)
-
-
-def _membership(left_node: ast.expr, left: Field | None, right_node: ast.expr, right: Field | None) -> Condition:
-    """`field in [words]`, or `word in field` for a list field."""
+def _membership(
+    left_node: ast.expr, left: Field | None, right_node: ast.expr, right: Field | None, negated: bool
+) -> Condition:
+    """`field in [words]`, or `word in field` for a list field (`not in` likewise). A field without a value
+    makes both false, as it makes every comparison."""
     if right is not None and right.kind == "list" and left is None:
         word = _checked(right, _literal(left_node), _shown(left_node))
-        read = right.read
-        return lambda subject: word in (read(subject) or ())
+        read_list = right.read
+        if negated:
+            return lambda subject: word not in read_list(subject)
+        return lambda subject: word in read_list(subject)
     if left is not None and left.kind != "list" and right is None:
         choices = _literal(right_node)
         if not isinstance(choices, tuple):
             raise RuleError(f"after `in` comes a list, e.g. [douyin, tmall]: not {_shown(right_node)}")
         values = frozenset(_checked(left, choice, _shown(left_node)) for choice in choices)
         read = left.read
-        return lambda subject: read(subject) in values
+        if negated:
+            return lambda subject: (value := read(subject)) is not None and value not in values
+        return lambda subject: (value := read(subject)) is not None and value in values
     raise RuleError(f"{_shown(left_node)} in {_shown(right_node)}: write field in [values], or value in a list field")
 
 
@@ -427,9 +437,10 @@ NO_RULES = PublishedRules("", _canonical_json({"version": "none", "rules": []}),
 def rules_from_spec(spec: Any, origin: str) -> RuleSet:
     if not isinstance(spec, dict) or not isinstance(spec.get("version"), str) or not spec["version"]:
         raise RuleError(f"{origin}: version: required, a non-empty string that changes with every change")
+    _known_keys(spec, ("version", "rules"), origin)
     rules = spec.get("rules")
-    if not isinstance(rules, list):
-        raise RuleError(f"{origin}: rules: required, a list (it may be empty)")
+    if not isinstance(rules, list) or len(rules) > MAX_RULES:
+        raise RuleError(f"{origin}: rules: required, a list of at most {MAX_RULES} (it may be empty)")
     built = tuple(_rule(rule, f"{origin}: rules[{index}]") for index, rule in enumerate(rules))
     ids = [rule.decision.rule_id for rule in built]
     if duplicated := sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1}):
@@ -439,11 +450,12 @@ def rules_from_spec(spec: Any, origin: str) -> RuleSet:
 
 def _rule(spec: Any, where: str) -> Rule:
     if not isinstance(spec, dict):
-        raise RuleError(f"{where}: a mapping with id, version, description, when and then")
+        raise RuleError(f"{where}: a mapping with {', '.join(RULE_KEYS)}")
     rule_id = spec.get("id")
     if not isinstance(rule_id, str) or not rule_id.isidentifier():
         raise RuleError(f"{where}.id: required, letters, digits and _ (it names the rule in every decision)")
     where = f"{where} ({rule_id})"
+    _known_keys(spec, RULE_KEYS, where)
     version = spec.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise RuleError(f"{where}.version: required, a whole number from 1, raised with every change of the rule")
@@ -456,6 +468,15 @@ def _rule(spec: Any, where: str) -> Rule:
         raise RuleError(f"{where}.when: {error}") from None
     return Rule(Decision(rule_id, version, description.strip(), *_actions(spec.get("then"), f"{where}.then")),
                 condition)  # fmt: skip
+
+
+RULE_KEYS = ("id", "version", "description", "when", "then")
+
+
+def _known_keys(spec: dict[Any, Any], known: tuple[str, ...], where: str) -> None:
+    """Unknown keys are refused: a key the job would ignore (`enabled: false`) must not look obeyed."""
+    if unknown := sorted(str(key) for key in spec if key not in known):
+        raise RuleError(f"{where}: unknown {', '.join(unknown)}; known: {', '.join(known)}")
 
 
 def _actions(spec: Any, where: str) -> tuple[str | None, str | None, Severity | None, str | None]:
@@ -485,8 +506,27 @@ def read_published(raw: str, *_: Any) -> list[Any]:
     return [PublishedRules(rules.version, _canonical_json(spec), published_at)]
 
 
-def publication(rules_file: Path, now_ms: int) -> tuple[str, str]:
-    """The record `orderscope rules publish` sends: (version, JSON), the file checked first."""
+def publication(rules_file: Path, now_ms: int, before: list[PublishedRules]) -> tuple[str, str]:
+    """The record `orderscope rules publish` sends: (version, JSON). The file is checked, then against the
+    sets published before (and the starting set): a version never names two sets, nor an id@version two
+    rules. It is stamped after the newest of them, so that it is in force whatever the publishers' clocks."""
     spec = _read_yaml(rules_file)
-    version = rules_from_spec(spec, str(rules_file)).version
-    return version, json.dumps({"published_at": now_ms, "rule_set": spec}, ensure_ascii=False)
+    rules = rules_from_spec(spec, str(rules_file))
+    _check_succession(spec, before, str(rules_file))
+    stamp = max([now_ms, *(earlier.published_at_ms + 1 for earlier in before)])
+    return rules.version, json.dumps({"published_at": stamp, "rule_set": spec}, ensure_ascii=False)
+
+
+def _check_succession(spec: dict[str, Any], before: list[PublishedRules], where: str) -> None:
+    canonical = _canonical_json(spec)
+    named: dict[tuple[str, int], Any] = {}
+    for earlier in sorted(before, key=lambda earlier: earlier.published_at_ms):
+        if earlier.version == spec["version"] and earlier.spec_json != canonical:
+            raise RuleError(f"{where}: version: {earlier.version} was published before with other rules; raise it")
+        for rule in json.loads(earlier.spec_json)["rules"]:
+            named[(rule["id"], rule["version"])] = rule
+    for rule in spec["rules"]:
+        earlier_rule = named.get((rule["id"], rule["version"]))
+        if earlier_rule is not None and earlier_rule != rule:
+            raise RuleError(f"{where}: rule {rule['id']}: version {rule['version']} was published before as "
+                            "another rule; raise its version")  # fmt: skip

@@ -13,6 +13,7 @@ the watermark, and re-indexes those that were touched since.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,7 @@ from schemas.events import (
 from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
 from schemas.order_view import Mark, OrderView, is_passed_on_position
-from schemas.rules import NO_RULES, PublishedRules, RuleSet, Subject
+from schemas.rules import NO_RULES, PublishedRules, RuleError, RuleSet, Subject
 from schemas.tables import (
     ALERTS,
     CUSTOMER_LINKS,
@@ -59,6 +60,7 @@ from schemas.tables import (
 )
 from schemas.topics import RAW_GPS
 
+LOG = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 MAX_PENDING_SHIPMENT_EVENTS = 100
 E = TypeVar("E")
@@ -650,7 +652,9 @@ class OrderStage(Stage[OrderView]):
         decisions = rules.decide(Subject(facts, view.carrier_name, health, eta, conditions, now_ms))
         if decisions == view.decisions:
             decisions = view.decisions  # the same object: no new value to keep
-        incidents, steps = follow(view.order, view.incidents, health, decisions, policy, now_ms)
+        incidents, steps, rule_incidents = follow(
+            view.order, view.incidents, health, decisions, policy, now_ms, view.rule_incidents
+        )
         leg_sent, leg_due = view.leg_sent, view.leg_due_ms(policy.eta.settle_ms)
         if leg_due is not None and leg_due <= now_ms:
             if (leg := view.leg()) is not None:
@@ -663,7 +667,7 @@ class OrderStage(Stage[OrderView]):
             check_at = 0  # a check still indexed is skipped: it would look back in time
         elif not now_ms < check_at <= ceil_minute(due):
             check_at = self._checks.add(view.order.key, due)
-        assessed = view.assessed(health, eta, decisions, leg_sent, now_ms, incidents, check_at)
+        assessed = view.assessed(health, eta, decisions, leg_sent, now_ms, incidents, rule_incidents, check_at)
         changed = not health.same_as(view.health) or eta is not view.eta or decisions is not view.decisions
         if changed:
             rows.health.append(assessed.health_history_row())
@@ -675,7 +679,12 @@ class OrderStage(Stage[OrderView]):
         published: PublishedRules = self._context.get(self.RULES, self._starting_rules)
         compiled = self._compiled.get(published)
         if compiled is None:
-            compiled = published.compiled()
+            try:
+                compiled = published.compiled()
+            except RuleError as error:  # kept in state by an earlier version whose fields it names
+                LOG.error("rule set %s no longer compiles, the starting set is in force until another set "
+                          "is published: %s", published.version, error)  # fmt: skip
+                compiled = self._starting_rules.compiled()
             self._compiled = {published: compiled}
         return compiled
 

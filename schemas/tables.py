@@ -228,7 +228,7 @@ ETA_LEGS = Table(
 RULE_SETS = Table(
     "rule_sets",
     (("version", "String"), ("spec", "String"), ("published_at", TIME)),
-    ("version",),
+    ("version", "published_at"),
     PublishedRules.row,
 )
 ORDER_EVENTS = Table(

@@ -24,7 +24,8 @@ SELECT * FROM orders_current FINAL;
 
 -- rule_sets: every rule set the job read from topic orderscope.rules (the set in
 -- force is the last one published; before any, schemas/rules.yaml), as published.
--- Keyed by version: the same set read again (a replay) is one row under FINAL.
+-- Keyed by version and publication: the same record read again (a replay) is one
+-- row under FINAL, and a set published twice is two.
 CREATE TABLE IF NOT EXISTS rule_sets
 (
     version      String,
@@ -32,4 +33,4 @@ CREATE TABLE IF NOT EXISTS rule_sets
     published_at DateTime64(3, 'UTC')      -- when `orderscope rules publish` sent it
 )
 ENGINE = ReplacingMergeTree
-ORDER BY version;
+ORDER BY (version, published_at);

@@ -4,6 +4,7 @@ rule's id and version, a new set in force without a restart, and `rules test` ov
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +92,13 @@ def test_a_field_without_a_value_makes_every_comparison_with_it_false() -> None:
     assert compile_condition("not promise_slack_h < 12")(no_estimate)
 
 
+def test_not_in_is_false_for_a_field_without_a_value_as_every_comparison_is() -> None:
+    no_carrier_nor_region = subject(OrderEvent(ORDER, T0, "raw.orders.douyin", Status.PAID))
+    assert not compile_condition("carrier not in [shunfeng]")(no_carrier_nor_region)
+    assert not compile_condition("weather.level < orange")(no_carrier_nor_region)  # no destination, no weather
+    assert compile_condition("weather.level == none")(subject(paid()))  # a destination without a warning
+
+
 def test_lists_words_and_boolean_logic() -> None:
     complained = subject(paid(), ServiceMessage("douyin", "6921", "m1", T0 + 10 * MINUTE_MS, ("complaint",)))
     assert compile_condition("complaint in intents and status == paid")(complained)
@@ -118,6 +126,8 @@ def test_lists_words_and_boolean_logic() -> None:
         ("channel < douyin", "is text: compare it with == or != or in"),
         ("intents == complaint", "is a list: test it with `in`"),
         ("channel in douyin", "after `in` comes a list"),
+        ("complain in intents", "'complain' is not one of chase, urgent, exchange, complaint"),
+        ("health.score < 1\x00", "not a condition"),
         ("health.score <", "not a condition"),
         ("1 < 2", "compares no field"),
         ("health.score < 1" + " and health.score < 1" * 300, "longer than"),
@@ -154,6 +164,7 @@ def rule_set(set_version: str = "1", **rule: Any) -> dict[str, Any]:
         ({"then": {"alert": "purple"}}, r"rules\[0\] \(complaint_alert\)\.then\.alert: yellow or red"),
         ({"then": {"priority": "asap"}}, r"rules\[0\] \(complaint_alert\)\.then\.priority: one of low"),
         ({"then": {"page": "ops"}}, r"rules\[0\] \(complaint_alert\)\.then: a mapping of at least one of"),
+        ({"enabled": False}, r"rules\[0\] \(complaint_alert\): unknown enabled; known: id, version"),
     ],
 )
 def test_a_rule_set_is_refused_naming_the_rule_and_the_key(change: dict[str, Any], says: str) -> None:
@@ -161,7 +172,9 @@ def test_a_rule_set_is_refused_naming_the_rule_and_the_key(change: dict[str, Any
         rules_from_spec(rule_set(**change), "here")
 
 
-def test_rule_ids_are_unique_and_the_set_has_a_version() -> None:
+def test_rule_ids_are_unique_and_the_set_has_a_version_and_no_other_key() -> None:
+    with pytest.raises(RuleError, match="here: unknown reviewed_on; known: version, rules"):
+        rules_from_spec({**rule_set(), "reviewed_on": datetime(2026, 12, 3, tzinfo=UTC)}, "here")
     twice = rule_set()
     twice["rules"] *= 2
     with pytest.raises(RuleError, match="repeated: complaint_alert"):
@@ -243,6 +256,33 @@ def test_a_new_rule_set_reaches_orders_nothing_more_is_heard_of_and_a_retired_ru
     assert [step.step for step in rule_alerts(retired)] == ["resolved"]
 
 
+def test_a_rule_incident_has_the_same_key_whatever_the_watermark_it_was_found_at() -> None:
+    keys = set()
+    for watermark in (T0 + 10 * MINUTE_MS, T0 + 13 * MINUTE_MS):
+        orders = OrderStage(OrderState.in_memory(), RETENTION, POLICY, published(rule_set(), at_ms=0))
+        complaint = ServiceMessage("douyin", "6921", "m1", T0 + 10 * MINUTE_MS, ("complaint",))
+        keys |= {step.incident_key for step in rule_alerts(orders.apply([paid(), complaint], watermark))}
+    assert keys == {"douyin|6921|rule.complaint_alert|#1"}
+
+
+def test_a_kept_rule_set_that_no_longer_compiles_gives_way_to_the_starting_set() -> None:
+    state = OrderState.in_memory()
+    state.context[OrderStage.RULES] = PublishedRules("old", json.dumps(rule_set(when="gone_field < 1")), 9)
+    orders = OrderStage(state, RETENTION, POLICY, published(rule_set("start"), at_ms=0))
+    complaint = ServiceMessage("douyin", "6921", "m1", T0 + 10 * MINUTE_MS, ("complaint",))
+    assert row_of(orders.apply([paid(), complaint], T0 + 10 * MINUTE_MS))["rules_version"] == "start"
+
+
+def test_decisions_and_rule_sets_survive_pickling_as_state() -> None:
+    decided = OrderStage(OrderState.in_memory(), RETENTION, POLICY, published(rule_set(), at_ms=0))
+    complaint = ServiceMessage("douyin", "6921", "m1", T0 + 10 * MINUTE_MS, ("complaint",))
+    decided.apply([paid(), complaint], T0 + 10 * MINUTE_MS)
+    view = decided.entities[ORDER.key]
+    assert pickle.loads(pickle.dumps(view)) == view and view.decisions.made
+    rules = published(rule_set(), at_ms=3)
+    assert pickle.loads(pickle.dumps(rules)) == rules
+
+
 def test_an_unchanged_decision_writes_no_history_row() -> None:
     orders = OrderStage(OrderState.in_memory(), RETENTION, POLICY, published(rule_set(), at_ms=0))
     complaint = ServiceMessage("douyin", "6921", "m1", T0 + 10 * MINUTE_MS, ("complaint",))
@@ -274,8 +314,24 @@ def test_publishing_checks_the_file_first(tmp_path: Path) -> None:
     bad = tmp_path / "rules.yaml"
     bad.write_text(yaml.safe_dump(rule_set(when="eval('1') == 1")))
     with pytest.raises(RuleError, match=str(bad)):
-        publication(bad, 0)
+        publication(bad, 0, [])
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(rule_set("7")))
-    version, record = publication(good, 123)
+    version, record = publication(good, 123, [])
     assert version == "7" and published(json.loads(record)["rule_set"], 123).version == "7"
+
+
+def test_publishing_never_reuses_a_version_for_other_rules_and_stamps_after_the_newest_set(tmp_path: Path) -> None:
+    earlier = published(rule_set("7"), at_ms=5_000)  # a publisher whose clock ran ahead
+    changed_rule = tmp_path / "changed.yaml"
+    changed_rule.write_text(yaml.safe_dump(rule_set("8", when="urgent in intents")))
+    with pytest.raises(RuleError, match="rule complaint_alert: version 1 was published before as another rule"):
+        publication(changed_rule, 100, [earlier])
+    same_version = tmp_path / "same.yaml"
+    same_version.write_text(yaml.safe_dump(rule_set("7", version=2, when="urgent in intents")))
+    with pytest.raises(RuleError, match="version: 7 was published before with other rules"):
+        publication(same_version, 100, [earlier])
+    raised = tmp_path / "raised.yaml"
+    raised.write_text(yaml.safe_dump(rule_set("8", version=2, when="urgent in intents")))
+    _, record = publication(raised, 100, [earlier])
+    assert json.loads(record)["published_at"] == 5_001  # in force after the earlier set, whatever the clocks
