@@ -211,6 +211,10 @@ class OrderView:
             return previous
         return estimate(figures, *self._lane, reached, promised, now_ms, settings)
 
+    def step_after(self, at_ms: int) -> int | None:
+        """When it reached the first lifecycle step after at_ms (a step read ahead of event time), if any."""
+        return min((at for at in self.reached if at > at_ms), default=None)
+
     def leg(self) -> Leg | None:
         """What its delivery teaches about arrivals."""
         return leg_of(self.order, *self._lane, self.reached)

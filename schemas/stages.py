@@ -62,6 +62,10 @@ from schemas.topics import RAW_GPS
 
 LOG = logging.getLogger(__name__)
 DAY_MS = 86_400_000
+# A step an order reached more than this after the event time it is assessed at was read ahead of the other
+# sources (a replay): the order is assessed again when event time gets there, so its arrival is estimated
+# from each step as it would have been live. Steps just ahead (live traffic, seconds) wait for the next look.
+READ_AHEAD_MS = 10 * 60_000
 MAX_PENDING_SHIPMENT_EVENTS = 100
 E = TypeVar("E")
 S = TypeVar("S")
@@ -662,7 +666,8 @@ class OrderStage(Stage[OrderView]):
                 leg_sent = True
             leg_due = None  # or it goes with the event that tells its carrier or region, if one ever comes
         check_at = view.check_at_ms if pending_check_ms is None else pending_check_ms
-        due = min((at for at in (health.next_check_ms, leg_due, look_again) if at is not None), default=None)
+        ahead = view.step_after(now_ms + READ_AHEAD_MS)
+        due = min((at for at in (health.next_check_ms, leg_due, look_again, ahead) if at is not None), default=None)
         if due is None:
             check_at = 0  # a check still indexed is skipped: it would look back in time
         elif not now_ms < check_at <= ceil_minute(due):
