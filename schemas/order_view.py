@@ -72,7 +72,7 @@ class OrderView:
     updated_at_ms: int = 0
     position: tuple[int, float, float] | None = None  # when, lat, lon
     reached: tuple[int, ...] = NOT_REACHED  # event time each lifecycle step was first reached; 0 if not
-    scanned_at_ms: int = 0  # newest event from a warehouse or carrier
+    scans: tuple[int, ...] = ()  # event times of the newest SCANS_KEPT events from a warehouse or carrier, sorted
     intents: tuple[tuple[int, str], ...] = ()  # (event time, intent) of the buyer's messages, sorted
     changes: tuple[tuple[int, str, bool, str], ...] = ()  # modifications: (event time, kind, succeeded, error)
     carrier: Stamped | None = None  # from warehouse and carrier scans (channels name carriers their own way)
@@ -147,7 +147,7 @@ class OrderView:
             max(self.updated_at_ms, at),
             self._newer_position(event),
             _reach(self.reached, event.status, at),
-            max(self.scanned_at_ms, at) if event.source in SCANNING_SOURCES else self.scanned_at_ms,
+            _scanned(self.scans, at) if event.source in SCANNING_SOURCES else self.scans,
             self.intents,
             self.changes,
             _newest(self.carrier, at, event.carrier or None) if event.source in SCANNING_SOURCES else self.carrier,
@@ -190,7 +190,7 @@ class OrderView:
         return OrderView(
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
             self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
-            self.scanned_at_ms, self.intents, self.changes, self.carrier, health, eta, decisions, leg_sent, at_ms,
+            self.scans, self.intents, self.changes, self.carrier, health, eta, decisions, leg_sent, at_ms,
             incidents, rule_incidents, check_at_ms,
         )  # fmt: skip
 
@@ -211,9 +211,9 @@ class OrderView:
             return previous
         return estimate(figures, *self._lane, reached, promised, now_ms, settings)
 
-    def step_after(self, at_ms: int) -> int | None:
-        """When it reached the first lifecycle step after at_ms (a step read ahead of event time), if any."""
-        return min((at for at in self.reached if at > at_ms), default=None)
+    def heard_after(self, at_ms: int) -> int | None:
+        """The event time of its first lifecycle step or scan after at_ms (read ahead of event time), if any."""
+        return min((at for at in (*self.reached, *self.scans) if at > at_ms), default=None)
 
     def leg(self) -> Leg | None:
         """What its delivery teaches about arrivals."""
@@ -235,7 +235,17 @@ class OrderView:
     def _lane(self) -> tuple[str | None, str | None]:
         return _value(self.carrier), _value(self.region_code)
 
-    def facts_for_health(self) -> Facts:
+    @property
+    def scanned_at_ms(self) -> int:
+        """Its newest scan by a warehouse or carrier; 0 if none."""
+        return self.scans[-1] if self.scans else 0
+
+    def scanned_by(self, at_ms: int) -> int:
+        """Its newest scan at or before at_ms (scans read ahead of event time are not yet news); 0 if none."""
+        earlier = [at for at in self.scans if at <= at_ms]
+        return earlier[-1] if earlier else 0
+
+    def facts_for_health(self, now_ms: int) -> Facts:
         current = self.track.current
         position = self.position
         return Facts(
@@ -243,7 +253,7 @@ class OrderView:
             status=current[0] if current else None,
             status_at_ms=current[1] if current else 0,
             reached=self.reached,
-            scanned_at_ms=self.scanned_at_ms,
+            scanned_at_ms=self.scanned_by(now_ms),
             position_at_ms=position[0] if position else 0,
             promised_at_ms=_value(self.promised_at_ms),
             region_code=_value(self.region_code),
@@ -290,6 +300,16 @@ class OrderView:
 
 
 NO_ETA = (None, None, None, None, "")
+
+
+SCANS_KEPT = 16  # health reads the newest scan at or before its time: enough to pass over the scans read ahead
+
+
+def _scanned(scans: tuple[int, ...], at_ms: int) -> tuple[int, ...]:
+    """The newest scan times with this one (carriers repeat scans in every push: one time is kept once)."""
+    if at_ms in scans or (len(scans) >= SCANS_KEPT and at_ms < scans[0]):
+        return scans
+    return tuple(sorted((*scans, at_ms)))[-SCANS_KEPT:]
 
 
 def _still_failed(changes: tuple[tuple[int, str, bool, str], ...]) -> tuple[tuple[int, str, str], ...]:

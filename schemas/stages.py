@@ -62,9 +62,9 @@ from schemas.topics import RAW_GPS
 
 LOG = logging.getLogger(__name__)
 DAY_MS = 86_400_000
-# A step an order reached more than this after the event time it is assessed at was read ahead of the other
-# sources (a replay): the order is assessed again when event time gets there, so its arrival is estimated
-# from each step as it would have been live. Steps just ahead (live traffic, seconds) wait for the next look.
+# A step or scan more than this after the event time an order is assessed at was read ahead of the other
+# sources (a replay): the order is assessed again when event time gets there, so its health and arrival are
+# found at each step as they would have been live. Those just ahead (live traffic, seconds) wait for the next look.
 READ_AHEAD_MS = 10 * 60_000
 MAX_PENDING_SHIPMENT_EVENTS = 100
 E = TypeVar("E")
@@ -646,7 +646,7 @@ class OrderStage(Stage[OrderView]):
         published arrival or its decisions changed. An estimate is published when it moved enough from the
         last one published (Estimate.moved_from)."""
         policy = self._policy
-        facts = view.facts_for_health()
+        facts = view.facts_for_health(now_ms)
         health = assess(facts, now_ms, conditions, policy)
         fresh = view.arrival(self._context, now_ms, policy.eta)
         published = view.eta
@@ -666,7 +666,7 @@ class OrderStage(Stage[OrderView]):
                 leg_sent = True
             leg_due = None  # or it goes with the event that tells its carrier or region, if one ever comes
         check_at = view.check_at_ms if pending_check_ms is None else pending_check_ms
-        ahead = view.step_after(now_ms + READ_AHEAD_MS)
+        ahead = view.heard_after(now_ms + READ_AHEAD_MS)
         due = min((at for at in (health.next_check_ms, leg_due, look_again, ahead) if at is not None), default=None)
         if due is None:
             check_at = 0  # a check still indexed is skipped: it would look back in time

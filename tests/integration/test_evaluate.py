@@ -19,12 +19,14 @@ def test_evaluate_scores_alerts_and_arrivals_of_a_scenario_against_its_truth(tmp
     scores = json.loads(scores_file.read_text())
     (unpicked,) = [score for score in scores["incidents"] if score["incident"] == "never_picked_up"]
     assert unpicked["injected"] >= 5 and unpicked["recall"] == 1.0
-    # Precision is measured, not asserted: on a replay, warehouse records read ahead of the carrier's move event
-    # time on (a source not read yet holds no one back), so parcels picked up in time raise an alert that their
-    # scan resolves moments later. Open alerts are exact (tests/integration/test_order_health.py).
-    assert 0 < unpicked["precision"] <= 1
+    # Orders are assessed at the watermark, so a source read ahead of the others judges no order in the future:
+    # the parcels picked up in time raise no alert. One stray alert is tolerated (13 parcels are injected).
+    assert unpicked["precision"] >= 0.9, unpicked
     assert unpicked["delay_p50_min"] == pytest.approx(240, abs=1)  # red, so alerted, 4 h after the outbound scan (s)
     horizons = {score["hours_before_arrival"]: score for score in scores["eta"]}
-    assert horizons["24-48 h"]["estimates"] > 0
-    assert all(0 <= score["within_p10_p90"] <= 1 for score in horizons.values())
+    for horizon in ("0-6 h", "6-24 h", "24-48 h"):  # the estimator learned the lanes from the warm-up day
+        score = horizons[horizon]
+        assert score["estimates"] >= 20, score
+        assert score["eta_error_h"] < 0.5 * score["baseline_error_h"], score
+        assert 0.5 <= score["within_p10_p90"] <= 1, score
     assert "never_picked_up" in printed and "hours before arrival" in printed

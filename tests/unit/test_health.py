@@ -305,7 +305,7 @@ def test_a_weaker_warning_of_another_kind_does_not_hide_one_in_force_and_a_downg
     rain = Signal("weather_rainstorm", "310115", T0 + 6 * HOUR, T0 + 12 * HOUR, "orange")
     downgrade = Signal("weather_typhoon", "310115", T0 + 9 * HOUR, T0 + 24 * HOUR, "orange")
     conditions = Conditions.none().observe(downgrade).observe(rain).observe(typhoon)
-    facts = OrderView(ORDER).apply(event(T0, Status.PAID, region_code="310115")).facts_for_health()
+    facts = OrderView(ORDER).apply(event(T0, Status.PAID, region_code="310115")).facts_for_health(T0)
 
     def warnings_at(at_ms: int) -> list[str]:
         return [f.reason for f in assess(facts, at_ms, conditions, POLICY).findings if f.factor == "weather"]
@@ -332,3 +332,17 @@ def test_a_wrong_health_file_is_refused_naming_the_file_and_the_key(tmp_path: Pa
     with pytest.raises(ValueError, match=message) as refused:
         load_health_policy(config)
     assert str(config) in str(refused.value)
+
+
+def test_a_vehicle_gone_silent_is_found_though_the_next_hubs_scan_was_read_ahead() -> None:
+    """A replay reads the carrier's scans ahead of the GPS pings: health reads the newest scan at or before its
+    own time, so the scan hours later does not hide the silence before it."""
+    orders = stage()
+    picked_up, last_fix = T0 + HOUR, T0 + 90 * MINUTE_MS
+    orders.apply([event(T0, Status.PAID), event(picked_up, Status.IN_TRANSIT, RAW_CARRIER)], picked_up)
+    fix = OrderEvent(ORDER, last_fix, RAW_GPS, detail="vehicle V1", position=(31.0, 121.0))
+    next_hub = event(picked_up + 6 * HOUR, Status.IN_TRANSIT, RAW_CARRIER, detail="hub")
+    orders.apply([fix, next_hub], last_fix)
+    silent = orders.check_due(last_fix + 61 * MINUTE_MS)
+    assert [(s.step, s.incident.alert_type) for s in silent.alerts] == [("opened", "gps_stale")]
+    assert orders.check_due(picked_up + 6 * HOUR + MINUTE_MS).alerts[0].step == "resolved"  # the scan, in time

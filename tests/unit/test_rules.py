@@ -55,7 +55,7 @@ def subject(
     conditions = Conditions.none()
     for signal in signals:
         conditions = conditions.observe(signal)
-    facts = view.facts_for_health()
+    facts = view.facts_for_health(now_ms)
     health = assess(facts, now_ms, conditions, POLICY)
     eta = None
     if eta_in_h is not None:
