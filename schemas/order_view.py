@@ -36,6 +36,11 @@ SCANNING_SOURCES = frozenset({RAW_WMS, RAW_CARRIER})
 NOT_REACHED = (0,) * len(LIFECYCLE)
 DELIVERED_RANK, COMPLETED_RANK = Status.DELIVERED.rank, Status.COMPLETED.rank
 NOT_ARRIVING = frozenset({Status.CANCELLED, Status.RETURNING, Status.RETURNED})
+# A step or scan more than this after the event time an order is assessed at was read ahead of the other
+# sources (a replay): it is not yet news to the arrival estimate, and the order is assessed again when event
+# time gets there (schemas/stages.py), as it would have been live. Those just ahead (live traffic: seconds
+# behind the watermark's out-of-orderness) count at once.
+READ_AHEAD_MS = 10 * 60_000
 # The row version packs, most significant first: facts merged (11 bits), the customer's rank
 # (its top 24 bits) and the minute of the health assessment (29 bits, minutes since 2000).
 FACT_BITS, RANK_BITS, MINUTE_BITS = 11, 24, 29
@@ -196,15 +201,17 @@ class OrderView:
 
     def arrival(self, figures: Mapping[str, LaneFigures], now_ms: int, settings: EtaSettings) -> Estimate | None:
         """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py);
-        once delivered, its delivery; none while cancelled or on its way back. Only the steps reached by now
-        count: an order is assessed at the watermark, and its scans of later steps may have been read already."""
+        once delivered, its delivery; none while cancelled or on its way back. Only the steps reached by now (or
+        just after: READ_AHEAD_MS) count: an order is assessed at the watermark, and on a replay its scans of later
+        steps may have been read already."""
         promised = _value(self.promised_at_ms)
-        reached = tuple(at if at <= now_ms else 0 for at in self.reached)
+        known_by = now_ms + READ_AHEAD_MS
+        reached = tuple(at if at <= known_by else 0 for at in self.reached)
         if delivered := reached[DELIVERED_RANK]:
             late = None if promised is None else float(delivered > promised)
             return Estimate(delivered, delivered, delivered, late, "delivered", arrived=True)
         current = self.track.current
-        if reached[COMPLETED_RANK] or (current is not None and current[0] in NOT_ARRIVING and current[1] <= now_ms):
+        if reached[COMPLETED_RANK] or (current is not None and current[0] in NOT_ARRIVING and current[1] <= known_by):
             return None  # completed with no delivery told: its arrival is unknown, and past
         previous = self.eta
         if previous is not None and previous.holds_for((furthest_step(reached), promised, *self._lane), now_ms):

@@ -41,7 +41,7 @@ from schemas.events import (
 )
 from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
-from schemas.order_view import Mark, OrderView, is_passed_on_position
+from schemas.order_view import READ_AHEAD_MS, Mark, OrderView, is_passed_on_position
 from schemas.rules import NO_RULES, PublishedRules, RuleError, RuleSet, Subject
 from schemas.tables import (
     ALERTS,
@@ -62,10 +62,6 @@ from schemas.topics import RAW_GPS
 
 LOG = logging.getLogger(__name__)
 DAY_MS = 86_400_000
-# A step or scan more than this after the event time an order is assessed at was read ahead of the other
-# sources (a replay): the order is assessed again when event time gets there, so its health and arrival are
-# found at each step as they would have been live. Those just ahead (live traffic, seconds) wait for the next look.
-READ_AHEAD_MS = 10 * 60_000
 MAX_PENDING_SHIPMENT_EVENTS = 100
 E = TypeVar("E")
 S = TypeVar("S")

@@ -216,7 +216,7 @@ def test_orders_of_a_later_day_are_estimated_from_what_the_first_day_taught(
     rows = [
         row for row in estimates if row[:2] in arrival and paid.get(row[:2], assessed_to) < assessed_to - HOUR_MS // 2
     ]
-    assert len(rows) >= 30, f"the later day's first hours should hold paid orders (event time {assessed_to})"
+    assert len(rows) >= 10, f"the later day's first hours should hold paid orders (event time {assessed_to})"
     assert all(eta is not None and p10 <= eta <= p90 and basis for _, _, eta, p10, p90, _, basis in rows), rows
     covered = [p10 <= arrival[(c, o)] <= p90 for c, o, _, p10, p90, _, _ in rows]
     assert sum(covered) >= 0.6 * len(rows), f"{sum(covered)} of {len(rows)} arrived within p10..p90"
