@@ -194,7 +194,9 @@ def next_day(quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]]) -> tuple
     with recording.open(encoding="utf-8") as day, first_hours.open("w", encoding="utf-8") as kept:
         kept.writelines(line for line in day if json.loads(line)["ts_ms"] < start + 10 * HOUR_MS)
     orderscope(env, "replay", str(first_hours))
-    orderscope(env, "job", "run", "--until-idle", "5")
+    # Idle for longer than the normalizers' heartbeat (half the 10 s source idleness): event time travels only
+    # with batches, and every order lane must hear where the replay left it before the job stops.
+    orderscope(env, "job", "run", "--until-idle", "15")
     return json.loads(recording.with_suffix(".truth.json").read_text()), start, client
 
 
