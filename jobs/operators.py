@@ -190,12 +190,11 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         yield from keyed_batches(framed(orders, lanes, self._name, watermark))
         # Event time travels only with batches: the stages between here and the orders hear it even when this
         # call has nothing for them, or an order lane would merge the time they last passed on (see onward).
-        vehicles = by_lane(routed.vehicles, lanes, vehicle_of)
-        vehicles = with_time(vehicles, lanes) if time_moved else vehicles
-        yield from keyed_batches(framed(vehicles, lanes, self._name, watermark), VEHICLE_BATCHES)
-        waybills = by_lane(routed.waybills, lanes, waybill_of)
-        waybills = with_time(waybills, lanes) if time_moved else waybills
-        yield from keyed_batches(framed(waybills, lanes, self._name, watermark), WAYBILL_BATCHES)
+        side_outputs = ((routed.vehicles, vehicle_of, VEHICLE_BATCHES), (routed.waybills, waybill_of, WAYBILL_BATCHES))
+        for items, key, output in side_outputs:
+            grouped = by_lane(items, lanes, key)
+            grouped = with_time(grouped, lanes) if time_moved else grouped
+            yield from keyed_batches(framed(grouped, lanes, self._name, watermark), output)
         if routed.customers or time_moved:  # identity resolution is one graph (merges join any two customers): one lane
             yield CUSTOMER_BATCHES, keyed(Batch(self._lanes.keys[0], True, self._name, watermark, routed.customers))
         if stats := self._busy.report(now):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from schemas.compact import compact_pickle
 from schemas.events import OrderRef
@@ -135,48 +136,38 @@ def follow(
                                reason=cause.reason, rule_id=cause.rule_id)  # fmt: skip
             step(incident, "updated")
         still_open.append(incident)
-    for cause in causes.values():
+    for alert_type, cause in causes.items():
         if cause.opens:
-            incident = cause.incident
-            if incident.alert_type.startswith(RULE_ALERT):
+            serial = 0
+            if alert_type.startswith(RULE_ALERT):
                 rule_incidents += 1
-                incident = replace(incident, serial=rule_incidents)
+                serial = rule_incidents
+            incident = Incident(alert_type, cause.severity, cause.since_ms, 1, cause.reason, cause.rule_id, serial)
             step(incident, "opened")
             still_open.append(incident)
     return tuple(still_open), steps, rule_incidents
 
 
-@dataclass(frozen=True)
-class Cause:
+class Cause(NamedTuple):  # a tuple: made for every finding at every assessment, an incident only when one opens
     """What keeps an incident open (any finding of its factor, any match of its rule), and whether it
     would open one (a finding at the factor's alerting severity or above)."""
 
-    incident: Incident  # as it would open
+    severity: Severity
+    reason: str
+    rule_id: str
+    since_ms: int  # where an incident it opens begins
     opens: bool
-
-    @property
-    def severity(self) -> Severity:
-        return self.incident.severity
-
-    @property
-    def reason(self) -> str:
-        return self.incident.reason
-
-    @property
-    def rule_id(self) -> str:
-        return self.incident.rule_id
 
 
 def _alerting_causes(health: Health, decisions: Decisions, policy: HealthPolicy, now_ms: int) -> dict[str, Cause]:
     causes = {}
     for finding in health.findings:
         alert_from = policy.factors[finding.factor].alert_from
-        incident = Incident(finding.factor, finding.severity, finding.since_ms, 1, finding.reason,
-                            f"health.{finding.factor}")  # fmt: skip
-        causes[finding.factor] = Cause(incident, alert_from is not None and finding.severity >= alert_from)
+        opens = alert_from is not None and finding.severity >= alert_from
+        causes[finding.factor] = Cause(finding.severity, finding.reason, f"health.{finding.factor}",
+                                       finding.since_ms, opens)  # fmt: skip
     for decision in decisions.made:
         if decision.alert is not None:
-            alert_type = f"{RULE_ALERT}{decision.rule_id}"
-            incident = Incident(alert_type, decision.alert, now_ms, 1, decision.description, decision.ref)
-            causes[alert_type] = Cause(incident, True)
+            causes[f"{RULE_ALERT}{decision.rule_id}"] = Cause(decision.alert, decision.description, decision.ref,
+                                                              now_ms, True)  # fmt: skip
     return causes

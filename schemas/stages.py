@@ -577,10 +577,7 @@ class OrderStage(Stage[OrderView]):
             now = max(watermark_ms, view.assessed_at_ms)  # at the watermark, as apply assesses
             if now <= 0:
                 continue  # not assessed yet: its check at its first event comes under the new set
-            assessed, changed = self._assessed(view, now, conditions, rules, rows)
-            self.store(key, assessed, view)
-            if changed and (row := assessed.row()) is not None:
-                rows.current.append(row)
+            self._reassess(key, view, now, conditions, rules, rows)
 
     def _look_again_at_first_event(self, view: OrderView) -> OrderView:
         """The view with a check at its first event, unless an earlier one is pending: once the watermark
@@ -610,11 +607,24 @@ class OrderStage(Stage[OrderView]):
                     view = self.entities.get(key)
                     if view is None or view.check_at_ms != at_ms:
                         continue  # gone, or its check moved
-                    assessed, changed = self._assessed(view, at_ms, conditions, rules, rows, pending_check_ms=0)
-                    self.store(key, assessed, view)
-                    if changed and (row := assessed.row()) is not None:
-                        rows.current.append(row)
+                    self._reassess(key, view, at_ms, conditions, rules, rows, pending_check_ms=0)
         return rows
+
+    def _reassess(
+        self,
+        key: str,
+        view: OrderView,
+        now_ms: int,
+        conditions: Conditions,
+        rules: RuleSet,
+        rows: OrderRows,
+        pending_check_ms: int | None = None,
+    ) -> None:
+        """An order assessed again with nothing new heard of it: stored, with a row if anything changed."""
+        assessed, changed = self._assessed(view, now_ms, conditions, rules, rows, pending_check_ms)
+        self.store(key, assessed, view)
+        if changed and (row := assessed.row()) is not None:
+            rows.current.append(row)
 
     def _merged(self, view: OrderView, changes: list[OrderChange], rows: OrderRows) -> OrderView:
         for change in changes:
@@ -677,7 +687,7 @@ class OrderStage(Stage[OrderView]):
 
     def _rules(self) -> RuleSet:
         """The rule set in force: the last one published, or the one the job started with."""
-        published: PublishedRules = self._context.get(self.RULES, self._starting_rules)
+        published = self._published()
         compiled = self._compiled.get(published)
         if compiled is None:
             try:
@@ -689,9 +699,14 @@ class OrderStage(Stage[OrderView]):
             self._compiled = {published: compiled}
         return compiled
 
+    def _published(self) -> PublishedRules:
+        """The last rule set published, or the one the job started with."""
+        published: PublishedRules = self._context.get(self.RULES, self._starting_rules)
+        return published
+
     def _adopt(self, published: PublishedRules) -> bool:
         """A rule set read from the control topic is in force if it was published last; whether it is."""
-        current: PublishedRules = self._context.get(self.RULES, self._starting_rules)
+        current = self._published()
         if (published.published_at_ms, published.spec_json) <= (current.published_at_ms, current.spec_json):
             return False
         self._context[self.RULES] = published
