@@ -77,7 +77,8 @@ class OrderView:
     updated_at_ms: int = 0
     position: tuple[int, float, float] | None = None  # when, lat, lon
     reached: tuple[int, ...] = NOT_REACHED  # event time each lifecycle step was first reached; 0 if not
-    scans: tuple[int, ...] = ()  # event times of the newest SCANS_KEPT events from a warehouse or carrier, sorted
+    scans: tuple[int, ...] = ()  # event times of the newest TIMES_KEPT events from a warehouse or carrier, sorted
+    fixes: tuple[int, ...] = ()  # event times of the newest TIMES_KEPT positions (vehicle's or scan's), sorted
     intents: tuple[tuple[int, str], ...] = ()  # (event time, intent) of the buyer's messages, sorted
     changes: tuple[tuple[int, str, bool, str], ...] = ()  # modifications: (event time, kind, succeeded, error)
     carrier: Stamped | None = None  # from warehouse and carrier scans (channels name carriers their own way)
@@ -152,7 +153,8 @@ class OrderView:
             max(self.updated_at_ms, at),
             self._newer_position(event),
             _reach(self.reached, event.status, at),
-            _scanned(self.scans, at) if event.source in SCANNING_SOURCES else self.scans,
+            _kept(self.scans, at) if event.source in SCANNING_SOURCES else self.scans,
+            self.fixes if event.position is None else _kept(self.fixes, at),
             self.intents,
             self.changes,
             _newest(self.carrier, at, event.carrier or None) if event.source in SCANNING_SOURCES else self.carrier,
@@ -169,10 +171,11 @@ class OrderView:
     def _located(self, event: OrderEvent) -> OrderView:
         """A position passed on from the order's vehicle moves the order but is no fact of the version:
         how many pings reach an order depends on how manifests and pings interleave."""
-        position = self._newer_position(event)
-        if position == self.position:
+        fixes = _kept(self.fixes, event.at_ms)
+        if fixes is self.fixes:
             return self
-        return replace(self, position=position, updated_at_ms=max(self.updated_at_ms, event.at_ms))
+        position, updated_at = self._newer_position(event), max(self.updated_at_ms, event.at_ms)
+        return replace(self, position=position, fixes=fixes, updated_at_ms=updated_at)
 
     def _newer_position(self, event: OrderEvent) -> tuple[int, float, float] | None:
         if event.position is None:
@@ -195,7 +198,7 @@ class OrderView:
         return OrderView(
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
             self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
-            self.scans, self.intents, self.changes, self.carrier, health, eta, decisions, leg_sent, at_ms,
+            self.scans, self.fixes, self.intents, self.changes, self.carrier, health, eta, decisions, leg_sent, at_ms,
             incidents, rule_incidents, check_at_ms,
         )  # fmt: skip
 
@@ -206,7 +209,7 @@ class OrderView:
         steps may have been read already."""
         promised = _value(self.promised_at_ms)
         known_by = now_ms + READ_AHEAD_MS
-        reached = tuple(at if at <= known_by else 0 for at in self.reached)
+        reached = self._reached_by(known_by)
         if delivered := reached[DELIVERED_RANK]:
             late = None if promised is None else float(delivered > promised)
             return Estimate(delivered, delivered, delivered, late, "delivered", arrived=True)
@@ -218,9 +221,23 @@ class OrderView:
             return previous
         return estimate(figures, *self._lane, reached, promised, now_ms, settings)
 
+    def _reached_by(self, at_ms: int) -> tuple[int, ...]:
+        """The time of each lifecycle step reached by at_ms; 0 for the others."""
+        if max(self.reached) <= at_ms:
+            return self.reached
+        return tuple(at if at <= at_ms else 0 for at in self.reached)
+
     def heard_after(self, at_ms: int) -> int | None:
-        """The event time of its first lifecycle step or scan after at_ms (read ahead of event time), if any."""
-        return min((at for at in (*self.reached, *self.scans) if at > at_ms), default=None)
+        """The event time of the first news of it after at_ms (read ahead of event time), if any: a lifecycle
+        step, a scan, or the first position after a scan (a vehicle's silence counts from there on; the
+        positions after it only put the silence off, and an assessment on the vehicle finds them)."""
+        steps = min((at for at in (*self.reached, *self.scans) if at > at_ms), default=None)
+        fixes = self.fixes
+        if not fixes or fixes[-1] <= at_ms:  # live traffic: no position read ahead
+            return steps
+        boarded = next((fix for previous, fix in zip((0, *fixes), fixes, strict=False)
+                        if fix > at_ms and previous <= self.scanned_by(fix) < fix), None)  # fmt: skip
+        return min((at for at in (steps, boarded) if at is not None), default=None)
 
     def leg(self) -> Leg | None:
         """What its delivery teaches about arrivals."""
@@ -242,26 +259,40 @@ class OrderView:
     def _lane(self) -> tuple[str | None, str | None]:
         return _value(self.carrier), _value(self.region_code)
 
-    @property
-    def scanned_at_ms(self) -> int:
-        """Its newest scan by a warehouse or carrier; 0 if none."""
-        return self.scans[-1] if self.scans else 0
-
     def scanned_by(self, at_ms: int) -> int:
         """Its newest scan at or before at_ms (scans read ahead of event time are not yet news); 0 if none."""
-        earlier = [at for at in self.scans if at <= at_ms]
-        return earlier[-1] if earlier else 0
+        return _newest_by(self.scans, at_ms)
+
+    def status_by(self, at_ms: int) -> tuple[Status, int] | None:
+        """Its status at at_ms and when that began: the furthest lifecycle step reached by then, or a side
+        state (an exception, a return) begun by then and not before that step. On a replay a later status
+        may have been read ahead of event time (a completion days later): it is not yet news."""
+        current = self.track.current
+        if current is None or current[1] <= at_ms:  # live traffic: nothing read ahead
+            return current
+        steps = [(rank, at) for rank, at in enumerate(self.reached) if 0 < at <= at_ms]
+        furthest = (LIFECYCLE[steps[-1][0]], steps[-1][1]) if steps else None
+        side, side_at = self.track.side, self.track.side_at_ms
+        if side is not None and side_at <= at_ms and (furthest is None or side_at >= furthest[1]):
+            return side, side_at
+        return furthest
+
+    def located_by(self, at_ms: int) -> int:
+        """The time of its newest position at or before at_ms (on a replay, later positions were read ahead
+        of the scans, and a vehicle's silence before them was real); 0 if none."""
+        return _newest_by(self.fixes, at_ms)
 
     def facts_for_health(self, now_ms: int) -> Facts:
-        current = self.track.current
-        position = self.position
+        """What health reads at now_ms: what had happened by then (or just after: READ_AHEAD_MS, as arrival)."""
+        known_by = now_ms + READ_AHEAD_MS
+        current = self.status_by(known_by)
         return Facts(
             channel=self.order.channel,
             status=current[0] if current else None,
             status_at_ms=current[1] if current else 0,
-            reached=self.reached,
+            reached=self._reached_by(known_by),
             scanned_at_ms=self.scanned_by(now_ms),
-            position_at_ms=position[0] if position else 0,
+            position_at_ms=self.located_by(now_ms),
             promised_at_ms=_value(self.promised_at_ms),
             region_code=_value(self.region_code),
             intents=self.intents,
@@ -309,14 +340,22 @@ class OrderView:
 NO_ETA = (None, None, None, None, "")
 
 
-SCANS_KEPT = 16  # health reads the newest scan at or before its time: enough to pass over the scans read ahead
+# Health reads the newest scan and position at or before its time: enough to pass over those read ahead.
+TIMES_KEPT = 16
 
 
-def _scanned(scans: tuple[int, ...], at_ms: int) -> tuple[int, ...]:
-    """The newest scan times with this one (carriers repeat scans in every push: one time is kept once)."""
-    if at_ms in scans or (len(scans) >= SCANS_KEPT and at_ms < scans[0]):
-        return scans
-    return tuple(sorted((*scans, at_ms)))[-SCANS_KEPT:]
+def _kept(times: tuple[int, ...], at_ms: int) -> tuple[int, ...]:
+    """The newest times with this one; the same tuple if it changes nothing (carriers repeat scans in every
+    push, vehicles' positions reach an order again through each of its waybills: one time is kept once)."""
+    if at_ms in times or (len(times) >= TIMES_KEPT and at_ms < times[0]):
+        return times
+    return tuple(sorted((*times, at_ms)))[-TIMES_KEPT:]
+
+
+def _newest_by(times: tuple[int, ...], at_ms: int) -> int:
+    """The newest of the sorted times at or before at_ms; 0 if none."""
+    earlier = [at for at in times if at <= at_ms]
+    return earlier[-1] if earlier else 0
 
 
 def _still_failed(changes: tuple[tuple[int, str, bool, str], ...]) -> tuple[tuple[int, str, str], ...]:

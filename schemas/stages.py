@@ -557,6 +557,7 @@ class OrderStage(Stage[OrderView]):
                 if now <= 0:  # no event time yet, nor an earlier assessment: nothing can be found overdue
                     view = self._look_again_at_first_event(view)
                 else:
+                    view = self._checked_up_to(view, now, conditions, rules, rows)
                     view, _ = self._assessed(view, now, conditions, rules, rows)
             self.store(key, view, before)
             if (row := view.row()) is not None:
@@ -625,6 +626,16 @@ class OrderStage(Stage[OrderView]):
         self.store(key, assessed, view)
         if changed and (row := assessed.row()) is not None:
             rows.current.append(row)
+
+    def _checked_up_to(
+        self, view: OrderView, now_ms: int, conditions: Conditions, rules: RuleSet, rows: OrderRows
+    ) -> OrderView:
+        """The view after its checks that fall due before now_ms, each at its time, as check_due would have
+        made them had this batch not moved event time past them: a silence between two events read in one
+        batch (a vehicle quiet for an hour before the hub's scan) is found, then resolved."""
+        while 0 < view.check_at_ms < now_ms:
+            view, _ = self._assessed(view, view.check_at_ms, conditions, rules, rows, pending_check_ms=0)
+        return view
 
     def _merged(self, view: OrderView, changes: list[OrderChange], rows: OrderRows) -> OrderView:
         for change in changes:
@@ -728,18 +739,18 @@ NO_CONDITIONS = Conditions.none()
 
 def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:
     """Whether the changes are only newer positions of an order that was well, already on a vehicle
-    (positions newer than its last scan), before its next check: such a position can only put the
-    thresholds later, so an assessment would find nothing new. Positions are the commonest order
-    events (one per vehicle fix passed on), so they skip it. Conditions that arrived since reach
+    at now_ms (a position newer than its last scan), before its next check: such a position can only
+    put the thresholds later, so an assessment would find nothing new. Positions are the commonest
+    order events (one per vehicle fix passed on), so they skip it. Conditions that arrived since reach
     the order at its next assessment, as they reach a quiet order (signals assess no one)."""
-    if before is None or before.health is None or before.position is None:
+    if before is None or before.health is None:
+        return False
+    if not all(isinstance(change, OrderEvent) and is_passed_on_position(change) for change in changes):
         return False
     health = before.health
     if health.findings or (health.next_check_ms is not None and now_ms >= health.next_check_ms):
         return False
-    if before.position[0] <= before.scanned_at_ms:
-        return False
-    return all(isinstance(change, OrderEvent) and is_passed_on_position(change) for change in changes)
+    return before.located_by(now_ms) > before.scanned_by(now_ms)
 
 
 @dataclass(frozen=True)

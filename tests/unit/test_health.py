@@ -334,6 +334,52 @@ def test_a_wrong_health_file_is_refused_naming_the_file_and_the_key(tmp_path: Pa
     assert str(config) in str(refused.value)
 
 
+def test_a_vehicle_gone_silent_is_found_though_its_trip_was_read_ahead_whole() -> None:
+    """A replay reads a vehicle's pings and the next hub's scan (with its coordinates) hours ahead of event
+    time: health reads the newest position at or before its own time, and looks again when the vehicle's first
+    position comes, so the silence between its last ping and the hub is found as it was live."""
+    orders = stage()
+    picked_up, last_ping, hub = T0 + HOUR, T0 + 2 * HOUR + 20 * MINUTE_MS, T0 + 5 * HOUR
+    pings = [OrderEvent(ORDER, at, RAW_GPS, detail="vehicle V1", position=(31.0, 121.0))
+             for at in (T0 + 2 * HOUR + 10 * MINUTE_MS, last_ping)]  # fmt: skip
+    scans = [event(picked_up, Status.IN_TRANSIT, RAW_CARRIER, position=(30.0, 120.0)),
+             event(hub, Status.IN_TRANSIT, RAW_CARRIER, detail="hub", position=(32.0, 122.0))]  # fmt: skip
+    orders.apply([event(T0, Status.PAID), *scans, *pings], picked_up)
+    assert orders.check_due(last_ping + 59 * MINUTE_MS).alerts == []  # yellow after 40 min, alerted when red
+    silent = orders.check_due(last_ping + 60 * MINUTE_MS)
+    assert [(s.step, s.incident.alert_type, s.at_ms) for s in silent.alerts] == [
+        ("opened", "gps_stale", last_ping + 60 * MINUTE_MS)
+    ]
+    assert "silent for 1 h" in " ".join(health_of(silent)["health_reasons"])
+    assert [s.step for s in orders.check_due(hub).alerts] == ["resolved"]
+
+
+def test_a_silence_that_one_batch_moves_event_time_past_is_found_and_resolved_in_its_time() -> None:
+    """Event time may leap hours in one batch (a source read to its end goes idle): the checks the leap passes
+    are made at their own times before the order is assessed at the new watermark, with what the batch brought."""
+    orders = stage()
+    picked_up, last_ping, hub = T0 + HOUR, T0 + 2 * HOUR, T0 + 4 * HOUR
+    ping = OrderEvent(ORDER, last_ping, RAW_GPS, detail="vehicle V1", position=(31.0, 121.0))
+    orders.apply([event(T0, Status.PAID), event(picked_up, Status.IN_TRANSIT, RAW_CARRIER), ping], last_ping)
+    leap = orders.apply([event(hub, Status.IN_TRANSIT, RAW_CARRIER, detail="hub")], hub + 3 * HOUR)
+    assert [(s.step, s.incident.alert_type, s.at_ms) for s in leap.alerts] == [
+        ("opened", "gps_stale", last_ping + HOUR),
+        ("resolved", "gps_stale", hub),  # at the scan, a check of its own (read ahead of the watermark then)
+    ]
+
+
+def test_a_completion_read_ahead_does_not_settle_an_order_before_its_time() -> None:
+    """A replay reads the channel's completion days ahead of the warehouse and carrier: until event time gets
+    there, the order is where its steps by then put it, and a parcel left behind is found."""
+    orders = stage()
+    shipped = T0 + HOUR
+    orders.apply([event(T0, Status.PAID), event(shipped, Status.SHIPPED, RAW_WMS),
+                  event(T0 + 3 * DAY_MS, Status.COMPLETED)], shipped)  # fmt: skip
+    red = orders.check_due(shipped + 5 * HOUR)
+    assert health_of(red)["status"] == "completed"  # the row shows what was read; health, what had happened
+    assert [(s.step, s.incident.alert_type) for s in red.alerts] == [("opened", "no_pickup")]
+
+
 def test_a_vehicle_gone_silent_is_found_though_the_next_hubs_scan_was_read_ahead() -> None:
     """A replay reads the carrier's scans ahead of the GPS pings: health reads the newest scan at or before its
     own time, so the scan hours later does not hide the silence before it."""
