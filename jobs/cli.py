@@ -254,8 +254,7 @@ def parser() -> argparse.ArgumentParser:
     job = commands.add_parser("job", help="run the order-visibility job locally, or submit it to a Flink cluster")
     job.add_argument("action", choices=["run", "submit", "cancel"])
     job.add_argument("job_id", nargs="?", help="with cancel: the id that submit printed")
-    job.add_argument("--until-idle", type=float, metavar="SECONDS",
-                     help="stop once idle this long (and event time has settled), output written")  # fmt: skip
+    job.add_argument("--until-idle", type=float, metavar="SECONDS", help="stop once idle this long, output written")
     job.add_argument(
         "--fresh",
         action="store_true",

@@ -365,13 +365,20 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         yield from outputs
 
     def onward(self, items: list[Any], key: Callable[[Any], str], watermark_ms: int) -> Iterator[Row]:
-        """Items for the next keyed operator, one batch per lane; when event time moved, every downstream subtask
+        """Items for the next keyed operator, one batch per lane. When event time moved, every downstream subtask
         gets a batch, empty or not: the next operator merges the time of each upstream that spoke lately, and a
-        time passed on only with items would hold it at the last one sent (for good, while still speaking)."""
+        time passed on only with items would hold it at the last one sent (for good, while still speaking). When
+        it entered a new minute, every lane does: a lane's checks (at whole minutes) fall due only in a call for
+        that lane, and the upstream that reaches a minute last may be the one that moves the merged time there."""
         grouped = by_lane(items, self._lanes, key)
         if watermark_ms > self._forwarded_ms:
+            new_minute = watermark_ms // MINUTE_MS > self._forwarded_ms // MINUTE_MS
             self._forwarded_ms = watermark_ms
-            grouped = with_time(grouped, self._lanes)
+            grouped = (
+                {lane: grouped.get(lane, []) for lane in self._lanes.keys}
+                if new_minute
+                else with_time(grouped, self._lanes)
+            )
         return keyed_batches(framed(grouped, self._lanes, self._name, watermark_ms))
 
     def _stats(self) -> Iterator[Any]:

@@ -70,14 +70,10 @@ def _prepare_jvm_environment(settings: Settings) -> None:
 class IdleWatch:
     """Decides when the job has been idle long enough and has written all its output.
 
-    Idle: neither the end offsets of the input topics nor the job's committed
-    offsets (committed when a checkpoint completes) have moved for idle_s, nor for
-    as long as event time takes to settle after the last read, and the committed
-    offsets have reached the ends. A source read to its end holds event time back
-    until it has been silent for the idleness timeout: the orders hear the last
-    event time, and assess their orders at it, some seconds after it was read.
-    Written: a checkpoint triggered more than twice a micro-batch window and a
-    writer flush interval after that has completed, so every buffered row was
+    Idle: the end offsets of the input topics have not moved for idle_s, and the
+    job's committed offsets (committed when a checkpoint completes) have reached
+    them. Written: a checkpoint triggered more than twice a micro-batch window and
+    a writer flush interval after that has completed, so every buffered row was
     written before its barrier.
     """
 
@@ -86,8 +82,8 @@ class IdleWatch:
     topics: list[str]
     report: Report
     probe: kafka.OffsetProbe
-    _offsets: tuple[dict[kafka.TopicPartition, int], dict[kafka.TopicPartition, int]] = ({}, {})
-    _offsets_moved_at: float = field(default_factory=time.monotonic)
+    _ends: dict[kafka.TopicPartition, int] = field(default_factory=dict)
+    _ends_changed_at: float = field(default_factory=time.monotonic)
     _drained_at: float | None = None
     _last_seen_checkpoint: int | None = None
     _next_report: float = field(default_factory=time.monotonic)
@@ -101,12 +97,11 @@ class IdleWatch:
             self.report(f"  Kafka is out of reach ({type(error).__name__}); waiting for it to come back")
             self._drained_at, self._last_seen_checkpoint = None, None
             return False
-        if (ends, committed) != self._offsets:
-            self._offsets, self._offsets_moved_at = (ends, committed), now
+        if ends != self._ends:
+            self._ends, self._ends_changed_at = ends, now
         behind = sum(max(end - committed.get(tp, 0), 0) for tp, end in ends.items())
         self._progress(now, behind, sum(ends.values()))
-        quiet_s = max(self.idle_s, self.settings.event_time_settle_ms / 1000)
-        if behind or now - self._offsets_moved_at < quiet_s:
+        if behind or now - self._ends_changed_at < self.idle_s:
             # New input restarts the drain: a checkpoint noted before it proves nothing about its output.
             self._drained_at, self._last_seen_checkpoint = None, None
             return False

@@ -145,12 +145,6 @@ class Settings:
         )
 
     @property
-    def event_time_settle_ms(self) -> int:
-        """After the last record is read, how long until every order lane has heard the final event time: the
-        source's idleness timeout, then up to one normalizer heartbeat (half of it), then a micro-batch."""
-        return self.source_idleness_ms * 3 // 2 + self.batch_window_ms
-
-    @property
     def flink_cluster_url(self) -> str:
         return f"http://127.0.0.1:{self.flink_rest_port}"
 

@@ -194,7 +194,7 @@ def next_day(quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]]) -> tuple
     with recording.open(encoding="utf-8") as day, first_hours.open("w", encoding="utf-8") as kept:
         kept.writelines(line for line in day if json.loads(line)["ts_ms"] < start + 10 * HOUR_MS)
     orderscope(env, "replay", str(first_hours))
-    # The job stops only once event time has settled: every order lane has heard where the replay left it.
+    # Every order lane hears each new minute of event time, so all assess their orders up to where it stops.
     orderscope(env, "job", "run", "--until-idle", "5")
     return json.loads(recording.with_suffix(".truth.json").read_text()), start, client
 
