@@ -99,4 +99,6 @@ SCENARIOS = {
     "modification_failures": Scenario("modification_failures", failing_channel="douyin"),
     "never_picked_up": Scenario("never_picked_up", unpicked_share=0.05),
     "silent_trackers": Scenario("silent_trackers", silent_tracker_share=0.2),
+    # Every way an order goes quiet, on one day: what `make test` scores silence detection on.
+    "silences": Scenario("silences", unpicked_share=0.05, silent_tracker_share=0.2),
 }
