@@ -316,6 +316,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
     Sweeps expired entities of a lane once per day of event time."""
 
     NAME = ""
+    FEEDS_CHECKS = False  # whether the next operator keeps checks per lane (the orders): see onward
 
     def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int) -> None:
         self._lanes = lanes
@@ -368,11 +369,12 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         """Items for the next keyed operator, one batch per lane. When event time moved, every downstream subtask
         gets a batch, empty or not: the next operator merges the time of each upstream that spoke lately, and a
         time passed on only with items would hold it at the last one sent (for good, while still speaking). When
-        it entered a new minute, every lane does: a lane's checks (at whole minutes) fall due only in a call for
-        that lane, and the upstream that reaches a minute last may be the one that moves the merged time there."""
+        it entered a new minute and the next operator keeps checks, every lane does: a lane's checks (at whole
+        minutes) fall due only in a call for that lane, and the upstream that reaches a minute last may be the
+        one that moves the merged time there."""
         grouped = by_lane(items, self._lanes, key)
         if watermark_ms > self._forwarded_ms:
-            new_minute = watermark_ms // MINUTE_MS > self._forwarded_ms // MINUTE_MS
+            new_minute = self.FEEDS_CHECKS and watermark_ms // MINUTE_MS > self._forwarded_ms // MINUTE_MS
             self._forwarded_ms = watermark_ms
             grouped = (
                 {lane: grouped.get(lane, []) for lane in self._lanes.keys}
@@ -423,6 +425,7 @@ class TrackVehicles(LaneOperator):
 
 class ResolveWaybills(LaneOperator):
     NAME = "waybills"
+    FEEDS_CHECKS = True
 
     def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, retention: Retention) -> None:
         super().__init__(lanes, cache_entries, idleness_ms)
@@ -447,6 +450,7 @@ class ResolveWaybills(LaneOperator):
 
 class ResolveCustomers(LaneOperator):
     NAME = "customers"
+    FEEDS_CHECKS = True
 
     def __init__(self, lanes: Lanes, cache_entries: int, idleness_ms: int, rules: IdentityRules) -> None:
         super().__init__(lanes, cache_entries, idleness_ms)

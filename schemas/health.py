@@ -88,8 +88,8 @@ class Facts:
     def reached_at(self, status: Status) -> int | None:
         return self.reached[status.rank] or None
 
-    scanned_at_ms: int  # newest scan by a warehouse or carrier
-    position_at_ms: int  # newest position of the vehicle carrying it; 0 if none
+    scanned_at_ms: int  # newest scan by a warehouse or carrier, at or before the assessment
+    position_at_ms: int  # newest position of the vehicle carrying it (or of a scan) by then; 0 if none
     promised_at_ms: int | None
     region_code: str | None
     intents: tuple[tuple[int, str], ...]  # (event time, intent) of the buyer's messages
@@ -410,6 +410,9 @@ RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
 # --- configuration ----------------------------------------------------------------------------
 
 
+# An order keeps its positions' times as runs, and only the silences between runs (schemas/order_view.py).
+KEPT_SILENCE_MS = 15 * 60_000
+
 REQUIRED_SETTINGS = {
     "first_update_late": ("yellow_after_min", "red_after_min"),
     "warehouse_dwell": ("yellow_after_min", "red_after_min"),
@@ -487,6 +490,8 @@ def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) ->
         raise fail(key, "minutes and counts are whole numbers of at least 1")
     if "yellow_after_min" in settings and settings["yellow_after_min"] > settings["red_after_min"]:
         raise fail(key, "yellow_after_min must not exceed red_after_min")
+    if name == "gps_stale" and settings["yellow_after_min"] * MINUTE_MS <= KEPT_SILENCE_MS:
+        raise fail(key, f"yellow_after_min must exceed {KEPT_SILENCE_MS // MINUTE_MS}: shorter silences are not kept")
     alert = settings.get("alert", "never")
     if alert not in ("yellow", "red", "never"):
         raise fail(f"{key}.alert", "yellow, red or never")

@@ -53,29 +53,44 @@ _SIDE_PRECEDENCE = {
 @compact_pickle
 @dataclass(frozen=True, slots=True)
 class StatusTrack:
-    """The furthest lifecycle step reached and the latest side state, each with its time."""
+    """The furthest lifecycle step reached, with its time, and the newest side states, with theirs (older
+    ones still tell the status at an earlier time: cancelled before a return read ahead)."""
 
     furthest: Status | None = None
     furthest_at_ms: int = 0
-    side: Status | None = None
-    side_at_ms: int = 0
+    sides: tuple[tuple[int, int, Status], ...] = ()  # (time, precedence, side state), the newest SIDES_KEPT, sorted
 
     def observe(self, status: Status, at_ms: int) -> StatusTrack:
         if status.is_side_state:
-            if self.side is None or (at_ms, _SIDE_PRECEDENCE[status]) > (self.side_at_ms, _SIDE_PRECEDENCE[self.side]):
-                return StatusTrack(self.furthest, self.furthest_at_ms, status, at_ms)
-            return self
+            side = (at_ms, _SIDE_PRECEDENCE[status], status)
+            if side in self.sides or (len(self.sides) >= SIDES_KEPT and side < self.sides[0]):
+                return self
+            return StatusTrack(self.furthest, self.furthest_at_ms, tuple(sorted((*self.sides, side)))[-SIDES_KEPT:])
         if self.furthest is None or status.rank > self.furthest.rank:
-            return StatusTrack(status, at_ms, self.side, self.side_at_ms)
+            return StatusTrack(status, at_ms, self.sides)
         if status == self.furthest and at_ms < self.furthest_at_ms:
-            return StatusTrack(status, at_ms, self.side, self.side_at_ms)  # the step happened when first seen
+            return StatusTrack(status, at_ms, self.sides)  # the step happened when first seen
         return self
 
     @property
     def current(self) -> tuple[Status, int] | None:
-        """The status to show and when it began; a side state wins a tie in time."""
-        if self.side is not None and (self.furthest is None or self.side_at_ms >= self.furthest_at_ms):
-            return self.side, self.side_at_ms
-        if self.furthest is not None:
-            return self.furthest, self.furthest_at_ms
-        return None
+        """The status to show and when it began."""
+        furthest = (self.furthest, self.furthest_at_ms) if self.furthest is not None else None
+        newest = self.sides[-1] if self.sides else None
+        return shown(furthest, (newest[2], newest[0]) if newest else None)
+
+    def side_by(self, at_ms: int) -> tuple[Status, int] | None:
+        """The newest side state begun by at_ms, and when."""
+        begun = [side for side in self.sides if side[0] <= at_ms]
+        return (begun[-1][2], begun[-1][0]) if begun else None
+
+
+SIDES_KEPT = 4
+
+
+def shown(furthest: tuple[Status, int] | None, side: tuple[Status, int] | None) -> tuple[Status, int] | None:
+    """The status to show, of the furthest step reached and the newest side state (each with its time, or None):
+    the later one, the side state on a tie."""
+    if side is not None and (furthest is None or side[1] >= furthest[1]):
+        return side
+    return furthest

@@ -13,7 +13,7 @@ fresh run in any order the complete row wins in ReplacingMergeTree(version).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,9 +21,9 @@ from schemas.alerts import Incident
 from schemas.compact import compact_pickle
 from schemas.eta import Estimate, EtaSettings, LaneFigures, Leg, estimate, furthest_step, leg_of
 from schemas.events import CustomerAssignment, OrderEvent, OrderModification, OrderRef, ServiceMessage
-from schemas.health import Facts, Health
+from schemas.health import KEPT_SILENCE_MS, Facts, Health
 from schemas.identity import RANK_LIMIT, customer_rank
-from schemas.lifecycle import LIFECYCLE, Status, StatusTrack
+from schemas.lifecycle import LIFECYCLE, Status, StatusTrack, shown
 from schemas.rules import NO_DECISIONS, Decisions
 from schemas.tables import Row
 from schemas.topics import RAW_CARRIER, RAW_GPS, RAW_WMS
@@ -37,9 +37,9 @@ NOT_REACHED = (0,) * len(LIFECYCLE)
 DELIVERED_RANK, COMPLETED_RANK = Status.DELIVERED.rank, Status.COMPLETED.rank
 NOT_ARRIVING = frozenset({Status.CANCELLED, Status.RETURNING, Status.RETURNED})
 # A step or scan more than this after the event time an order is assessed at was read ahead of the other
-# sources (a replay): it is not yet news to the arrival estimate, and the order is assessed again when event
-# time gets there (schemas/stages.py), as it would have been live. Those just ahead (live traffic: seconds
-# behind the watermark's out-of-orderness) count at once.
+# sources (a replay): it is not yet news to health or the arrival estimate, and the order is assessed again
+# when event time gets there (schemas/stages.py), as it would have been live. Those just ahead (live traffic:
+# seconds behind the watermark's out-of-orderness) count at once.
 READ_AHEAD_MS = 10 * 60_000
 # The row version packs, most significant first: facts merged (11 bits), the customer's rank
 # (its top 24 bits) and the minute of the health assessment (29 bits, minutes since 2000).
@@ -77,8 +77,8 @@ class OrderView:
     updated_at_ms: int = 0
     position: tuple[int, float, float] | None = None  # when, lat, lon
     reached: tuple[int, ...] = NOT_REACHED  # event time each lifecycle step was first reached; 0 if not
-    scans: tuple[int, ...] = ()  # event times of the newest TIMES_KEPT events from a warehouse or carrier, sorted
-    fixes: tuple[int, ...] = ()  # event times of the newest TIMES_KEPT positions (vehicle's or scan's), sorted
+    scans: tuple[int, ...] = ()  # event times of the newest SCANS_KEPT events from a warehouse or carrier, sorted
+    fixes: tuple[tuple[int, int], ...] = ()  # its positions' times (vehicle's or scan's), as runs: see _with_fix
     intents: tuple[tuple[int, str], ...] = ()  # (event time, intent) of the buyer's messages, sorted
     changes: tuple[tuple[int, str, bool, str], ...] = ()  # modifications: (event time, kind, succeeded, error)
     carrier: Stamped | None = None  # from warehouse and carrier scans (channels name carriers their own way)
@@ -153,8 +153,8 @@ class OrderView:
             max(self.updated_at_ms, at),
             self._newer_position(event),
             _reach(self.reached, event.status, at),
-            _kept(self.scans, at) if event.source in SCANNING_SOURCES else self.scans,
-            self.fixes if event.position is None else _kept(self.fixes, at),
+            _scanned(self.scans, at) if event.source in SCANNING_SOURCES else self.scans,
+            self.fixes if event.position is None else _with_fix(self.fixes, at),
             self.intents,
             self.changes,
             _newest(self.carrier, at, event.carrier or None) if event.source in SCANNING_SOURCES else self.carrier,
@@ -171,7 +171,7 @@ class OrderView:
     def _located(self, event: OrderEvent) -> OrderView:
         """A position passed on from the order's vehicle moves the order but is no fact of the version:
         how many pings reach an order depends on how manifests and pings interleave."""
-        fixes = _kept(self.fixes, event.at_ms)
+        fixes = _with_fix(self.fixes, event.at_ms)
         if fixes is self.fixes:
             return self
         position, updated_at = self._newer_position(event), max(self.updated_at_ms, event.at_ms)
@@ -213,8 +213,8 @@ class OrderView:
         if delivered := reached[DELIVERED_RANK]:
             late = None if promised is None else float(delivered > promised)
             return Estimate(delivered, delivered, delivered, late, "delivered", arrived=True)
-        current = self.track.current
-        if reached[COMPLETED_RANK] or (current is not None and current[0] in NOT_ARRIVING and current[1] <= known_by):
+        current = self.status_by(known_by)
+        if reached[COMPLETED_RANK] or (current is not None and current[0] in NOT_ARRIVING):
             return None  # completed with no delivery told: its arrival is unknown, and past
         previous = self.eta
         if previous is not None and previous.holds_for((furthest_step(reached), promised, *self._lane), now_ms):
@@ -227,17 +227,26 @@ class OrderView:
             return self.reached
         return tuple(at if at <= at_ms else 0 for at in self.reached)
 
-    def heard_after(self, at_ms: int) -> int | None:
-        """The event time of the first news of it after at_ms (read ahead of event time), if any: a lifecycle
-        step, a scan, or the first position after a scan (a vehicle's silence counts from there on; the
-        positions after it only put the silence off, and an assessment on the vehicle finds them)."""
-        steps = min((at for at in (*self.reached, *self.scans) if at > at_ms), default=None)
-        fixes = self.fixes
-        if not fixes or fixes[-1] <= at_ms:  # live traffic: no position read ahead
+    def heard_after(self, now_ms: int) -> int | None:
+        """The event time of the first news of it read ahead of event time now_ms, if any: a lifecycle step, a
+        side state or a scan more than READ_AHEAD_MS after it, or the moment after it that it is on a vehicle
+        again (its vehicle's silence counts from there: on the vehicle, health looks again when that silence
+        would be overdue)."""
+        sides = (side[0] for side in self.track.sides)
+        steps = min((at for at in (*self.reached, *sides, *self.scans) if at > now_ms + READ_AHEAD_MS), default=None)
+        if not self.fixes or self.fixes[-1][1] <= now_ms:  # live traffic: no position read ahead
             return steps
-        boarded = next((fix for previous, fix in zip((0, *fixes), fixes, strict=False)
-                        if fix > at_ms and previous <= self.scanned_by(fix) < fix), None)  # fmt: skip
+        boarded = next((at for at in self._moving_from(now_ms) if self.located_by(at) > self.scanned_by(at)), None)
         return min((at for at in (steps, boarded) if at is not None), default=None)
+
+    def _moving_from(self, now_ms: int) -> Iterator[int]:
+        """The moments after now_ms that its positions may put it on a vehicle: where each run of them starts (or
+        goes on), and just after each scan within one."""
+        for first, last in self.fixes:
+            if last > now_ms:
+                start = max(first, now_ms + 1)
+                yield start
+                yield from (scan + 1 for scan in self.scans if start <= scan < last)
 
     def leg(self) -> Leg | None:
         """What its delivery teaches about arrivals."""
@@ -264,23 +273,24 @@ class OrderView:
         return _newest_by(self.scans, at_ms)
 
     def status_by(self, at_ms: int) -> tuple[Status, int] | None:
-        """Its status at at_ms and when that began: the furthest lifecycle step reached by then, or a side
-        state (an exception, a return) begun by then and not before that step. On a replay a later status
-        may have been read ahead of event time (a completion days later): it is not yet news."""
+        """Its status at at_ms and when that began, as StatusTrack.current tells it of the steps and side states
+        begun by then. On a replay a later status may have been read ahead of event time (a completion days
+        later): it is not yet news."""
         current = self.track.current
         if current is None or current[1] <= at_ms:  # live traffic: nothing read ahead
             return current
         steps = [(rank, at) for rank, at in enumerate(self.reached) if 0 < at <= at_ms]
         furthest = (LIFECYCLE[steps[-1][0]], steps[-1][1]) if steps else None
-        side, side_at = self.track.side, self.track.side_at_ms
-        if side is not None and side_at <= at_ms and (furthest is None or side_at >= furthest[1]):
-            return side, side_at
-        return furthest
+        return shown(furthest, self.track.side_by(at_ms))
 
     def located_by(self, at_ms: int) -> int:
         """The time of its newest position at or before at_ms (on a replay, later positions were read ahead
-        of the scans, and a vehicle's silence before them was real); 0 if none."""
-        return _newest_by(self.fixes, at_ms)
+        of the scans, and a vehicle's silence before them was real); within a run of positions, at_ms itself
+        (the newest then is less than RUN_GAP_MS old); 0 if none."""
+        for first, last in reversed(self.fixes):
+            if first <= at_ms:
+                return min(last, at_ms)
+        return 0
 
     def facts_for_health(self, now_ms: int) -> Facts:
         """What health reads at now_ms: what had happened by then (or just after: READ_AHEAD_MS, as arrival)."""
@@ -340,16 +350,35 @@ class OrderView:
 NO_ETA = (None, None, None, None, "")
 
 
-# Health reads the newest scan and position at or before its time: enough to pass over those read ahead.
-TIMES_KEPT = 16
+SCANS_KEPT = 16  # health reads the newest scan at or before its time: enough to pass over the scans read ahead
+# Positions closer than this make one run: only silences longer than this are kept (health.py refuses a GPS
+# threshold below it), so a trip of any length takes a few runs.
+RUN_GAP_MS = KEPT_SILENCE_MS
+RUNS_KEPT = 8
 
 
-def _kept(times: tuple[int, ...], at_ms: int) -> tuple[int, ...]:
-    """The newest times with this one; the same tuple if it changes nothing (carriers repeat scans in every
-    push, vehicles' positions reach an order again through each of its waybills: one time is kept once)."""
-    if at_ms in times or (len(times) >= TIMES_KEPT and at_ms < times[0]):
-        return times
-    return tuple(sorted((*times, at_ms)))[-TIMES_KEPT:]
+def _scanned(scans: tuple[int, ...], at_ms: int) -> tuple[int, ...]:
+    """The newest scan times with this one (carriers repeat scans in every push: one time is kept once)."""
+    if at_ms in scans or (len(scans) >= SCANS_KEPT and at_ms < scans[0]):
+        return scans
+    return tuple(sorted((*scans, at_ms)))[-SCANS_KEPT:]
+
+
+def _with_fix(runs: tuple[tuple[int, int], ...], at_ms: int) -> tuple[tuple[int, int], ...]:
+    """The runs of position times (first, last; sorted, each gap within one at most RUN_GAP_MS) with this one,
+    the newest RUNS_KEPT; the same tuple if it changes nothing (a vehicle's positions reach an order again
+    through each of its waybills, and one within a run adds nothing)."""
+    if any(first <= at_ms <= last for first, last in runs) or (
+        len(runs) >= RUNS_KEPT and at_ms < runs[0][0] - RUN_GAP_MS
+    ):
+        return runs
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted((*runs, (at_ms, at_ms))):
+        if merged and first - merged[-1][1] <= RUN_GAP_MS:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return tuple(merged[-RUNS_KEPT:])
 
 
 def _newest_by(times: tuple[int, ...], at_ms: int) -> int:

@@ -41,7 +41,7 @@ from schemas.events import (
 )
 from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
-from schemas.order_view import READ_AHEAD_MS, Mark, OrderView, is_passed_on_position
+from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.rules import NO_RULES, PublishedRules, RuleError, RuleSet, Subject
 from schemas.tables import (
     ALERTS,
@@ -578,7 +578,7 @@ class OrderStage(Stage[OrderView]):
             now = max(watermark_ms, view.assessed_at_ms)  # at the watermark, as apply assesses
             if now <= 0:
                 continue  # not assessed yet: its check at its first event comes under the new set
-            self._reassess(key, view, now, conditions, rules, rows)
+            self._reassess(key, self._checked_up_to(view, now, conditions, rules, rows), now, conditions, rules, rows)
 
     def _look_again_at_first_event(self, view: OrderView) -> OrderView:
         """The view with a check at its first event, unless an earlier one is pending: once the watermark
@@ -632,10 +632,12 @@ class OrderStage(Stage[OrderView]):
     ) -> OrderView:
         """The view after its checks that fall due before now_ms, each at its time, as check_due would have
         made them had this batch not moved event time past them: a silence between two events read in one
-        batch (a vehicle quiet for an hour before the hub's scan) is found, then resolved."""
+        batch (a vehicle quiet for an hour before the hub's scan) is found, then resolved. The checks it walks
+        through are not indexed; if it walked, the view has none pending (the next assessment indexes one)."""
+        pending = view.check_at_ms
         while 0 < view.check_at_ms < now_ms:
-            view, _ = self._assessed(view, view.check_at_ms, conditions, rules, rows, pending_check_ms=0)
-        return view
+            view, _ = self._assessed(view, view.check_at_ms, conditions, rules, rows, pending_check_ms=0, index=False)
+        return view if view.check_at_ms == pending else replace(view, check_at_ms=0)
 
     def _merged(self, view: OrderView, changes: list[OrderChange], rows: OrderRows) -> OrderView:
         for change in changes:
@@ -657,11 +659,12 @@ class OrderStage(Stage[OrderView]):
         rules: RuleSet,
         rows: OrderRows,
         pending_check_ms: int | None = None,
+        index: bool = True,
     ) -> tuple[OrderView, bool]:
         """The view with its health, arrival and business rules' decisions at now_ms, its alerts followed and
-        its next check indexed (its pending check is pending_check_ms, or the view's); whether its health, its
-        published arrival or its decisions changed. An estimate is published when it moved enough from the
-        last one published (Estimate.moved_from)."""
+        its next check indexed (its pending check is pending_check_ms, or the view's; not indexed unless index);
+        whether its health, its published arrival or its decisions changed. An estimate is published when it
+        moved enough from the last one published (Estimate.moved_from)."""
         policy = self._policy
         facts = view.facts_for_health(now_ms)
         health = assess(facts, now_ms, conditions, policy)
@@ -683,12 +686,12 @@ class OrderStage(Stage[OrderView]):
                 leg_sent = True
             leg_due = None  # or it goes with the event that tells its carrier or region, if one ever comes
         check_at = view.check_at_ms if pending_check_ms is None else pending_check_ms
-        ahead = view.heard_after(now_ms + READ_AHEAD_MS)
+        ahead = view.heard_after(now_ms)
         due = min((at for at in (health.next_check_ms, leg_due, look_again, ahead) if at is not None), default=None)
         if due is None:
             check_at = 0  # a check still indexed is skipped: it would look back in time
         elif not now_ms < check_at <= ceil_minute(due):
-            check_at = self._checks.add(view.order.key, due)
+            check_at = self._checks.add(view.order.key, due) if index else ceil_minute(due)
         assessed = view.assessed(health, eta, decisions, leg_sent, now_ms, incidents, rule_incidents, check_at)
         changed = not health.same_as(view.health) or eta is not view.eta or decisions is not view.decisions
         if changed:

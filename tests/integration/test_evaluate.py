@@ -25,8 +25,8 @@ def test_evaluate_scores_alerts_and_arrivals_of_a_scenario_against_its_truth(tmp
     assert unpicked["precision"] >= 0.9, unpicked
     assert unpicked["delay_p50_min"] == pytest.approx(240, abs=1)  # red, so alerted, 4 h after the outbound scan (s)
     # Health reads the newest position by its time, so a vehicle's silence is found though its later positions (the
-    # next hub's scan) were read ahead. Some cannot be: silent for less than the SLA before the next scan, or their
-    # last position came late (35 of 38 found, 2026-12-03).
+    # next hub's scan) were read ahead. Some cannot be: silent for less than the hour to red before the next scan,
+    # or their last position came late (35 of 38 found, 2026-12-03).
     assert silent["injected"] >= 10 and silent["recall"] >= 0.85 and silent["precision"] >= 0.9, silent
     assert silent["delay_p50_min"] == pytest.approx(60, abs=1)  # red, so alerted, an hour after its last position
     horizons = {score["hours_before_arrival"]: score for score in scores["eta"]}

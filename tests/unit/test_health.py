@@ -324,6 +324,7 @@ def test_a_weaker_warning_of_another_kind_does_not_hide_one_in_force_and_a_downg
         (lambda s: s.replace("    warn_before_min: 720", ""), "factors.promise: missing warn_before_min"),
         (lambda s: s.replace("{yellow: 15, red: 35}", "{yellow: 15}", 1), "penalties: required"),
         (lambda s: s.replace("min_legs: 20", "min_legs: -1"), "eta: required: half_life_days, min_legs and settle_min"),
+        (lambda s: s.replace("yellow_after_min: 40", "yellow_after_min: 9"), "gps_stale: yellow_after_min must exceed"),
     ],
 )
 def test_a_wrong_health_file_is_refused_naming_the_file_and_the_key(tmp_path: Path, edit: Any, message: str) -> None:
@@ -334,14 +335,19 @@ def test_a_wrong_health_file_is_refused_naming_the_file_and_the_key(tmp_path: Pa
     assert str(config) in str(refused.value)
 
 
-def test_a_vehicle_gone_silent_is_found_though_its_trip_was_read_ahead_whole() -> None:
-    """A replay reads a vehicle's pings and the next hub's scan (with its coordinates) hours ahead of event
-    time: health reads the newest position at or before its own time, and looks again when the vehicle's first
-    position comes, so the silence between its last ping and the hub is found as it was live."""
+@pytest.mark.parametrize("first_ping_min", [5, 70])
+def test_a_vehicle_gone_silent_is_found_though_its_trip_was_read_ahead_whole(first_ping_min: int) -> None:
+    """A replay reads a vehicle's positions (one every 5 min for hours) and the next hub's scan (with its
+    coordinates) ahead of event time: health reads the newest position at or before its own time, and looks
+    again when the vehicle starts moving (minutes after the pick-up scan or an hour after), so a dead zone in
+    the middle of the trip is found, and resolved when positions resume, as it was live."""
     orders = stage()
-    picked_up, last_ping, hub = T0 + HOUR, T0 + 2 * HOUR + 20 * MINUTE_MS, T0 + 5 * HOUR
+    picked_up = T0 + HOUR
+    before = range(picked_up + first_ping_min * MINUTE_MS, picked_up + 3 * HOUR, 5 * MINUTE_MS)
+    last_ping, resumed = before[-1], before[-1] + 80 * MINUTE_MS  # 80 min with no position
+    hub = resumed + 3 * HOUR
     pings = [OrderEvent(ORDER, at, RAW_GPS, detail="vehicle V1", position=(31.0, 121.0))
-             for at in (T0 + 2 * HOUR + 10 * MINUTE_MS, last_ping)]  # fmt: skip
+             for at in (*before, *range(resumed, hub, 5 * MINUTE_MS))]  # fmt: skip
     scans = [event(picked_up, Status.IN_TRANSIT, RAW_CARRIER, position=(30.0, 120.0)),
              event(hub, Status.IN_TRANSIT, RAW_CARRIER, detail="hub", position=(32.0, 122.0))]  # fmt: skip
     orders.apply([event(T0, Status.PAID), *scans, *pings], picked_up)
@@ -351,7 +357,22 @@ def test_a_vehicle_gone_silent_is_found_though_its_trip_was_read_ahead_whole() -
         ("opened", "gps_stale", last_ping + 60 * MINUTE_MS)
     ]
     assert "silent for 1 h" in " ".join(health_of(silent)["health_reasons"])
-    assert [s.step for s in orders.check_due(hub).alerts] == ["resolved"]
+    assert [(s.step, s.at_ms) for s in orders.check_due(hub + HOUR).alerts] == [("resolved", resumed)]
+
+
+def test_a_cancellation_holds_though_a_later_side_state_was_read_ahead() -> None:
+    """Cancelled after the outbound scan, returned days later: a replay that reads the return first still
+    finds the order cancelled in between, with no pick-up expected and no arrival."""
+    orders = stage()
+    shipped = T0 + HOUR
+    orders.apply([event(T0, Status.PAID), event(shipped, Status.SHIPPED, RAW_WMS),
+                  event(shipped + 30 * MINUTE_MS, Status.CANCELLED), event(T0 + 2 * DAY_MS, Status.RETURNED)],
+                 shipped)  # fmt: skip
+    later = orders.check_due(T0 + DAY_MS)
+    assert later.alerts == []
+    view = orders.entities.get(ORDER.key)
+    assert view is not None and view.status_by(T0 + DAY_MS) == (Status.CANCELLED, shipped + 30 * MINUTE_MS)
+    assert view.eta is None
 
 
 def test_a_silence_that_one_batch_moves_event_time_past_is_found_and_resolved_in_its_time() -> None:

@@ -40,6 +40,12 @@ def test_delivery_after_carrier_exception_clears_the_exception() -> None:
     assert track((Status.EXCEPTION, 100), (Status.DELIVERED, 200)).current == (Status.DELIVERED, 200)
 
 
+def test_an_earlier_side_state_still_tells_the_status_at_its_time() -> None:
+    seen = track((Status.PAID, 100), (Status.CANCELLED, 200), (Status.RETURNED, 900))
+    assert seen.current == (Status.RETURNED, 900)
+    assert [seen.side_by(at) for at in (150, 500, 900)] == [None, (Status.CANCELLED, 200), (Status.RETURNED, 900)]
+
+
 def test_repeated_step_keeps_the_time_it_was_first_reached() -> None:
     assert track((Status.SHIPPED, 300), (Status.SHIPPED, 200)).current == (Status.SHIPPED, 200)
 

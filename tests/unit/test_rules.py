@@ -34,7 +34,7 @@ from schemas.rules import (
 )
 from schemas.stages import DAY_MS, OrderStage, OrderState, Retention
 from schemas.tables import ORDERS_CURRENT
-from schemas.topics import RAW_WMS
+from schemas.topics import RAW_CARRIER, RAW_GPS, RAW_WMS
 
 HOUR = 60 * MINUTE_MS
 T0 = 1_764_547_200_000  # 2025-12-01T00:00Z
@@ -242,6 +242,19 @@ def test_a_published_rule_set_is_in_force_from_the_next_assessment_and_each_deci
                             T0 + 30 * MINUTE_MS)  # fmt: skip
     assert [step.step for step in rule_alerts(resolved)] == ["resolved"]
     assert row_of(resolved)["rules"] == []
+
+
+def test_a_rule_set_read_with_a_leap_of_event_time_leaves_the_checks_in_between_to_their_times() -> None:
+    """A new set re-assesses every order at the watermark; the checks the watermark leapt past come first."""
+    orders = OrderStage(OrderState.in_memory(), RETENTION, POLICY)
+    picked_up, last_ping = T0 + HOUR, T0 + 2 * HOUR
+    ping = OrderEvent(ORDER, last_ping, RAW_GPS, detail="vehicle V1", position=(31.0, 121.0))
+    orders.apply([OrderEvent(ORDER, T0, RAW_WMS, Status.PAID), OrderEvent(ORDER, picked_up, RAW_CARRIER,
+                  Status.IN_TRANSIT), ping], last_ping)  # fmt: skip
+    leap = orders.apply([published(rule_set(), T0)], last_ping + 5 * HOUR)
+    assert [(s.step, s.incident.alert_type, s.at_ms) for s in leap.alerts] == [
+        ("opened", "gps_stale", last_ping + HOUR)
+    ]
 
 
 def test_a_new_rule_set_reaches_orders_nothing_more_is_heard_of_and_a_retired_rule_leaves_them() -> None:

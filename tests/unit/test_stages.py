@@ -116,7 +116,7 @@ def test_an_open_order_that_becomes_final_leaves_after_the_finished_retention_no
     assert state == {}
 
 
-def test_a_vehicle_fix_older_than_the_orders_position_is_still_in_its_journey_and_changes_no_row() -> None:
+def test_a_vehicle_fix_older_than_the_orders_position_is_in_its_journey_and_leaves_its_row_as_it_was() -> None:
     """Kept for health (a vehicle's silence before a scan read ahead), it changes nothing the row shows."""
     stage = orders({})
     scanned = OrderEvent(ORDER, 2_000, "raw.logistics.carrier", Status.DELIVERED, position=(30.2, 120.1))
