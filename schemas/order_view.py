@@ -368,6 +368,8 @@ def _with_fix(runs: tuple[tuple[int, int], ...], at_ms: int) -> tuple[tuple[int,
     """The runs of position times (first, last; sorted, each gap within one at most RUN_GAP_MS) with this one,
     the newest RUNS_KEPT; the same tuple if it changes nothing (a vehicle's positions reach an order again
     through each of its waybills, and one within a run adds nothing)."""
+    if runs and runs[-1][1] < at_ms <= runs[-1][1] + RUN_GAP_MS:  # live traffic: the newest run goes on
+        return (*runs[:-1], (runs[-1][0], at_ms))
     if any(first <= at_ms <= last for first, last in runs) or (
         len(runs) >= RUNS_KEPT and at_ms < runs[0][0] - RUN_GAP_MS
     ):
