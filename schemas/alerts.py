@@ -113,23 +113,28 @@ def follow(
     policy: HealthPolicy,
     now_ms: int,
     rule_incidents: int,
+    rules_version: str,
 ) -> tuple[tuple[Incident, ...], list[AlertStep], int]:
     """The incidents open after an assessment, the lifecycle steps it took, and how many rule incidents the
     order has opened (rule_incidents before): health factors alert from their alerting severity on, and
-    business rules whose action is an alert from the assessment that first matched them."""
+    business rules whose action is an alert from the assessment that first matched them. Each step records
+    the version of what decided it: the health configuration's, or the rule set's (rules_version, in force)."""
     causes = _alerting_causes(health, decisions, policy, now_ms)
     if not open_incidents and not causes:
         return (), [], rule_incidents
     steps: list[AlertStep] = []
     still_open: list[Incident] = []
 
+    def version(incident: Incident) -> str:
+        return rules_version if incident.alert_type.startswith(RULE_ALERT) else health.config_version
+
     def step(incident: Incident, name: str) -> None:
-        steps.append(AlertStep(order, incident, name, now_ms, health.config_version))
+        steps.append(AlertStep(order, incident, name, now_ms, version(incident)))
 
     for incident in open_incidents:
         cause = causes.pop(incident.alert_type, None)
         if cause is None:
-            steps.append(closed(order, incident, "resolved", now_ms, health.config_version))
+            steps.append(closed(order, incident, "resolved", now_ms, version(incident)))
             continue
         if (cause.severity, cause.rule_id) != (incident.severity, incident.rule_id):
             incident = replace(incident, severity=cause.severity, revision=incident.revision + 1,

@@ -677,7 +677,7 @@ class OrderStage(Stage[OrderView]):
         if decisions == view.decisions:
             decisions = view.decisions  # the same object: no new value to keep
         incidents, steps, rule_incidents = follow(
-            view.order, view.incidents, health, decisions, policy, now_ms, view.rule_incidents
+            view.order, view.incidents, health, decisions, policy, now_ms, view.rule_incidents, rules.version
         )
         leg_sent, leg_due = view.leg_sent, view.leg_due_ms(policy.eta.settle_ms)
         if leg_due is not None and leg_due <= now_ms:

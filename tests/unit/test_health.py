@@ -241,7 +241,7 @@ def test_an_alert_stays_one_incident_while_its_factor_hovers_and_resolves_when_i
     incidents: tuple[Any, ...] = ()
     steps = []
     for at, assessed in enumerate([health(yellow), health(red), health(yellow), health(red), health(), health()]):
-        incidents, taken, _ = follow(ORDER, incidents, assessed, NO_DECISIONS, POLICY, at, 0)
+        incidents, taken, _ = follow(ORDER, incidents, assessed, NO_DECISIONS, POLICY, at, 0, "")
         steps.extend(taken)
     assert [(s.step, s.incident.severity.label, s.incident.revision) for s in steps] == [
         ("opened", "red", 1),

@@ -227,6 +227,7 @@ def test_a_published_rule_set_is_in_force_from_the_next_assessment_and_each_deci
     assert (opened.step, opened.incident.alert_type, opened.incident.rule_id, opened.incident.severity.label) == (
         "opened", "rule.complaint_alert", "complaint_alert@1", "red"
     )  # fmt: skip
+    assert opened.config_version == "2026-12-03.1"  # the rule set's, not the health configuration's
 
     older = published(rule_set("2026-12-02.9", when="status == paid"), at_ms=T0)  # published earlier, read later
     orders.apply([older], T0 + 10 * MINUTE_MS)
@@ -240,7 +241,7 @@ def test_a_published_rule_set_is_in_force_from_the_next_assessment_and_each_deci
     retired = published({"version": "2026-12-03.3", "rules": []}, at_ms=T0 + 3)
     resolved = orders.apply([retired, OrderEvent(ORDER, T0 + 30 * MINUTE_MS, RAW_WMS, Status.PICKED)],
                             T0 + 30 * MINUTE_MS)  # fmt: skip
-    assert [step.step for step in rule_alerts(resolved)] == ["resolved"]
+    assert [(step.step, step.config_version) for step in rule_alerts(resolved)] == [("resolved", "2026-12-03.3")]
     assert row_of(resolved)["rules"] == []
 
 
