@@ -11,7 +11,9 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
+from connectors.simulator import payloads
 from jobs.settings import PROJECT_ROOT
+from schemas import topics
 
 CONTRACT_EXAMPLES = PROJECT_ROOT.parent / "shared" / "contracts" / "examples"
 
@@ -71,3 +73,13 @@ def orders_not_as_true(truth: dict[str, Any], client: Any) -> list[tuple[tuple[s
     for channel, order_id, status in client.query("SELECT channel, order_id, status FROM orders").result_rows:
         found.get((channel, order_id), []).append(status)
     return [(key, statuses) for key, statuses in found.items() if statuses != [expected[key]]]
+
+
+def move_event_time_to(env: dict[str, str], at_ms: int) -> None:
+    """Event time moved on to at_ms, past every check due by then: a signal that concerns no order (an idle
+    port's congestion index), replayed, then read by the job (every other partition is read to its end)."""
+    signal = {"type": "port_congestion", "port": "CNNGB", "index": 10, "ts": payloads.iso_utc(at_ms)}
+    line = Path(env["ORDERSCOPE_STATE_DIR"]) / f"time-{at_ms}.jsonl"
+    line.write_text(json.dumps({"topic": topics.RAW_SIGNALS, "key": None, "value": json.dumps(signal), "ts_ms": at_ms}))
+    orderscope(env, "replay", str(line))
+    orderscope(env, "job", "run", "--until-idle", "5")
