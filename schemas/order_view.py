@@ -202,19 +202,19 @@ class OrderView:
             incidents, rule_incidents, check_at_ms,
         )  # fmt: skip
 
-    def arrival(self, figures: Mapping[str, LaneFigures], now_ms: int, settings: EtaSettings) -> Estimate | None:
+    def arrival(
+        self, figures: Mapping[str, LaneFigures], facts: Facts, now_ms: int, settings: EtaSettings
+    ) -> Estimate | None:
         """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py);
-        once delivered, its delivery; none while cancelled or on its way back. Only the steps reached by now (or
-        just after: READ_AHEAD_MS) count: an order is assessed at the watermark, and on a replay its scans of later
-        steps may have been read already."""
+        once delivered, its delivery; none while cancelled or on its way back. It reads the facts health read at
+        now_ms (facts_for_health): only the steps reached by then (or just after: READ_AHEAD_MS) count, since an
+        order is assessed at the watermark, and on a replay its scans of later steps may have been read already."""
         promised = _value(self.promised_at_ms)
-        known_by = now_ms + READ_AHEAD_MS
-        reached = self._reached_by(known_by)
+        reached = facts.reached
         if delivered := reached[DELIVERED_RANK]:
             late = None if promised is None else float(delivered > promised)
             return Estimate(delivered, delivered, delivered, late, "delivered", arrived=True)
-        current = self.status_by(known_by)
-        if reached[COMPLETED_RANK] or (current is not None and current[0] in NOT_ARRIVING):
+        if reached[COMPLETED_RANK] or facts.status in NOT_ARRIVING:
             return None  # completed with no delivery told: its arrival is unknown, and past
         previous = self.eta
         if previous is not None and previous.holds_for((furthest_step(reached), promised, *self._lane), now_ms):

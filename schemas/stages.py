@@ -668,7 +668,7 @@ class OrderStage(Stage[OrderView]):
         policy = self._policy
         facts = view.facts_for_health(now_ms)
         health = assess(facts, now_ms, conditions, policy)
-        fresh = view.arrival(self._context, now_ms, policy.eta)
+        fresh = view.arrival(self._context, facts, now_ms, policy.eta)
         published = view.eta
         stale = published is None or published.is_past(now_ms)
         eta = published if fresh is not None and not stale and not fresh.moved_from(published) else fresh
