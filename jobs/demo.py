@@ -36,7 +36,7 @@ SAMPLE_QUERIES = (
     "SELECT alert_type, severity, count() AS open_alerts, any(reason) AS example FROM alerts FINAL "
     "WHERE resolved_at IS NULL GROUP BY alert_type, severity ORDER BY open_alerts DESC",
     "SELECT carrier, region_code, legs, remaining_hours_p10_p50_p90 FROM eta_lane_figures "
-    "WHERE step = 'in_transit' ORDER BY legs DESC LIMIT 5",
+    "WHERE step = 'in_transit' AND condition = '' ORDER BY legs DESC LIMIT 5",
 )
 
 

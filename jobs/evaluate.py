@@ -13,7 +13,7 @@ and the detection delay after the breach (event time), where the truth says when
 began. Arrivals: every estimate an order's history holds before its delivery, by hours
 before arrival: mean absolute error, the share of deliveries within p10..p90, and the
 error of a naive baseline (the order's promise, or payment plus the usual 72 h where
-the channel sent none).
+the channel sent none); again for the orders each delaying incident slowed.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ FINDS = {
     "modification_failures": ("modification_failed",),
 }
 HORIZONS_H = ((0, 6), (6, 24), (24, 48), (48, 24 * 30))  # hours before arrival
+DELAYING = ("rainstorm", "hub_backlog", "port_congestion")  # incidents that slow deliveries: arrivals scored apart
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,11 @@ def _score(client: Any, day: Simulation, scenario: str, seed: int) -> dict[str, 
         "orders": len(truth),
         "incidents": [asdict(score) for score in incident_scores(truth, day.incidents, alerts)],
         "eta": [asdict(score) for score in horizon_scores(truth, estimates, baseline)],
+        "eta_by_incident": {
+            incident: [asdict(score) for score in horizon_scores(slowed, estimates, baseline)]
+            for incident in day.incidents
+            if incident in DELAYING and (slowed := [order for order in truth if incident in order["incidents"]])
+        },
     }
 
 
@@ -242,8 +248,15 @@ def _print(results: dict[str, Any], report: Report) -> None:
         delay = "-" if s["delay_p50_min"] is None else f"{s['delay_p50_min']:.0f}/{s['delay_p90_min']:.0f} min"
         report(f"{s['incident']:<22} {','.join(s['alert_types']):<30} {s['injected']:>8} {_pct(s['recall']):>7} "
                f"{_pct(s['precision']):>9} {delay:>14}")  # fmt: skip
-    report(f"\n{'hours before arrival':<20} {'estimates':>9} {'ETA error':>10} {'baseline':>9} {'p10..p90':>9}")
-    for h in results["eta"]:
+    _print_horizons("every order", results["eta"], report)
+    for incident, scores in results["eta_by_incident"].items():
+        _print_horizons(f"the orders {incident} slowed", scores, report)
+
+
+def _print_horizons(whose: str, scores: list[dict[str, Any]], report: Report) -> None:
+    report(f"\narrivals of {whose}")
+    report(f"{'hours before arrival':<20} {'estimates':>9} {'ETA error':>10} {'baseline':>9} {'p10..p90':>9}")
+    for h in scores:
         report(f"{h['hours_before_arrival']:<20} {h['estimates']:>9} {h['eta_error_h']:>8.1f} h "
                f"{h['baseline_error_h']:>7.1f} h {_pct(h['within_p10_p90']):>9}")  # fmt: skip
 

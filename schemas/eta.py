@@ -7,12 +7,20 @@ with its carrier and destination region. Legs come back to every lane of the job
 lane (carrier and region), per step, where recent legs weigh more: a leg's weight
 halves every `half_life`.
 
+External delays are learned the same way. A leg also tells, per step, the worst
+external condition on its way from that step to its delivery (a weather warning at
+its destination, a congested port if it crossed a border, as the health factors
+rate them: `CONDITIONS`); its remaining times from those steps also go to lanes of
+that condition (at its region, and anywhere).
+
 An open order is estimated from the furthest step it reached: the remaining time
 of the legs that reached the same step, given that as much time has passed already
 (those that took less are left out), at its most specific lane with enough history,
-else a neighbour (the carrier anywhere, the region by any carrier, everything).
-Out come the median arrival, its 10th and 90th percentiles, and the probability of
-missing the channel's promise.
+else a neighbour. Under an external condition since that step, the legs that went
+through the same one come first (at its region, then anywhere); then, and always
+otherwise, its carrier to its region, the carrier anywhere, the region by any
+carrier, everything. Out come the median arrival, its 10th and 90th percentiles,
+and the probability of missing the channel's promise.
 
 Histograms sum weights, relative to the newest leg, so the figures depend on the set
 of legs and not on the order they arrived in.
@@ -23,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +50,17 @@ NEGLIGIBLE = 1e-6  # weights below this (about 20 half-lives old) are dropped
 FIRST_STEP, LAST_STEP = Status.PAID.rank, Status.OUT_FOR_DELIVERY.rank  # the steps legs are learned from
 STEP_NAMES = {status.rank: status.value for status in LIFECYCLE[FIRST_STEP : LAST_STEP + 1]}
 STEPS_BY_NAME = {name: rank for rank, name in STEP_NAMES.items()}
+# External conditions on an order's way, as the weather and port_congestion health factors rate them.
+CONDITIONS = frozenset(f"{kind} {rating}" for kind in ("weather", "port") for rating in ("yellow", "red"))
+CONDITION_WORDS = {"weather": "a weather warning at the destination", "port": "port congestion"}
+
+
+def condition(kind: str, rating: str) -> str:
+    """The name of an external condition: 'weather red'."""
+    named = f"{kind} {rating}"
+    if named not in CONDITIONS:
+        raise ValueError(f"no external condition {named!r}; known: {', '.join(sorted(CONDITIONS))}")
+    return named
 
 
 @dataclass(frozen=True)
@@ -61,34 +80,43 @@ class Leg:
     region_code: str
     delivered_at_ms: int
     remaining: tuple[tuple[int, int], ...]  # (step rank, ms from reaching it to delivery), by rank
+    under: tuple[tuple[int, str], ...] = ()  # (step rank, the worst of CONDITIONS on its way), those with one
 
     def json(self) -> str:
         remaining = {STEP_NAMES[rank]: ms for rank, ms in self.remaining}
+        under = {STEP_NAMES[rank]: named for rank, named in self.under}
         return json.dumps(
             {"channel": self.order.channel, "order_id": self.order.order_id, "carrier": self.carrier,
-             "region_code": self.region_code, "delivered_at": self.delivered_at_ms, "remaining_ms": remaining},
+             "region_code": self.region_code, "delivered_at": self.delivered_at_ms, "remaining_ms": remaining,
+             "under": under},
             ensure_ascii=False,
         )  # fmt: skip
 
     def row(self) -> tuple[Any, ...]:
         """The eta_legs row."""
         ranks, remaining = zip(*self.remaining, strict=True) if self.remaining else ((), ())
-        order = self.order
+        order, under = self.order, dict(self.under)
         return (order.channel, order.order_id, self.carrier, self.region_code, self.delivered_at_ms,
-                [STEP_NAMES[rank] for rank in ranks], list(remaining))  # fmt: skip
+                [STEP_NAMES[rank] for rank in ranks], list(remaining),
+                [under.get(rank, "") for rank in ranks])  # fmt: skip
 
 
-def leg_of(order: OrderRef, carrier: str | None, region_code: str | None, reached: tuple[int, ...]) -> Leg | None:
-    """The leg of an order that has just been delivered; None when its lane is unknown."""
+def leg_of(
+    order: OrderRef,
+    carrier: str | None,
+    region_code: str | None,
+    reached: tuple[int, ...],
+    under: Callable[[int, int], str | None],
+) -> Leg | None:
+    """The leg of an order that has just been delivered; None when its lane is unknown. under(from, to) names
+    the worst external condition on its way between two times, if any."""
     delivered = reached[Status.DELIVERED.rank]
     if not (delivered and carrier and region_code):
         return None
-    remaining = tuple(
-        (rank, delivered - reached[rank])
-        for rank in range(FIRST_STEP, LAST_STEP + 1)
-        if reached[rank] and reached[rank] <= delivered
-    )
-    return Leg(order, carrier, region_code, delivered, remaining) if remaining else None
+    steps = [rank for rank in range(FIRST_STEP, LAST_STEP + 1) if reached[rank] and reached[rank] <= delivered]
+    remaining = tuple((rank, delivered - reached[rank]) for rank in steps)
+    conditions = tuple((rank, named) for rank in steps if (named := under(reached[rank], delivered)))
+    return Leg(order, carrier, region_code, delivered, remaining, conditions) if remaining else None
 
 
 def read_leg(raw: str, *_: Any) -> list[Any]:
@@ -99,11 +127,17 @@ def read_leg(raw: str, *_: Any) -> list[Any]:
         steps = tuple(sorted((STEPS_BY_NAME[name], int(ms)) for name, ms in remaining.items()))
     except (KeyError, TypeError, ValueError, OverflowError):
         raise Rejected("wrong_type", "remaining_ms maps lifecycle steps to whole milliseconds") from None
+    under = payload.get("under", {})  # legs written before external conditions were learned have none
+    if not isinstance(under, dict) or not all(
+        STEPS_BY_NAME.get(name) in dict(steps) and named in CONDITIONS for name, named in under.items()
+    ):
+        raise Rejected("wrong_type", f"under maps steps of remaining_ms to one of {', '.join(sorted(CONDITIONS))}")
     order = OrderRef(required(payload, "channel", str), required(payload, "order_id", str))
     carrier, region = required(payload, "carrier", str), required(payload, "region_code", str)
     if not all(name and name != ANY and "|" not in name for name in (carrier, region)):
         raise Rejected("out_of_range", "carrier and region_code name a lane: not empty, not '*', no '|'")
-    return [Leg(order, carrier, region, required(payload, "delivered_at", int), steps)]
+    conditions = tuple(sorted((STEPS_BY_NAME[name], named) for name, named in under.items()))
+    return [Leg(order, carrier, region, required(payload, "delivered_at", int), steps, conditions)]
 
 
 # --- learning -------------------------------------------------------------------------------
@@ -118,7 +152,8 @@ def bucket_of(remaining_ms: int) -> int:
 # The remaining times (ms) each bucket spans.
 EDGES = tuple((0.0 if bucket == 0 else FLOOR_MS * RATIO ** (bucket - 1), FLOOR_MS * RATIO**bucket)
               for bucket in range(BUCKETS))  # fmt: skip
-MadeFor = tuple[int, int | None, str | None, str | None]  # furthest step, promise, carrier, region
+MadeFor = tuple[int, int | None, str | None, str | None, str | None]  # furthest step, promise, carrier, region, under
+Lane = tuple[str, str, str]  # carrier, region, external condition ('' for legs under any or none)
 Sample = tuple[int, tuple[tuple[int, int], ...]]  # a leg as learned: delivered at, (step rank, bucket) of each step
 
 
@@ -181,26 +216,45 @@ class LaneFigures:
         return {bucket: weight * scale for bucket, weight in buckets.items() if weight * scale >= NEGLIGIBLE}
 
 
-def lanes_of(carrier: str, region_code: str) -> tuple[tuple[str, str], ...]:
-    """A lane and its neighbours, the most specific first."""
-    return (carrier, region_code), (carrier, ANY), (ANY, region_code), (ANY, ANY)
+def lanes_of(carrier: str, region_code: str, under: str | None = None) -> tuple[Lane, ...]:
+    """A lane and its neighbours, the most specific first; under an external condition, the lanes of the legs
+    that went through the same one come before."""
+    usual = (carrier, region_code, ""), (carrier, ANY, ""), (ANY, region_code, ""), (ANY, ANY, "")
+    return usual if under is None else (*_condition_lanes(region_code, under), *usual)
+
+
+def _condition_lanes(region_code: str, under: str) -> tuple[Lane, ...]:
+    return (ANY, region_code, under), (ANY, ANY, under)
 
 
 def learn(figures: MutableMapping[str, LaneFigures], legs: Iterable[Leg], settings: EtaSettings) -> None:
-    """Fold legs into their lanes and every neighbour each pools into (figures by lane_key)."""
+    """Fold legs into their lanes and every neighbour each pools into (figures by lane_key); the steps of a leg
+    under an external condition also into that condition's lanes."""
     by_lane: dict[str, list[Sample]] = defaultdict(list)
     for leg in legs:
-        sample = (leg.delivered_at_ms, tuple((rank, bucket_of(ms)) for rank, ms in leg.remaining))
-        for carrier, region in lanes_of(leg.carrier, leg.region_code):
-            by_lane[lane_key(carrier, region)].append(sample)
+        buckets = {rank: bucket_of(ms) for rank, ms in leg.remaining}
+        lanes = {lane: tuple(buckets.items()) for lane in lanes_of(leg.carrier, leg.region_code)}
+        for named in dict.fromkeys(named for _, named in leg.under):
+            steps = tuple((rank, buckets[rank]) for rank, under in leg.under if under == named)
+            lanes |= dict.fromkeys(_condition_lanes(leg.region_code, named), steps)
+        for lane, steps in lanes.items():
+            by_lane[lane_key(*lane)].append((leg.delivered_at_ms, steps))
     for key, lane_legs in by_lane.items():
         learned = figures.get(key) or LaneFigures.none(settings.half_life_ms)
         learned.learn(lane_legs)
         figures[key] = learned  # written back: changed in place
 
 
-def lane_key(carrier: str, region_code: str) -> str:
-    return f"eta|{carrier}|{region_code}"
+def lane_key(carrier: str, region_code: str, under: str = "") -> str:
+    return f"eta|{carrier}|{region_code}|{under}" if under else f"eta|{carrier}|{region_code}"
+
+
+def _lane_words(lane: Lane) -> str:
+    carrier, region_code, under = lane
+    if not under:
+        return f"{carrier} to {region_code}"
+    kind, rating = under.split()
+    return f"legs to {'anywhere' if region_code == ANY else region_code} through {CONDITION_WORDS[kind]} ({rating})"
 
 
 # --- estimating -----------------------------------------------------------------------------
@@ -215,7 +269,7 @@ class Estimate:
     promise_at_risk: float | None  # probability of arriving after the promise; None without one
     basis: str  # in words: which lane and step, from how many legs
     arrived: bool = False  # the delivery itself, no longer an estimate
-    made_for: MadeFor = (0, None, None, None)
+    made_for: MadeFor = (0, None, None, None, None)
     beyond_history: bool = False  # slower already than the legs of every lane that knows its step
 
     def holds_for(self, made_for: MadeFor, now_ms: int) -> bool:
@@ -253,13 +307,15 @@ def estimate(
     promised_at_ms: int | None,
     now_ms: int,
     settings: EtaSettings,
+    under: str | None = None,
 ) -> Estimate | None:
     """The order's arrival, from the furthest step it reached, at the most specific lane with min_legs
     legs (weighed against now) that took longer than the time already passed; None before payment or
-    while no lane knows enough. An order slower already than the legs of every lane that knows its step
-    is due now, as far as history can tell: late if its promise has passed, else no risk to claim."""
-    made_for = (furthest_step(reached), promised_at_ms, carrier, region_code)
-    lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY)))
+    while no lane knows enough. under: the external condition on its way since that step, if any. An order
+    slower already than the legs of every lane that knows its step is due now, as far as history can tell:
+    late if its promise has passed, else no risk to claim."""
+    made_for = (furthest_step(reached), promised_at_ms, carrier, region_code, under)
+    lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY, under)))
     known = [(lane, learned) for lane in lanes if (learned := figures.get(lane_key(*lane))) is not None]
     for rank in range(LAST_STEP, FIRST_STEP - 1, -1) if known else ():
         if not reached[rank]:
@@ -269,7 +325,7 @@ def estimate(
             if (legs := learned.legs(rank, now_ms)) < settings.min_legs:
                 continue
             pieces, left = _beyond(learned.steps[rank], max(now_ms - since, 0))
-            basis = f"{' to '.join(lane)}, from {STEP_NAMES[rank]}"
+            basis = f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
             if legs * left >= settings.min_legs / 4:  # a quarter of the legs a lane needs: enough to go on
                 slow = f"{legs * left:.0f} of {legs:.0f} recent legs took this long or longer"
                 return _estimate(pieces, f"{basis}: {slow}", since, made_for)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from schemas.compact import compact_pickle
-from schemas.eta import EtaSettings
+from schemas.eta import EtaSettings, condition
 from schemas.events import Signal
 from schemas.lifecycle import Status
 
@@ -381,9 +381,7 @@ def ports_in_force(conditions: Conditions, now_ms: int) -> dict[str, tuple[float
 
 def port_congestion(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     """The worst port in force, for every cross-border order (orders do not name their port yet)."""
-    if not conditions.ports or (
-        facts.channel not in factor.settings["cross_border_channels"] and not facts.reached_at(Status.CUSTOMS)
-    ):
+    if not conditions.ports or not _is_cross_border(factor, facts.channel, facts.reached):
         return None, None
     in_force = ports_in_force(conditions, now_ms)
     changes = [reading[0] for readings in conditions.ports.values() for reading in readings if reading[0] > now_ms]
@@ -398,6 +396,61 @@ def port_congestion(factor: Factor, facts: Facts, now_ms: int, conditions: Condi
     else:
         return None, next_change
     return factor.finding(severity, f"port {port} congested (index {index:g} of 100)", reported_at), next_change
+
+
+def _is_cross_border(factor: Factor, channel: str, reached: tuple[int, ...]) -> bool:
+    return channel in factor.settings["cross_border_channels"] or bool(reached[Status.CUSTOMS.rank])
+
+
+# --- external delays on an order's way, for its arrival estimate (schemas/eta.py) --------------
+
+
+def delay_on_way(
+    policy: HealthPolicy,
+    conditions: Conditions,
+    channel: str,
+    region_code: str | None,
+    reached: tuple[int, ...],
+    from_ms: int,
+    to_ms: int,
+) -> str | None:
+    """The worst external condition the weather and port_congestion factors rate, in force at some time from
+    from_ms to to_ms on an order's way: a warning at its destination, or a congested port if it crosses a
+    border. Named as eta.CONDITIONS name it ('weather red'); None if there was none."""
+    found: list[tuple[Severity, str]] = []
+    weather_factor, port_factor = policy.factors.get("weather"), policy.factors.get("port_congestion")
+    if weather_factor is not None and (warnings := conditions.weather.get(region_code or "")):
+        found += [(severity, "weather") for severity in _warnings_between(weather_factor, warnings, from_ms, to_ms)]
+    if port_factor is not None and conditions.ports and _is_cross_border(port_factor, channel, reached):
+        found += [(severity, "port") for severity in _congestion_between(port_factor, conditions, from_ms, to_ms)]
+    if not found:
+        return None
+    severity, kind = max(found)
+    return condition(kind, severity.label)
+
+
+def _warnings_between(factor: Factor, warnings: tuple[WeatherWarning, ...], from_ms: int, to_ms: int) -> list[Severity]:
+    """The ratings of the warnings in force at some time from from_ms to to_ms: each lasts until it ends or
+    the next warning of its phenomenon replaces it."""
+    levels, rated = factor.settings["severity"], []
+    for index, (issued, level, phenomenon, until) in enumerate(warnings):  # by issue time
+        replaced = next((w[0] for w in warnings[index + 1 :] if w[2] == phenomenon and w[0] > issued), None)
+        ends = min((at for at in (until, replaced) if at is not None), default=None)
+        if level in levels and issued <= to_ms and (ends is None or ends > from_ms):
+            rated.append(Severity[levels[level].upper()])
+    return rated
+
+
+def _congestion_between(factor: Factor, conditions: Conditions, from_ms: int, to_ms: int) -> list[Severity]:
+    """The ratings of every port's readings in force at some time from from_ms to to_ms."""
+    yellow, red = float(factor.settings["yellow_from_index"]), float(factor.settings["red_from_index"])
+    rated = []
+    for readings in conditions.ports.values():  # by time
+        before = [index for at, index in readings if at <= from_ms][-1:]
+        for index in before + [index for at, index in readings if from_ms < at <= to_ms]:
+            if index >= yellow:
+                rated.append(Severity.RED if index >= red else Severity.YELLOW)
+    return rated
 
 
 Rule = Callable[[Factor, Facts, int, Conditions], Assessed]

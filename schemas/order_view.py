@@ -19,9 +19,9 @@ from typing import Any
 
 from schemas.alerts import Incident
 from schemas.compact import compact_pickle
-from schemas.eta import Estimate, EtaSettings, LaneFigures, Leg, estimate, furthest_step, leg_of
+from schemas.eta import Estimate, LaneFigures, Leg, estimate, furthest_step, leg_of
 from schemas.events import CustomerAssignment, OrderEvent, OrderModification, OrderRef, ServiceMessage
-from schemas.health import KEPT_SILENCE_MS, Facts, Health
+from schemas.health import KEPT_SILENCE_MS, Conditions, Facts, Health, HealthPolicy, delay_on_way
 from schemas.identity import RANK_LIMIT, customer_rank
 from schemas.lifecycle import LIFECYCLE, Status, StatusTrack, shown
 from schemas.rules import NO_DECISIONS, Decisions
@@ -203,12 +203,18 @@ class OrderView:
         )  # fmt: skip
 
     def arrival(
-        self, figures: Mapping[str, LaneFigures], facts: Facts, now_ms: int, settings: EtaSettings
+        self,
+        figures: Mapping[str, LaneFigures],
+        facts: Facts,
+        now_ms: int,
+        policy: HealthPolicy,
+        conditions: Conditions,
     ) -> Estimate | None:
-        """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py);
-        once delivered, its delivery; none while cancelled or on its way back. It reads the facts health read at
-        now_ms (facts_for_health): only the steps reached by then (or just after: READ_AHEAD_MS) count, since an
-        order is assessed at the watermark, and on a replay its scans of later steps may have been read already."""
+        """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py), and
+        the lanes of the external condition on its way since its furthest step, if any; once delivered, its
+        delivery; none while cancelled or on its way back. It reads the facts health read at now_ms
+        (facts_for_health): only the steps reached by then (or just after: READ_AHEAD_MS) count, since an order is
+        assessed at the watermark, and on a replay its scans of later steps may have been read already."""
         promised = _value(self.promised_at_ms)
         reached = facts.reached
         if delivered := reached[DELIVERED_RANK]:
@@ -216,10 +222,13 @@ class OrderView:
             return Estimate(delivered, delivered, delivered, late, "delivered", arrived=True)
         if reached[COMPLETED_RANK] or facts.status in NOT_ARRIVING:
             return None  # completed with no delivery told: its arrival is unknown, and past
+        step = furthest_step(reached)
+        since = reached[step] if step else now_ms
+        under = delay_on_way(policy, conditions, facts.channel, facts.region_code, reached, since, now_ms)
         previous = self.eta
-        if previous is not None and previous.holds_for((furthest_step(reached), promised, *self._lane), now_ms):
+        if previous is not None and previous.holds_for((step, promised, *self._lane, under), now_ms):
             return previous
-        return estimate(figures, *self._lane, reached, promised, now_ms, settings)
+        return estimate(figures, *self._lane, reached, promised, now_ms, policy.eta, under)
 
     def _reached_by(self, at_ms: int) -> tuple[int, ...]:
         """The time of each lifecycle step reached by at_ms; 0 for the others."""
@@ -248,9 +257,15 @@ class OrderView:
                 yield start
                 yield from (scan + 1 for scan in self.scans if start <= scan < last)
 
-    def leg(self) -> Leg | None:
-        """What its delivery teaches about arrivals."""
-        return leg_of(self.order, *self._lane, self.reached)
+    def leg(self, policy: HealthPolicy, conditions: Conditions) -> Leg | None:
+        """What its delivery teaches about arrivals, and the external conditions on its way."""
+        carrier, region_code = self._lane
+        channel, reached = self.order.channel, self.reached
+
+        def under(from_ms: int, to_ms: int) -> str | None:
+            return delay_on_way(policy, conditions, channel, region_code, reached, from_ms, to_ms)
+
+        return leg_of(self.order, carrier, region_code, reached, under)
 
     def leg_due_ms(self, settle_ms: int) -> int | None:
         """When its leg may go: a while after its delivery, so that late events of its earlier steps are in it

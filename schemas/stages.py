@@ -668,7 +668,7 @@ class OrderStage(Stage[OrderView]):
         policy = self._policy
         facts = view.facts_for_health(now_ms)
         health = assess(facts, now_ms, conditions, policy)
-        fresh = view.arrival(self._context, facts, now_ms, policy.eta)
+        fresh = view.arrival(self._context, facts, now_ms, policy, conditions)
         published = view.eta
         stale = published is None or published.is_past(now_ms)
         eta = published if fresh is not None and not stale and not fresh.moved_from(published) else fresh
@@ -681,7 +681,7 @@ class OrderStage(Stage[OrderView]):
         )
         leg_sent, leg_due = view.leg_sent, view.leg_due_ms(policy.eta.settle_ms)
         if leg_due is not None and leg_due <= now_ms:
-            if (leg := view.leg()) is not None:
+            if (leg := view.leg(policy, conditions)) is not None:
                 rows.legs.append(leg)
                 leg_sent = True
             leg_due = None  # or it goes with the event that tells its carrier or region, if one ever comes

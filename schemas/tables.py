@@ -221,6 +221,7 @@ ETA_LEGS = Table(
         ("delivered_at", TIME),
         ("steps", "Array(LowCardinality(String))"),
         ("remaining_ms", "Array(Int64)"),
+        ("conditions", "Array(LowCardinality(String))"),
     ),
     ("channel", "order_id"),
     Leg.row,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from schemas.eta import ANY, EtaSettings, LaneFigures, Leg, estimate, lane_key, learn, leg_of, read_leg
-from schemas.events import OrderEvent, OrderRef
+from schemas.events import OrderEvent, OrderRef, Signal
 from schemas.fields import Rejected
 from schemas.health import MINUTE_MS, load_health_policy
 from schemas.lifecycle import LIFECYCLE, Status
@@ -24,6 +25,10 @@ T0 = 1_764_547_200_000  # 2025-12-01T00:00Z
 SETTINGS = EtaSettings(half_life_ms=7 * 24 * HOUR, min_legs=20, settle_ms=3 * HOUR)
 IN_TRANSIT = Status.IN_TRANSIT.rank
 SHANGHAI = "310101"
+
+
+def NO_CONDITION(from_ms: int, to_ms: int) -> None:  # noqa: N802 - a constant, as a function
+    return None
 
 
 def leg(n: int, hours: float, carrier: str = "shunfeng", region: str = SHANGHAI, at_ms: int = T0) -> Leg:
@@ -162,21 +167,91 @@ def test_recent_legs_weigh_more() -> None:
 def test_a_delivered_order_makes_a_leg_from_each_step_it_reached_before_delivery() -> None:
     order = OrderRef("tmall", "9")
     reached = reached_at(paid=T0, shipped=T0 + 5 * HOUR, in_transit=T0 + 7 * HOUR, delivered=T0 + 40 * HOUR)
-    made = leg_of(order, "yuantong", SHANGHAI, reached)
+    storm_from_hour_6 = lambda from_ms, to_ms: "weather red" if to_ms > T0 + 6 * HOUR else None  # noqa: E731
+    made = leg_of(order, "yuantong", SHANGHAI, reached, storm_from_hour_6)
     assert made is not None
     assert made.remaining == ((Status.PAID.rank, 40 * HOUR), (Status.SHIPPED.rank, 35 * HOUR), (IN_TRANSIT, 33 * HOUR))
-    assert leg_of(order, None, SHANGHAI, reached) is None  # no carrier: no lane to learn it for
-    assert leg_of(order, "yuantong", SHANGHAI, reached_at(paid=T0)) is None  # not delivered
+    assert made.under == ((Status.PAID.rank, "weather red"), (Status.SHIPPED.rank, "weather red"),
+                          (IN_TRANSIT, "weather red"))  # fmt: skip
+    assert leg_of(order, None, SHANGHAI, reached, NO_CONDITION) is None  # no carrier: no lane to learn it for
+    assert leg_of(order, "yuantong", SHANGHAI, reached_at(paid=T0), NO_CONDITION) is None  # not delivered
 
 
 def test_a_leg_read_back_from_its_topic_is_the_leg_sent() -> None:
-    sent = Leg(OrderRef("tmall", "9"), "yuantong", SHANGHAI, T0, ((Status.PAID.rank, 40 * HOUR), (IN_TRANSIT, 3)))
+    remaining = ((Status.PAID.rank, 40 * HOUR), (IN_TRANSIT, 3))
+    sent = Leg(OrderRef("tmall", "9"), "yuantong", SHANGHAI, T0, remaining, ((IN_TRANSIT, "port yellow"),))
     assert read_leg(sent.json()) == [sent]
-    for broken in ({"channel": "tmall"}, {**json.loads(sent.json()), "remaining_ms": {"teleported": 5}},
-                   {**json.loads(sent.json()), "remaining_ms": {"paid": "soon"}},
-                   {**json.loads(sent.json()), "carrier": "*"}):  # fmt: skip
+    written_before_conditions = {k: v for k, v in json.loads(sent.json()).items() if k != "under"}
+    assert read_leg(json.dumps(written_before_conditions)) == [Leg(sent.order, "yuantong", SHANGHAI, T0, remaining)]
+    for broken in (
+        {"channel": "tmall"},
+        {**json.loads(sent.json()), "remaining_ms": {"teleported": 5}},
+        {**json.loads(sent.json()), "remaining_ms": {"paid": "soon"}},
+        {**json.loads(sent.json()), "carrier": "*"},
+        {**json.loads(sent.json()), "under": {"in_transit": "hail"}},  # no such condition
+        {**json.loads(sent.json()), "under": {"shipped": "weather red"}},  # a step it has no time for
+    ):
         with pytest.raises(Rejected):
             read_leg(json.dumps(broken))
+
+
+# --- external conditions -----------------------------------------------------------------------
+
+
+def test_legs_through_a_condition_are_learned_apart_and_estimate_the_orders_under_it_first() -> None:
+    usual = uniform_legs(40, 10, 12)
+    stormy = [  # 40 to 44 h
+        replace(one, order=OrderRef("tmall", f"storm{n}"), remaining=((IN_TRANSIT, ms + 30 * HOUR),),
+                under=((IN_TRANSIT, "weather red"),))
+        for n, one in enumerate(uniform_legs(25, 10, 14)) for _, ms in one.remaining
+    ]  # fmt: skip
+    figures = figures_of([*usual, *stormy])
+    assert figures[lane_key(ANY, SHANGHAI, "weather red")].legs(IN_TRANSIT, T0) == pytest.approx(25)
+    assert figures[lane_key("shunfeng", SHANGHAI)].legs(IN_TRANSIT, T0) == pytest.approx(65)  # every leg
+    picked_up = reached_at(in_transit=T0)
+
+    under_storm = estimate(figures, "shunfeng", SHANGHAI, picked_up, None, T0, SETTINGS, under="weather red")
+    assert under_storm is not None and 40 <= hours_after(T0, under_storm.eta_ms) <= 44
+    assert under_storm.basis.startswith("legs to 310101 through a weather warning at the destination (red), from")
+    elsewhere = estimate(figures, "jd", "440305", picked_up, None, T0, SETTINGS, under="weather red")
+    assert elsewhere is not None and elsewhere.basis.startswith("legs to anywhere through a weather warning")
+    fair = estimate(figures, "shunfeng", SHANGHAI, picked_up, None, T0, SETTINGS)
+    assert fair is not None and fair.basis.startswith("shunfeng to 310101,")
+    unlearned = estimate(figures, "shunfeng", SHANGHAI, picked_up, None, T0, SETTINGS, under="port red")
+    assert unlearned is not None and unlearned.eta_ms == fair.eta_ms  # no leg went through it: the usual lanes
+    assert under_storm.made_for != fair.made_for  # a warning issued later makes the order estimated again
+
+
+def test_an_order_delivered_through_a_storm_teaches_it_and_the_next_order_under_it_is_estimated_from_it() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    orders.apply(uniform_legs(40, 24, 26))  # fair weather: a day from the pick-up
+    storm = Signal("weather_rainstorm", SHANGHAI, T0 + 10 * HOUR, T0 + 22 * HOUR, "orange")  # health: yellow
+    orders.apply([storm], T0 + 10 * HOUR)
+    caught = [OrderRef("tmall", f"caught{n}") for n in range(25)]
+    told = [e for n, o in enumerate(caught) for e in order_events(o, T0, T0 + (50 + n % 5) * HOUR)]
+    orders.apply(told, T0 + 50 * HOUR)
+    legs = orders.check_due(T0 + 60 * HOUR).legs  # three hours after each delivery
+    assert len(legs) == len(caught) and all(dict(one.under) == {
+        Status.PAID.rank: "weather yellow", Status.SHIPPED.rank: "weather yellow", IN_TRANSIT: "weather yellow"}
+        for one in legs)  # fmt: skip
+    orders.apply(legs)  # back from the topic
+
+    late = OrderRef("tmall", "late")  # paid after the storm ended: its way met none
+    shown = orders.apply(order_events(late, T0 + 30 * HOUR, None), watermark_ms=T0 + 36 * HOUR)
+    fair = dict(zip(ORDERS_CURRENT.column_names, shown.current[-1], strict=True))
+    assert fair["eta_basis"].startswith("shunfeng to 310101,") and hours_after(T0 + 35 * HOUR, fair["eta"]) < 30
+
+    def shown_after_scan(at_ms: int) -> dict[str, Any]:  # a signal assesses no order: its next event does
+        scan = OrderEvent(late, at_ms, RAW_CARRIER, Status.IN_TRANSIT, detail=f"hub {at_ms}", carrier="shunfeng")
+        return dict(zip(ORDERS_CURRENT.column_names, orders.apply([scan], at_ms).current[-1], strict=True))
+
+    orders.apply([Signal("weather_rainstorm", SHANGHAI, T0 + 40 * HOUR, T0 + 52 * HOUR, "orange")], T0 + 40 * HOUR)
+    row = shown_after_scan(T0 + 41 * HOUR)
+    assert row["eta_basis"].startswith("legs to 310101 through a weather warning at the destination (yellow)")
+    assert hours_after(T0 + 35 * HOUR, row["eta"]) > 40  # 45 to 49 h from the pick-up, as the storm's legs took
+    orders.apply([Signal("weather_rainstorm", SHANGHAI, T0 + 44 * HOUR, T0 + 52 * HOUR, "red")], T0 + 44 * HOUR)
+    row = shown_after_scan(T0 + 45 * HOUR)
+    assert row["eta_basis"].startswith("shunfeng to 310101,")  # rated red: no leg went through one yet
 
 
 # --- in the order stage ------------------------------------------------------------------------

@@ -10,8 +10,18 @@ import pytest
 
 from schemas.alerts import follow
 from schemas.events import OrderEvent, OrderModification, OrderRef, ServiceMessage, Signal
-from schemas.health import MINUTE_MS, Conditions, Finding, Health, Severity, assess, duration, load_health_policy
-from schemas.lifecycle import Status
+from schemas.health import (
+    MINUTE_MS,
+    Conditions,
+    Finding,
+    Health,
+    Severity,
+    assess,
+    delay_on_way,
+    duration,
+    load_health_policy,
+)
+from schemas.lifecycle import LIFECYCLE, Status
 from schemas.order_view import OrderView
 from schemas.rules import NO_DECISIONS
 from schemas.stages import DAY_MS, CheckIndex, OrderRows, OrderStage, OrderState, Retention
@@ -313,6 +323,28 @@ def test_a_weaker_warning_of_another_kind_does_not_hide_one_in_force_and_a_downg
     assert warnings_at(T0 + 7 * HOUR) == ["red typhoon warning at the destination"]  # the orange rain hides nothing
     assert warnings_at(T0 + 10 * HOUR) == ["orange typhoon warning at the destination"]  # downgraded
     assert warnings_at(T0 + 25 * HOUR) == []  # lifted
+
+
+def test_the_delay_on_an_orders_way_is_the_worst_condition_in_force_at_some_time_between_two_times() -> None:
+    typhoon = Signal("weather_typhoon", "310115", T0, T0 + 24 * HOUR, "red")
+    downgrade = Signal("weather_typhoon", "310115", T0 + 9 * HOUR, T0 + 24 * HOUR, "orange")
+    fog = Signal("weather_fog", "310115", T0, T0 + 30 * HOUR, "blue")  # not rated by the weather factor
+    port = Signal("port_congestion", "CNSHA", T0 + 2 * HOUR, None, "85")
+    conditions = Conditions.none().observe(downgrade).observe(typhoon).observe(fog).observe(port)
+    nothing_reached = (0,) * len(LIFECYCLE)
+
+    def delay(channel: str, from_h: float, to_h: float, region: str | None = "310115") -> str | None:
+        from_ms, to_ms = T0 + int(from_h * HOUR), T0 + int(to_h * HOUR)
+        return delay_on_way(POLICY, conditions, channel, region, nothing_reached, from_ms, to_ms)
+
+    assert delay("douyin", 1, 3) == "weather red"
+    assert delay("douyin", 10, 12) == "weather yellow"  # the downgrade replaced it
+    assert delay("douyin", 8, 10) == "weather red"  # in force for part of the way
+    assert (delay("douyin", 25, 40), delay("douyin", 1, 3, region="440305")) == (None, None)  # lifted; elsewhere
+    assert delay("xiaohongshu", 25, 40) == "port yellow"  # cross-border: the reading of 2 h still in force
+    customs = tuple(T0 + 26 * HOUR if status == Status.CUSTOMS else 0 for status in LIFECYCLE)
+    assert delay_on_way(POLICY, conditions, "douyin", None, customs, T0 + 25 * HOUR, T0 + 30 * HOUR) == "port yellow"
+    assert delay("xiaohongshu", 0, 1, region=None) is None  # before the port's first reading
 
 
 @pytest.mark.parametrize(
