@@ -49,9 +49,9 @@ NAIVE_TRANSIT_H = 72  # the baseline's promise where a channel sends none: the u
 FINDS = {
     "never_picked_up": ("no_pickup",),
     "silent_trackers": ("gps_stale",),
-    "hub_backlog": ("scans_stale", "promise"),
-    "rainstorm": ("weather", "promise"),
-    "port_congestion": ("port_congestion", "promise"),
+    "hub_backlog": ("scans_stale", "slower_than_usual", "promise"),
+    "rainstorm": ("weather", "slower_than_usual", "promise"),
+    "port_congestion": ("port_congestion", "slower_than_usual", "promise"),
     "modification_failures": ("modification_failed",),
 }
 HORIZONS_H = ((0, 6), (6, 24), (24, 48), (48, 24 * 30))  # hours before arrival

@@ -45,6 +45,7 @@ FLOOR_MS = 15 * 60_000  # remaining times below this share the first bucket
 RATIO = 1.08  # each bucket is this much wider than the previous: about 4% error on a quantile
 BUCKETS = 1 + math.ceil(math.log(90 * 24 * 60 / 15) / math.log(RATIO))  # up to 90 days
 REBASE_HALF_LIVES = 64  # weights stay below 2^64: far from a float's limits, and old ones far from zero
+USUAL_SHARE = 0.9  # usual: as quick as 9 in 10 recent legs of the lane (health's slower_than_usual)
 BEYOND_HISTORY_LOOK_MS = 6 * 3_600_000  # how often an order slower than all history is looked at again
 NEGLIGIBLE = 1e-6  # weights below this (about 20 half-lives old) are dropped
 FIRST_STEP, LAST_STEP = Status.PAID.rank, Status.OUT_FOR_DELIVERY.rank  # the steps legs are learned from
@@ -271,6 +272,8 @@ class Estimate:
     arrived: bool = False  # the delivery itself, no longer an estimate
     made_for: MadeFor = (0, None, None, None, None)
     beyond_history: bool = False  # slower already than the legs of every lane that knows its step
+    usual_by_ms: int | None = None  # when USUAL_SHARE of the legs of its lane under no condition had arrived
+    usual_lane: str = ""  # that lane and step, in words
 
     def holds_for(self, made_for: MadeFor, now_ms: int) -> bool:
         """Whether it still holds for an order now: made for the same step, promise and lane, and now before
@@ -321,6 +324,7 @@ def estimate(
         if not reached[rank]:
             continue
         since, beyond_history = reached[rank], None
+        usual = _usual(known, rank, since, now_ms, settings)
         for lane, learned in known:
             if (legs := learned.legs(rank, now_ms)) < settings.min_legs:
                 continue
@@ -328,7 +332,7 @@ def estimate(
             basis = f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
             if legs * left >= settings.min_legs / 4:  # a quarter of the legs a lane needs: enough to go on
                 slow = f"{legs * left:.0f} of {legs:.0f} recent legs took this long or longer"
-                return _estimate(pieces, f"{basis}: {slow}", since, made_for)
+                return _estimate(pieces, f"{basis}: {slow}", since, made_for, usual)
             beyond_history = beyond_history or Estimate(
                 now_ms,
                 now_ms,
@@ -337,17 +341,36 @@ def estimate(
                 f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}",
                 made_for=made_for,
                 beyond_history=True,
+                usual_by_ms=usual[0] if usual else None,
+                usual_lane=usual[1] if usual else "",
             )
         if beyond_history is not None:
             return beyond_history
     return None
 
 
-def _estimate(pieces: list[Piece], basis: str, since_ms: int, made_for: MadeFor) -> Estimate:
+def _estimate(pieces: list[Piece], basis: str, since_ms: int, made_for: MadeFor, usual: Usual | None) -> Estimate:
     p10, p50, p90 = (since_ms + int(at) for at in _quantiles(pieces, (0.1, 0.5, 0.9)))
     promised = made_for[1]
     risk = None if promised is None else 1.0 - _share_below(pieces, promised - since_ms)
-    return Estimate(p50, p10, p90, risk, basis, made_for=made_for)
+    usual_by, usual_lane = usual or (None, "")
+    return Estimate(p50, p10, p90, risk, basis, made_for=made_for, usual_by_ms=usual_by, usual_lane=usual_lane)
+
+
+Usual = tuple[int, str]  # when USUAL_SHARE of a lane's legs from a step had arrived, and that lane and step in words
+
+
+def _usual(
+    known: list[tuple[Lane, LaneFigures]], rank: int, since_ms: int, now_ms: int, settings: EtaSettings
+) -> Usual | None:
+    """What is usual from the step: when USUAL_SHARE of the legs of the most specific lane with min_legs legs,
+    under no condition, had arrived (a storm's own lanes tell what to expect, not what is usual)."""
+    for lane, learned in known:
+        if not lane[2] and learned.legs(rank, now_ms) >= settings.min_legs:
+            pieces, _ = _beyond(learned.steps[rank], 0)
+            (usual,) = _quantiles(pieces, (USUAL_SHARE,))
+            return since_ms + int(usual), f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
+    return None
 
 
 def furthest_step(reached: tuple[int, ...]) -> int:

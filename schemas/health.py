@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from schemas.compact import compact_pickle
-from schemas.eta import EtaSettings, condition
+from schemas.eta import Estimate, EtaSettings, condition
 from schemas.events import Signal
 from schemas.lifecycle import Status
 
@@ -94,6 +94,7 @@ class Facts:
     region_code: str | None
     intents: tuple[tuple[int, str], ...]  # (event time, intent) of the buyer's messages
     failed_changes: tuple[tuple[int, str, str], ...]  # (event time, kind, error)
+    arrival: Estimate | None = None  # as estimated at the same time (schemas/eta.py)
 
 
 def is_condition(signal: Signal) -> bool:
@@ -300,6 +301,21 @@ def promise(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -
     return None, warn_at
 
 
+def slower_than_usual(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    """Not delivered a while after 9 in 10 recent parcels of its lane had been, from the step it is at (learned
+    from the traffic, schemas/eta.py): a delay that no signal announces (a carrier's backlog) shows here."""
+    arrival = facts.arrival
+    if arrival is None or arrival.arrived or arrival.usual_by_ms is None:
+        return None, None
+    usual_by = arrival.usual_by_ms
+    yellow_at, red_at = usual_by + factor.minutes("yellow_after_min"), usual_by + factor.minutes("red_after_min")
+    if now_ms < yellow_at:
+        return None, yellow_at
+    severity, since, later = (Severity.RED, red_at, None) if now_ms >= red_at else (Severity.YELLOW, yellow_at, red_at)
+    usual = f"9 in 10 recent parcels ({arrival.usual_lane}) were"
+    return factor.finding(severity, f"not delivered {duration(now_ms - usual_by)} after {usual}", since, usual), later
+
+
 def carrier_exception(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
     if facts.status != Status.EXCEPTION:
         return None, None
@@ -456,7 +472,7 @@ def _congestion_between(factor: Factor, conditions: Conditions, from_ms: int, to
 Rule = Callable[[Factor, Facts, int, Conditions], Assessed]
 RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
     first_update_late, warehouse_dwell, no_pickup, gps_stale, scans_stale, delivery_dwell, promise,
-    carrier_exception, service_intents, modification_failed, weather, port_congestion,
+    slower_than_usual, carrier_exception, service_intents, modification_failed, weather, port_congestion,
 )}  # fmt: skip
 
 
@@ -474,6 +490,7 @@ REQUIRED_SETTINGS = {
     "scans_stale": ("yellow_after_min", "red_after_min"),
     "delivery_dwell": ("yellow_after_min", "red_after_min"),
     "promise": ("warn_before_min",),
+    "slower_than_usual": ("yellow_after_min", "red_after_min"),
     "service_intents": ("severity",),
     "modification_failed": ("red_from_count",),
     "weather": ("severity",),

@@ -61,10 +61,13 @@ class Scenario:
         return False
 
     def modification_fails(self, rng: random.Random, order: OrderTruth) -> bool:
-        if order.channel == self.failing_channel:
-            order.incidents.append("modification_failures")
-            return rng.random() < 0.4
-        return rng.random() < 0.02
+        """Whether an order's modification fails: mostly on the failing channel, seldom elsewhere. Every failure
+        is the incident an alert must find (an order whose change succeeded has nothing to be told about)."""
+        if rng.random() < (0.4 if order.channel == self.failing_channel else 0.02):
+            if self.failing_channel is not None:
+                order.incidents.append("modification_failures")
+            return True
+        return False
 
     def tracker_goes_silent(self, rng: random.Random) -> bool:
         return rng.random() < self.silent_tracker_share
