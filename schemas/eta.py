@@ -363,10 +363,11 @@ Usual = tuple[int, str]  # when USUAL_SHARE of a lane's legs from a step had arr
 def _usual(
     known: list[tuple[Lane, LaneFigures]], rank: int, since_ms: int, now_ms: int, settings: EtaSettings
 ) -> Usual | None:
-    """What is usual from the step: when USUAL_SHARE of the legs of the most specific lane with min_legs legs,
-    under no condition, had arrived (a storm's own lanes tell what to expect, not what is usual)."""
+    """What is usual from the step: when USUAL_SHARE of the legs of the most specific lane to the order's region
+    with min_legs legs, under no condition, had arrived. Not the carrier's everywhere (far regions would be
+    its slow tail), nor a storm's own lanes (they tell what to expect, not what is usual)."""
     for lane, learned in known:
-        if not lane[2] and learned.legs(rank, now_ms) >= settings.min_legs:
+        if lane[1] != ANY and not lane[2] and learned.legs(rank, now_ms) >= settings.min_legs:
             pieces, _ = _beyond(learned.steps[rank], 0)
             (usual,) = _quantiles(pieces, (USUAL_SHARE,))
             return since_ms + int(usual), f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"

@@ -379,3 +379,26 @@ def test_a_completed_order_never_told_delivered_has_no_arrival() -> None:
     completed = OrderEvent(order, T0 + 40 * HOUR, "raw.orders.tmall", Status.COMPLETED)
     shown = orders.apply([*order_events(order, T0, None), completed], T0 + 40 * HOUR)
     assert dict(zip(ORDERS_CURRENT.column_names, shown.current[-1], strict=True))["eta"] is None
+
+
+def test_an_order_slower_than_its_lane_usually_is_yellow_then_red_and_alerted_when_no_event_comes() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    orders.apply(uniform_legs(100, 24, 26))  # from the pick-up; 9 in 10 within 25.8 h
+    order = OrderRef("tmall", "backlogged")
+    orders.apply(order_events(order, T0, None), T0 + 5 * HOUR)  # picked up at T0 + 5 h
+    usual_by = T0 + 5 * HOUR + int(25.8 * HOUR)
+
+    def slow_at(at_ms: int) -> tuple[list[str], list[str]]:
+        rows = orders.check_due(at_ms)
+        reasons = rows.current[-1][ORDERS_CURRENT.column_names.index("health_reasons")] if rows.current else []
+        steps = [f"{step.step} {step.incident.severity.label}" for step in rows.alerts]
+        return [reason for reason in reasons if "recent parcels" in reason], steps
+
+    assert slow_at(usual_by + 3 * HOUR) == ([], [])  # late, but within the allowance
+    assert slow_at(usual_by + 5 * HOUR) == (
+        ["not delivered 4 h after 9 in 10 recent parcels (shunfeng to 310101, from in_transit) were"],
+        [],
+    )  # looked at when it turned yellow (checks fall due by the minute), no alert yet
+    reasons, steps = slow_at(usual_by + 13 * HOUR)
+    assert reasons == ["not delivered 12 h after 9 in 10 recent parcels (shunfeng to 310101, from in_transit) were"]
+    assert steps == ["opened red"]  # with no event about it

@@ -352,7 +352,7 @@ def test_the_delay_on_an_orders_way_is_the_worst_condition_in_force_at_some_time
     [
         (lambda s: re.sub(r'version: ".*"', "version: 3", s), "version: required"),
         (lambda s: s.replace("no_pickup:", "no_pickups:"), "factors.no_pickups: unknown factor"),
-        (lambda s: s.replace("alert: never", "alert: sometimes", 1), "alert: yellow, red or never"),
+        (lambda s: s.replace("    alert: red", "    alert: sometimes", 1), "alert: yellow, red or never"),
         (lambda s: s.replace("    warn_before_min: 720", ""), "factors.promise: missing warn_before_min"),
         (lambda s: s.replace("{yellow: 15, red: 35}", "{yellow: 15}", 1), "penalties: required"),
         (lambda s: s.replace("min_legs: 20", "min_legs: -1"), "eta: required: half_life_days, min_legs and settle_min"),
