@@ -34,6 +34,7 @@ from typing import Any
 from connectors import kafka
 from connectors.clickhouse import migrate
 from connectors.simulator import payloads
+from connectors.simulator.scenarios import DELAYING
 from connectors.simulator.simulation import Message, Simulation, simulate
 from jobs.settings import ENV_PREFIX, PROJECT_ROOT, Settings, isolated_env
 from schemas import topics
@@ -55,7 +56,6 @@ FINDS = {
     "modification_failures": ("modification_failed",),
 }
 HORIZONS_H = ((0, 6), (6, 24), (24, 48), (48, 24 * 30))  # hours before arrival
-DELAYING = ("rainstorm", "hub_backlog", "port_congestion")  # incidents that slow deliveries: arrivals scored apart
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from connectors.simulator.simulation import Message, OrderTruth
 
 HOUR = 3_600_000
+DELAYING = ("rainstorm", "hub_backlog", "port_congestion")  # incidents that slow deliveries
 
 
 @dataclass(frozen=True)

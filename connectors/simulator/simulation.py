@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.simulator import payloads
-from connectors.simulator.scenarios import SCENARIOS, Scenario
+from connectors.simulator.scenarios import DELAYING, SCENARIOS, Scenario
 from connectors.simulator.world import (
     CARRIERS,
     CHANNELS,
@@ -295,6 +295,9 @@ class World:
             delivered += customs - hub
             plan.append(("清关", "8", customs, city, "海关监管仓"))
             self._channel_event(fact, "customs", customs)
+        if delay_h:  # late from the moment it would have arrived without the incident
+            on_time = delivered - int(delay_h * HOUR)
+            truth.breaches |= {incident: on_time for incident in truth.incidents if incident in DELAYING}
         plan += [("在途", "0", delivered - r.randrange(8, 14) * HOUR, city, f"{city.name}转运中心"),
                  ("派件", "5", delivered - r.randrange(1, 5) * HOUR, city, f"{city.district}营业部"),
                  ("签收", "3", delivered, city, f"{city.district}")]  # fmt: skip

@@ -61,6 +61,25 @@ def test_delayed_orders_arrive_later_on_average() -> None:
         return sum(spans) / len(spans)
 
     assert mean_transit(True) > mean_transit(False) + 12 * 3_600_000
+    late = [o for o in simulation.orders if o.key in affected and o.delivered_at_ms]
+    assert late and all(
+        o.delivered_at_ms - 48 * 3_600_000 <= o.breaches["hub_backlog"] <= o.delivered_at_ms - 24 * 3_600_000
+        for o in late
+    )  # late from when it would have arrived: the delay (24 to 48 h) before delivery
+
+
+def test_only_the_orders_whose_modification_failed_have_the_incident() -> None:
+    simulation = simulate(1000, 5, START, "modification_failures")
+    failed = set()
+    for message in simulation.messages:
+        if message.topic == "raw.oms.modifications":
+            try:
+                change = json.loads(message.value)
+            except ValueError:
+                continue  # the simulator's malformed payloads
+            if isinstance(change, dict) and change.get("result") == "failed":
+                failed.add(f"{change['channel']}|{change['order_id']}")
+    assert failed and set(simulation.incidents["modification_failures"]) == failed
 
 
 def test_each_vehicle_id_names_one_trip_so_the_truth_of_silent_trackers_holds() -> None:
