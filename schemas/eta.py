@@ -10,16 +10,16 @@ halves every `half_life`.
 External delays are learned the same way. A leg also tells, per step, the worst
 external condition on its way from that step to its delivery (a weather warning at
 its destination, a congested port if it crossed a border, as the health factors
-rate them: `CONDITIONS`); its remaining times from those steps also go to lanes of
-that condition (at its region, and anywhere).
+rate them: `CONDITIONS`); its remaining times from those steps also go to the lane
+of that condition at its region.
 
 An open order is estimated from the furthest step it reached: the remaining time
 of the legs that reached the same step, given that as much time has passed already
 (those that took less are left out), at its most specific lane with enough history,
-else a neighbour. Under an external condition since that step, the legs that went
-through the same one come first (at its region, then anywhere); then, and always
-otherwise, its carrier to its region, the carrier anywhere, the region by any
-carrier, everything. Out come the median arrival, its 10th and 90th percentiles,
+else a neighbour. Under an external condition since that step, the legs to its
+region that went through the same one come first (under a red one, then a yellow
+one of its kind); then, and always otherwise, its carrier to its region, the
+carrier anywhere, the region by any carrier, everything. Out come the median arrival, its 10th and 90th percentiles,
 and the probability of missing the channel's promise.
 
 Histograms sum weights, relative to the newest leg, so the figures depend on the set
@@ -46,6 +46,9 @@ RATIO = 1.08  # each bucket is this much wider than the previous: about 4% error
 BUCKETS = 1 + math.ceil(math.log(90 * 24 * 60 / 15) / math.log(RATIO))  # up to 90 days
 REBASE_HALF_LIVES = 64  # weights stay below 2^64: far from a float's limits, and old ones far from zero
 USUAL_SHARE = 0.9  # usual: as quick as 9 in 10 recent legs of the lane (health's slower_than_usual)
+# The line haul, where usual is told: before it and after it, steps have fixed limits of their own (warehouse
+# dwell, pick-up, delivery dwell in schemas/health.yaml).
+USUAL_STEPS = frozenset({Status.IN_TRANSIT.rank, Status.CUSTOMS.rank})
 BEYOND_HISTORY_LOOK_MS = 6 * 3_600_000  # how often an order slower than all history is looked at again
 NEGLIGIBLE = 1e-6  # weights below this (about 20 half-lives old) are dropped
 FIRST_STEP, LAST_STEP = Status.PAID.rank, Status.OUT_FOR_DELIVERY.rank  # the steps legs are learned from
@@ -130,7 +133,8 @@ def read_leg(raw: str, *_: Any) -> list[Any]:
         raise Rejected("wrong_type", "remaining_ms maps lifecycle steps to whole milliseconds") from None
     under = payload.get("under", {})  # legs written before external conditions were learned have none
     if not isinstance(under, dict) or not all(
-        STEPS_BY_NAME.get(name) in dict(steps) and named in CONDITIONS for name, named in under.items()
+        STEPS_BY_NAME.get(name) in dict(steps) and isinstance(named, str) and named in CONDITIONS
+        for name, named in under.items()
     ):
         raise Rejected("wrong_type", f"under maps steps of remaining_ms to one of {', '.join(sorted(CONDITIONS))}")
     order = OrderRef(required(payload, "channel", str), required(payload, "order_id", str))
@@ -155,6 +159,7 @@ EDGES = tuple((0.0 if bucket == 0 else FLOOR_MS * RATIO ** (bucket - 1), FLOOR_M
               for bucket in range(BUCKETS))  # fmt: skip
 MadeFor = tuple[int, int | None, str | None, str | None, str | None]  # furthest step, promise, carrier, region, under
 Lane = tuple[str, str, str]  # carrier, region, external condition ('' for legs under any or none)
+Usual = tuple[int, str]  # when USUAL_SHARE of a lane's legs from a step had arrived, and that lane and step in words
 Sample = tuple[int, tuple[tuple[int, int], ...]]  # a leg as learned: delivered at, (step rank, bucket) of each step
 
 
@@ -218,26 +223,27 @@ class LaneFigures:
 
 
 def lanes_of(carrier: str, region_code: str, under: str | None = None) -> tuple[Lane, ...]:
-    """A lane and its neighbours, the most specific first; under an external condition, the lanes of the legs
-    that went through the same one come before."""
+    """A lane and its neighbours, the most specific first. Under an external condition, the legs to the same
+    region that went through the same one come before; under a red one, then those through a yellow one of its
+    kind (a worse storm is no quicker). Never those to other regions: their remaining times are theirs."""
     usual = (carrier, region_code, ""), (carrier, ANY, ""), (ANY, region_code, ""), (ANY, ANY, "")
-    return usual if under is None else (*_condition_lanes(region_code, under), *usual)
-
-
-def _condition_lanes(region_code: str, under: str) -> tuple[Lane, ...]:
-    return (ANY, region_code, under), (ANY, ANY, under)
+    if under is None:
+        return usual
+    kind, rating = under.split()
+    milder = (condition(kind, "yellow"),) if rating == "red" else ()
+    return (*((ANY, region_code, named) for named in (under, *milder)), *usual)
 
 
 def learn(figures: MutableMapping[str, LaneFigures], legs: Iterable[Leg], settings: EtaSettings) -> None:
     """Fold legs into their lanes and every neighbour each pools into (figures by lane_key); the steps of a leg
-    under an external condition also into that condition's lanes."""
+    under an external condition also into that condition's lane at its region."""
     by_lane: dict[str, list[Sample]] = defaultdict(list)
     for leg in legs:
         buckets = {rank: bucket_of(ms) for rank, ms in leg.remaining}
         lanes = {lane: tuple(buckets.items()) for lane in lanes_of(leg.carrier, leg.region_code)}
         for named in dict.fromkeys(named for _, named in leg.under):
             steps = tuple((rank, buckets[rank]) for rank, under in leg.under if under == named)
-            lanes |= dict.fromkeys(_condition_lanes(leg.region_code, named), steps)
+            lanes[(ANY, leg.region_code, named)] = steps
         for lane, steps in lanes.items():
             by_lane[lane_key(*lane)].append((leg.delivered_at_ms, steps))
     for key, lane_legs in by_lane.items():
@@ -255,7 +261,7 @@ def _lane_words(lane: Lane) -> str:
     if not under:
         return f"{carrier} to {region_code}"
     kind, rating = under.split()
-    return f"legs to {'anywhere' if region_code == ANY else region_code} through {CONDITION_WORDS[kind]} ({rating})"
+    return f"legs to {region_code} through {CONDITION_WORDS[kind]} ({rating})"
 
 
 # --- estimating -----------------------------------------------------------------------------
@@ -272,7 +278,7 @@ class Estimate:
     arrived: bool = False  # the delivery itself, no longer an estimate
     made_for: MadeFor = (0, None, None, None, None)
     beyond_history: bool = False  # slower already than the legs of every lane that knows its step
-    usual_by_ms: int | None = None  # when USUAL_SHARE of the legs of its lane under no condition had arrived
+    usual_by_ms: int | None = None  # when USUAL_SHARE of its lane's legs from its step had arrived (USUAL_STEPS)
     usual_lane: str = ""  # that lane and step, in words
 
     def holds_for(self, made_for: MadeFor, now_ms: int) -> bool:
@@ -280,6 +286,13 @@ class Estimate:
         its p10, so that the time passed since leaves out at most a tenth of its legs (an event that changes
         none of them need not be estimated again: estimating costs as much as assessing health)."""
         return not self.arrived and self.made_for == made_for and now_ms < self.p10_ms
+
+    def usual_at(self, step: int) -> Usual | None:
+        """What was usual from the step, if it was made there: an order keeps the usual of its step while it is
+        at it, so that lanes learning from the slow parcels of a backlog do not clear the backlog's own."""
+        if self.made_for[0] != step or self.usual_by_ms is None:
+            return None
+        return self.usual_by_ms, self.usual_lane
 
     def is_past(self, now_ms: int) -> bool:
         """Whether its median has passed with the order not delivered: then it is no news to keep."""
@@ -311,10 +324,12 @@ def estimate(
     now_ms: int,
     settings: EtaSettings,
     under: str | None = None,
+    usual: Usual | None = None,
 ) -> Estimate | None:
     """The order's arrival, from the furthest step it reached, at the most specific lane with min_legs
     legs (weighed against now) that took longer than the time already passed; None before payment or
-    while no lane knows enough. under: the external condition on its way since that step, if any. An order
+    while no lane knows enough. under: the external condition on its way since that step, if any; usual: what
+    was usual from that step when the order was first estimated there (it holds while the order is at it). An order
     slower already than the legs of every lane that knows its step is due now, as far as history can tell:
     late if its promise has passed, else no risk to claim."""
     made_for = (furthest_step(reached), promised_at_ms, carrier, region_code, under)
@@ -324,7 +339,8 @@ def estimate(
         if not reached[rank]:
             continue
         since, beyond_history = reached[rank], None
-        usual = _usual(known, rank, since, now_ms, settings)
+        if usual is None and rank in USUAL_STEPS:
+            usual = _usual(known, rank, since, now_ms, settings)
         for lane, learned in known:
             if (legs := learned.legs(rank, now_ms)) < settings.min_legs:
                 continue
@@ -357,15 +373,13 @@ def _estimate(pieces: list[Piece], basis: str, since_ms: int, made_for: MadeFor,
     return Estimate(p50, p10, p90, risk, basis, made_for=made_for, usual_by_ms=usual_by, usual_lane=usual_lane)
 
 
-Usual = tuple[int, str]  # when USUAL_SHARE of a lane's legs from a step had arrived, and that lane and step in words
-
-
 def _usual(
     known: list[tuple[Lane, LaneFigures]], rank: int, since_ms: int, now_ms: int, settings: EtaSettings
 ) -> Usual | None:
     """What is usual from the step: when USUAL_SHARE of the legs of the most specific lane to the order's region
-    with min_legs legs, under no condition, had arrived. Not the carrier's everywhere (far regions would be
-    its slow tail), nor a storm's own lanes (they tell what to expect, not what is usual)."""
+    with min_legs legs had arrived (all its legs, whatever the conditions on their way). Not the carrier's
+    everywhere (far regions would be its slow tail), nor a storm's own lanes (they tell what to expect, not
+    what is usual)."""
     for lane, learned in known:
         if lane[1] != ANY and not lane[2] and learned.legs(rank, now_ms) >= settings.min_legs:
             pieces, _ = _beyond(learned.steps[rank], 0)

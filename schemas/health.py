@@ -302,8 +302,10 @@ def promise(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -
 
 
 def slower_than_usual(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    """Not delivered a while after 9 in 10 recent parcels of its lane had been, from the step it is at (learned
-    from the traffic, schemas/eta.py): a delay that no signal announces (a carrier's backlog) shows here."""
+    """On the line haul, not delivered a while after 9 in 10 recent parcels of its lane had been, from the step
+    it is at (learned from the traffic, schemas/eta.py): a delay that no signal announces (a carrier's backlog)
+    shows here. It dates from the step: when the threshold was crossed depends on which legs had been learned
+    then, and an incident's key must not."""
     arrival = facts.arrival
     if arrival is None or arrival.arrived or arrival.usual_by_ms is None:
         return None, None
@@ -311,9 +313,10 @@ def slower_than_usual(factor: Factor, facts: Facts, now_ms: int, conditions: Con
     yellow_at, red_at = usual_by + factor.minutes("yellow_after_min"), usual_by + factor.minutes("red_after_min")
     if now_ms < yellow_at:
         return None, yellow_at
-    severity, since, later = (Severity.RED, red_at, None) if now_ms >= red_at else (Severity.YELLOW, yellow_at, red_at)
+    severity, later = (Severity.RED, None) if now_ms >= red_at else (Severity.YELLOW, red_at)
     usual = f"9 in 10 recent parcels ({arrival.usual_lane}) were"
-    return factor.finding(severity, f"not delivered {duration(now_ms - usual_by)} after {usual}", since, usual), later
+    reason = f"not delivered {duration(now_ms - usual_by)} after {usual}"
+    return factor.finding(severity, reason, facts.reached[arrival.made_for[0]], usual), later
 
 
 def carrier_exception(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
@@ -396,9 +399,12 @@ def ports_in_force(conditions: Conditions, now_ms: int) -> dict[str, tuple[float
 
 
 def port_congestion(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    """The worst port in force, for every cross-border order (orders do not name their port yet)."""
+    """The worst port in force, for every cross-border order until it is out for delivery (orders do not name
+    their port yet)."""
     if not conditions.ports or not _is_cross_border(factor, facts.channel, facts.reached):
         return None, None
+    if facts.reached[Status.OUT_FOR_DELIVERY.rank]:
+        return None, None  # past the port
     in_force = ports_in_force(conditions, now_ms)
     changes = [reading[0] for readings in conditions.ports.values() for reading in readings if reading[0] > now_ms]
     next_change = min(changes, default=None)
@@ -432,41 +438,49 @@ def delay_on_way(
 ) -> str | None:
     """The worst external condition the weather and port_congestion factors rate, in force at some time from
     from_ms to to_ms on an order's way: a warning at its destination, or a congested port if it crosses a
-    border. Named as eta.CONDITIONS name it ('weather red'); None if there was none."""
-    found: list[tuple[Severity, str]] = []
+    border (until it is out for delivery). Named as eta.CONDITIONS name it ('weather red'); None if none."""
     weather_factor, port_factor = policy.factors.get("weather"), policy.factors.get("port_congestion")
+    weather = port = None
     if weather_factor is not None and (warnings := conditions.weather.get(region_code or "")):
-        found += [(severity, "weather") for severity in _warnings_between(weather_factor, warnings, from_ms, to_ms)]
+        weather = _worst_warning(weather_factor, warnings, from_ms, to_ms)
     if port_factor is not None and conditions.ports and _is_cross_border(port_factor, channel, reached):
-        found += [(severity, "port") for severity in _congestion_between(port_factor, conditions, from_ms, to_ms)]
+        port_until = min(to_ms, reached[Status.OUT_FOR_DELIVERY.rank] or to_ms)
+        port = _worst_congestion(port_factor, conditions, from_ms, port_until) if from_ms <= port_until else None
+    found = [(severity, kind) for severity, kind in ((weather, "weather"), (port, "port")) if severity is not None]
     if not found:
         return None
     severity, kind = max(found)
     return condition(kind, severity.label)
 
 
-def _warnings_between(factor: Factor, warnings: tuple[WeatherWarning, ...], from_ms: int, to_ms: int) -> list[Severity]:
-    """The ratings of the warnings in force at some time from from_ms to to_ms: each lasts until it ends or
-    the next warning of its phenomenon replaces it."""
-    levels, rated = factor.settings["severity"], []
-    for index, (issued, level, phenomenon, until) in enumerate(warnings):  # by issue time
-        replaced = next((w[0] for w in warnings[index + 1 :] if w[2] == phenomenon and w[0] > issued), None)
+def _worst_warning(factor: Factor, warnings: tuple[WeatherWarning, ...], from_ms: int, to_ms: int) -> Severity | None:
+    """The worst rating of the warnings in force at some time from from_ms to to_ms: each lasts until it ends or
+    a later warning of its phenomenon replaces it."""
+    levels, worst = factor.settings["severity"], None
+    later: dict[str, tuple[int, int | None]] = {}  # phenomenon -> (earliest issue seen, the next issue after it)
+    for issued, level, phenomenon, until in reversed(warnings):  # by issue time, the latest first
+        earliest, following = later.get(phenomenon, (None, None))
+        replaced = following if earliest == issued else earliest
+        if earliest != issued:
+            later[phenomenon] = (issued, earliest)
         ends = min((at for at in (until, replaced) if at is not None), default=None)
         if level in levels and issued <= to_ms and (ends is None or ends > from_ms):
-            rated.append(Severity[levels[level].upper()])
-    return rated
+            worst = max(worst or Severity.YELLOW, Severity[levels[level].upper()])
+    return worst
 
 
-def _congestion_between(factor: Factor, conditions: Conditions, from_ms: int, to_ms: int) -> list[Severity]:
-    """The ratings of every port's readings in force at some time from from_ms to to_ms."""
-    yellow, red = float(factor.settings["yellow_from_index"]), float(factor.settings["red_from_index"])
-    rated = []
-    for readings in conditions.ports.values():  # by time
-        before = [index for at, index in readings if at <= from_ms][-1:]
-        for index in before + [index for at, index in readings if from_ms < at <= to_ms]:
-            if index >= yellow:
-                rated.append(Severity.RED if index >= red else Severity.YELLOW)
-    return rated
+def _worst_congestion(factor: Factor, conditions: Conditions, from_ms: int, to_ms: int) -> Severity | None:
+    """The worst rating of any port's readings in force at some time from from_ms to to_ms (each until the next)."""
+    in_force = [
+        index
+        for readings in conditions.ports.values()  # by time
+        for position, (at, index) in enumerate(readings)
+        if at <= to_ms and (position + 1 == len(readings) or readings[position + 1][0] > from_ms)
+    ]
+    highest = max(in_force, default=None)
+    if highest is None or highest < float(factor.settings["yellow_from_index"]):
+        return None
+    return Severity.RED if highest >= float(factor.settings["red_from_index"]) else Severity.YELLOW
 
 
 Rule = Callable[[Factor, Facts, int, Conditions], Assessed]

@@ -223,12 +223,14 @@ class OrderView:
         if reached[COMPLETED_RANK] or facts.status in NOT_ARRIVING:
             return None  # completed with no delivery told: its arrival is unknown, and past
         step = furthest_step(reached)
-        since = reached[step] if step else now_ms
-        under = delay_on_way(policy, conditions, facts.channel, facts.region_code, reached, since, now_ms)
+        if not step:
+            return None  # not paid yet
+        under = delay_on_way(policy, conditions, facts.channel, facts.region_code, reached, reached[step], now_ms)
         previous = self.eta
         if previous is not None and previous.holds_for((step, promised, *self._lane, under), now_ms):
             return previous
-        return estimate(figures, *self._lane, reached, promised, now_ms, policy.eta, under)
+        usual = previous.usual_at(step) if previous is not None else None
+        return estimate(figures, *self._lane, reached, promised, now_ms, policy.eta, under, usual)
 
     def _reached_by(self, at_ms: int) -> tuple[int, ...]:
         """The time of each lifecycle step reached by at_ms; 0 for the others."""
