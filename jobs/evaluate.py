@@ -10,7 +10,8 @@ score it.
 Alerts: per injected incident, recall (its orders that got an alert of a type that
 finds it), precision (of the orders with such an alert, those that had the incident)
 and the detection delay after the breach (event time), where the truth says when it
-began. Arrivals: every estimate an order's history holds before its delivery, by hours
+began (for a delay: when the order would have arrived without it), with how many of
+the orders found were warned before it. Arrivals: every estimate an order's history holds before its delivery, by hours
 before arrival: mean absolute error, the share of deliveries within p10..p90, and the
 error of a naive baseline (the order's promise, or payment plus the usual 72 h where
 the channel sent none); again for the orders each delaying incident slowed.
@@ -69,6 +70,7 @@ class IncidentScore:
     precision: float | None
     delay_p50_min: float | None  # from the breach to the alert's opening, event time
     delay_p90_min: float | None
+    before_breach: int  # found orders with such an alert opened before the breach (a warning ahead of it)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def incident_scores(
             len(found) / len(injected) if injected else None,
             len(found) / len(opened) if opened else None,
             _quantile(delays, 0.5), _quantile(delays, 0.9),
+            sum(1 for key, breach in breached.items() if min(opened[key]) < breach),
         ))  # fmt: skip
     return scores
 
@@ -243,11 +246,12 @@ def _score(client: Any, day: Simulation, scenario: str, seed: int) -> dict[str, 
 
 def _print(results: dict[str, Any], report: Report) -> None:
     report(f"\n== {results['scenario']}, seed {results['seed']}, {results['orders']} orders")
-    report(f"{'incident':<22} {'alert types':<30} {'injected':>8} {'recall':>7} {'precision':>9} {'delay p50/p90':>14}")
+    report(f"{'incident':<22} {'alert types':<40} {'injected':>8} {'recall':>7} {'precision':>9} {'delay p50/p90':>14} "
+           f"{'early':>6}")  # fmt: skip
     for s in results["incidents"]:
         delay = "-" if s["delay_p50_min"] is None else f"{s['delay_p50_min']:.0f}/{s['delay_p90_min']:.0f} min"
-        report(f"{s['incident']:<22} {','.join(s['alert_types']):<30} {s['injected']:>8} {_pct(s['recall']):>7} "
-               f"{_pct(s['precision']):>9} {delay:>14}")  # fmt: skip
+        report(f"{s['incident']:<22} {','.join(s['alert_types']):<40} {s['injected']:>8} {_pct(s['recall']):>7} "
+               f"{_pct(s['precision']):>9} {delay:>14} {s['before_breach']:>6}")  # fmt: skip
     _print_horizons("every order", results["eta"], report)
     for incident, scores in results["eta_by_incident"].items():
         _print_horizons(f"the orders {incident} slowed", scores, report)

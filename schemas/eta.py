@@ -32,7 +32,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from schemas.compact import compact_pickle
@@ -229,21 +229,25 @@ def lanes_of(carrier: str, region_code: str, under: str | None = None) -> tuple[
     usual = (carrier, region_code, ""), (carrier, ANY, ""), (ANY, region_code, ""), (ANY, ANY, "")
     if under is None:
         return usual
+    return (*((ANY, region_code, named) for named in _worst_first(under)), *usual)
+
+
+def _worst_first(under: str) -> tuple[str, ...]:
+    """A condition, then under a red one the yellow one of its kind (a worse storm is no quicker)."""
     kind, rating = under.split()
-    milder = (condition(kind, "yellow"),) if rating == "red" else ()
-    return (*((ANY, region_code, named) for named in (under, *milder)), *usual)
+    return (under, condition(kind, "yellow")) if rating == "red" else (under,)
 
 
 def learn(figures: MutableMapping[str, LaneFigures], legs: Iterable[Leg], settings: EtaSettings) -> None:
     """Fold legs into their lanes and every neighbour each pools into (figures by lane_key); the steps of a leg
-    under an external condition also into that condition's lane at its region."""
+    under an external condition also into that condition's lanes, at its region and anywhere."""
     by_lane: dict[str, list[Sample]] = defaultdict(list)
     for leg in legs:
         buckets = {rank: bucket_of(ms) for rank, ms in leg.remaining}
         lanes = {lane: tuple(buckets.items()) for lane in lanes_of(leg.carrier, leg.region_code)}
         for named in dict.fromkeys(named for _, named in leg.under):
             steps = tuple((rank, buckets[rank]) for rank, under in leg.under if under == named)
-            lanes[(ANY, leg.region_code, named)] = steps
+            lanes |= {(ANY, leg.region_code, named): steps, (ANY, ANY, named): steps}
         for lane, steps in lanes.items():
             by_lane[lane_key(*lane)].append((leg.delivered_at_ms, steps))
     for key, lane_legs in by_lane.items():
@@ -341,36 +345,59 @@ def estimate(
         since, beyond_history = reached[rank], None
         if usual is None and rank in USUAL_STEPS:
             usual = _usual(known, rank, since, now_ms, settings)
+        added = _added_by(figures, under, rank, now_ms, settings) if under is not None else None
         for lane, learned in known:
             if (legs := learned.legs(rank, now_ms)) < settings.min_legs:
                 continue
             pieces, left = _beyond(learned.steps[rank], max(now_ms - since, 0))
             basis = f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
+            adding = None if lane[2] else added  # a condition's own lane has it in its legs already
             if legs * left >= settings.min_legs / 4:  # a quarter of the legs a lane needs: enough to go on
                 slow = f"{legs * left:.0f} of {legs:.0f} recent legs took this long or longer"
-                return _estimate(pieces, f"{basis}: {slow}", since, made_for, usual)
-            beyond_history = beyond_history or Estimate(
-                now_ms,
-                now_ms,
-                now_ms,
-                1.0 if promised_at_ms is not None and now_ms >= promised_at_ms else None,  # late, or unknown
-                f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}",
-                made_for=made_for,
-                beyond_history=True,
-                usual_by_ms=usual[0] if usual else None,
-                usual_lane=usual[1] if usual else "",
-            )
+                return _estimate(pieces, f"{basis}: {slow}", since, made_for, usual, adding)
+            if beyond_history is None:  # as long again from now as from the step: what a parcel held up has left
+                whole, _ = _beyond(learned.steps[rank], 0)
+                again = f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}; as long again from now"
+                beyond_history = replace(_estimate(whole, again, now_ms, made_for, usual, adding), beyond_history=True)
         if beyond_history is not None:
             return beyond_history
     return None
 
 
-def _estimate(pieces: list[Piece], basis: str, since_ms: int, made_for: MadeFor, usual: Usual | None) -> Estimate:
-    p10, p50, p90 = (since_ms + int(at) for at in _quantiles(pieces, (0.1, 0.5, 0.9)))
+def _estimate(
+    pieces: list[Piece], basis: str, since_ms: int, made_for: MadeFor, usual: Usual | None, added: Added | None
+) -> Estimate:
+    """The estimate from the remaining times of the legs that fit, delayed by what an external condition adds,
+    if any."""
+    extra = added[0] if added is not None else 0.0
+    p10, p50, p90 = (since_ms + int(at + extra) for at in _quantiles(pieces, (0.1, 0.5, 0.9)))
     promised = made_for[1]
-    risk = None if promised is None else 1.0 - _share_below(pieces, promised - since_ms)
+    risk = None if promised is None else 1.0 - _share_below(pieces, promised - since_ms - extra)
     usual_by, usual_lane = usual or (None, "")
+    basis = basis if added is None else f"{basis}; {added[1]}"
     return Estimate(p50, p10, p90, risk, basis, made_for=made_for, usual_by_ms=usual_by, usual_lane=usual_lane)
+
+
+Added = tuple[float, str]  # what a condition adds (ms), and in words
+
+
+def _added_by(
+    figures: Mapping[str, LaneFigures], under: str, rank: int, now_ms: int, settings: EtaSettings
+) -> Added | None:
+    """What an external condition adds to the remaining time from a step, where the order's region has too few
+    legs through it: learned anywhere, as the median of the legs that went through it less that of every leg
+    (never less than nothing). A delay is more alike across regions than a whole trip is (a port's delay is
+    the border's, not the destination's)."""
+    everyone = figures.get(lane_key(ANY, ANY))
+    for named in _worst_first(under):
+        through = figures.get(lane_key(ANY, ANY, named))
+        if everyone is None or through is None or (legs := through.legs(rank, now_ms)) < settings.min_legs:
+            continue
+        slowed, usual = (_quantiles(_beyond(lane.steps[rank], 0)[0], (0.5,))[0] for lane in (through, everyone))
+        added = max(slowed - usual, 0.0)
+        kind, rating = named.split()
+        return added, f"{added / 3_600_000:.0f} h more through {CONDITION_WORDS[kind]} ({rating}), from {legs:.0f} legs"
+    return None
 
 
 def _usual(

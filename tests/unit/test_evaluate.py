@@ -24,6 +24,7 @@ def test_recall_precision_and_delay_count_orders_not_alerts() -> None:
     unpicked, silent = incident_scores(truth, ["never_picked_up", "silent_trackers"], alerts)
     assert (unpicked.injected, unpicked.found, unpicked.alerted) == (2, 1, 2)
     assert (unpicked.recall, unpicked.precision, unpicked.delay_p50_min) == (0.5, 0.5, 240)  # first after the breach
+    assert unpicked.before_breach == 1  # and one alert opened before it
     assert (silent.recall, silent.precision, silent.delay_p50_min) == (0.0, None, None)  # gps_stale never raised
 
 
