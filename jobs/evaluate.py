@@ -70,7 +70,7 @@ class IncidentScore:
     precision: float | None
     delay_p50_min: float | None  # from the breach to the alert's opening, event time
     delay_p90_min: float | None
-    before_breach: int  # found orders with such an alert opened before the breach (a warning ahead of it)
+    before_breach: int  # found orders with such an alert raised before the breach (a warning ahead of it)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class HorizonScore:
     within_p10_p90: float  # share of deliveries inside the estimate's p10..p90
 
 
-Alert = tuple[str, str, int]  # order key, alert type, opened at
+Alert = tuple[str, str, int]  # order key, alert type, raised at (event time)
 EstimateRow = tuple[str, int, int, int, int]  # order key, estimated at, eta, p10, p90
 
 
@@ -101,7 +101,7 @@ def incident_scores(
         injected = {key for key, order in orders.items() if incident in order["incidents"]}
         found = injected & opened.keys()
         breached = {key: orders[key]["breaches"][incident] for key in found if incident in orders[key]["breaches"]}
-        delays = sorted(  # from the breach to the first alert at or after it
+        delays = sorted(  # from the breach to the first alert raised at or after it
             (min(at for at in opened[key] if at >= breach) - breach) / 60_000
             for key, breach in breached.items()
             if max(opened[key]) >= breach
@@ -179,7 +179,7 @@ def evaluate(scenario: str, seed: int, orders: int, out: Path | None, report: Re
             )
             _run(env, settings, [_quiet_signal(min(max(m.ts_ms for m in day.messages) + 2 * DAY_MS, now_ms()))], report)
             report("== 4/4 scoring against the simulator's truth")
-            results = _score(clickhouse(settings).connect(), day, scenario, seed)
+            results = _score(clickhouse(settings).connect(), settings.bootstrap_servers, day, scenario, seed)
         finally:
             stack.down(report=report)
     _print(results, report)
@@ -212,12 +212,10 @@ def _run(env: dict[str, str], settings: Settings, messages: list[kafka.RecordedM
         raise RuntimeError(f"the job failed (exit {job.returncode}); its output is above")
 
 
-def _score(client: Any, day: Simulation, scenario: str, seed: int) -> dict[str, Any]:
+def _score(client: Any, bootstrap_servers: str, day: Simulation, scenario: str, seed: int) -> dict[str, Any]:
     truth = [vars(order) for order in day.orders]
     keys = {_key(order) for order in truth}
-    alerts = [row for row in client.query(
-        "SELECT channel || '|' || order_id, alert_type, toUnixTimestamp64Milli(opened_at) FROM alerts FINAL"
-    ).result_rows if row[0] in keys]  # fmt: skip
+    alerts = _raised(bootstrap_servers, keys)
     estimates = [row for row in client.query(
         "SELECT channel || '|' || order_id, toUnixTimestamp64Milli(health_at), toUnixTimestamp64Milli(eta), "
         "toUnixTimestamp64Milli(eta_p10), toUnixTimestamp64Milli(eta_p90) FROM order_health_history FINAL "
@@ -242,6 +240,18 @@ def _score(client: Any, day: Simulation, scenario: str, seed: int) -> dict[str, 
             if incident in DELAYING and (slowed := [order for order in truth if incident in order["incidents"]])
         },
     }
+
+
+def _raised(bootstrap_servers: str, keys: set[str]) -> list[Alert]:
+    """Each incident as the alerts topic told its opening: when it was raised, in event time (the table keeps
+    when its facts began: a storm's warning, the step a late parcel is at)."""
+    alerts = []
+    for value in kafka.read_topic(bootstrap_servers, topics.ALERTS):
+        step = json.loads(value)
+        key = f"{step['channel']}|{step['order_id']}"
+        if step["step"] == "opened" and key in keys:
+            alerts.append((key, step["alert_type"], int(datetime.fromisoformat(step["at"]).timestamp() * 1000)))
+    return alerts
 
 
 def _print(results: dict[str, Any], report: Report) -> None:

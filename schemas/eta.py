@@ -10,8 +10,8 @@ halves every `half_life`.
 External delays are learned the same way. A leg also tells, per step, the worst
 external condition on its way from that step to its delivery (a weather warning at
 its destination, a congested port if it crossed a border, as the health factors
-rate them: `CONDITIONS`); its remaining times from those steps also go to the lane
-of that condition at its region.
+rate them: `CONDITIONS`); its remaining times from those steps also go to the lanes
+of that condition, at its region and anywhere.
 
 An open order is estimated from the furthest step it reached: the remaining time
 of the legs that reached the same step, given that as much time has passed already
@@ -49,7 +49,6 @@ USUAL_SHARE = 0.9  # usual: as quick as 9 in 10 recent legs of the lane (health'
 # The line haul, where usual is told: before it and after it, steps have fixed limits of their own (warehouse
 # dwell, pick-up, delivery dwell in schemas/health.yaml).
 USUAL_STEPS = frozenset({Status.IN_TRANSIT.rank, Status.CUSTOMS.rank})
-BEYOND_HISTORY_LOOK_MS = 6 * 3_600_000  # how often an order slower than all history is looked at again
 NEGLIGIBLE = 1e-6  # weights below this (about 20 half-lives old) are dropped
 FIRST_STEP, LAST_STEP = Status.PAID.rank, Status.OUT_FOR_DELIVERY.rank  # the steps legs are learned from
 STEP_NAMES = {status.rank: status.value for status in LIFECYCLE[FIRST_STEP : LAST_STEP + 1]}
@@ -291,10 +290,12 @@ class Estimate:
         none of them need not be estimated again: estimating costs as much as assessing health)."""
         return not self.arrived and self.made_for == made_for and now_ms < self.p10_ms
 
-    def usual_at(self, step: int) -> Usual | None:
-        """What was usual from the step, if it was made there: an order keeps the usual of its step while it is
-        at it, so that lanes learning from the slow parcels of a backlog do not clear the backlog's own."""
-        if self.made_for[0] != step or self.usual_by_ms is None:
+    def usual_at(self, made_for: MadeFor) -> Usual | None:
+        """What was usual from the step, if it was made there for the same lane: an order keeps the usual of its
+        step while it is at it, so that lanes learning from the slow parcels of a backlog do not clear the
+        backlog's own."""
+        step = made_for[0]
+        if self.made_for[0] != step or self.made_for[2:4] != made_for[2:4] or self.usual_by_ms is None:
             return None
         return self.usual_by_ms, self.usual_lane
 
@@ -305,12 +306,21 @@ class Estimate:
     @property
     def next_look_ms(self) -> int:
         """When to estimate again if nothing happens: once the median has passed, the time already passed
-        leaves out more of the quicker legs; beyond history, every few hours."""
-        return self.eta_ms + (BEYOND_HISTORY_LOOK_MS if self.beyond_history else 0)
+        leaves out more of the quicker legs."""
+        return self.eta_ms
+
+    @property
+    def _footing(self) -> tuple[int, tuple[str | None, ...], bool]:
+        """What it stands on: its step and lane, and whether it tells what is usual."""
+        return self.made_for[0], self.made_for[2:4], self.usual_by_ms is None
 
     def moved_from(self, other: Estimate | None) -> bool:
-        """Whether it is news: the median moved by 30 minutes or more, or the risk by 5 points."""
+        """Whether it is news: the median moved by 30 minutes or more, or the risk by 5 points; or it was made for
+        another step or lane, or tells what is usual where the other did not (the usual an order keeps at its
+        step is the published estimate's: usual_at)."""
         if other is None or self.arrived != other.arrived:
+            return True
+        if self._footing != other._footing:
             return True
         risk, was = self.promise_at_risk, other.promise_at_risk
         risk_moved = (risk is None) != (was is None) or (
@@ -334,8 +344,8 @@ def estimate(
     legs (weighed against now) that took longer than the time already passed; None before payment or
     while no lane knows enough. under: the external condition on its way since that step, if any; usual: what
     was usual from that step when the order was first estimated there (it holds while the order is at it). An order
-    slower already than the legs of every lane that knows its step is due now, as far as history can tell:
-    late if its promise has passed, else no risk to claim."""
+    slower already than the legs of every lane that knows its step is held up: it has as long again to go from
+    now as from its step."""
     made_for = (furthest_step(reached), promised_at_ms, carrier, region_code, under)
     lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY, under)))
     known = [(lane, learned) for lane in lanes if (learned := figures.get(lane_key(*lane))) is not None]
@@ -343,22 +353,23 @@ def estimate(
         if not reached[rank]:
             continue
         since, beyond_history = reached[rank], None
-        if usual is None and rank in USUAL_STEPS:
+        if usual is None and rank in USUAL_STEPS and rank == made_for[0]:
             usual = _usual(known, rank, since, now_ms, settings)
         added = _added_by(figures, under, rank, now_ms, settings) if under is not None else None
         for lane, learned in known:
             if (legs := learned.legs(rank, now_ms)) < settings.min_legs:
                 continue
-            pieces, left = _beyond(learned.steps[rank], max(now_ms - since, 0))
-            basis = f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
             adding = None if lane[2] else added  # a condition's own lane has it in its legs already
+            extra = adding[0] if adding is not None else 0.0  # of the time passed, what the condition took
+            pieces, left = _beyond(learned.steps[rank], max(now_ms - since - extra, 0))
+            basis = f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
             if legs * left >= settings.min_legs / 4:  # a quarter of the legs a lane needs: enough to go on
                 slow = f"{legs * left:.0f} of {legs:.0f} recent legs took this long or longer"
                 return _estimate(pieces, f"{basis}: {slow}", since, made_for, usual, adding)
             if beyond_history is None:  # as long again from now as from the step: what a parcel held up has left
                 whole, _ = _beyond(learned.steps[rank], 0)
                 again = f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}; as long again from now"
-                beyond_history = replace(_estimate(whole, again, now_ms, made_for, usual, adding), beyond_history=True)
+                beyond_history = replace(_estimate(whole, again, now_ms, made_for, usual, None), beyond_history=True)
         if beyond_history is not None:
             return beyond_history
     return None

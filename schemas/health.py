@@ -439,13 +439,15 @@ def delay_on_way(
     """The worst external condition the weather and port_congestion factors rate, in force at some time from
     from_ms to to_ms on an order's way: a warning at its destination, or a congested port if it crosses a
     border (until it is out for delivery). Named as eta.CONDITIONS name it ('weather red'); None if none."""
+    to_ms = max(from_ms, to_ms)  # a step read just ahead of event time: the conditions at its time
     weather_factor, port_factor = policy.factors.get("weather"), policy.factors.get("port_congestion")
     weather = port = None
     if weather_factor is not None and (warnings := conditions.weather.get(region_code or "")):
         weather = _worst_warning(weather_factor, warnings, from_ms, to_ms)
-    if port_factor is not None and conditions.ports and _is_cross_border(port_factor, channel, reached):
-        port_until = min(to_ms, reached[Status.OUT_FOR_DELIVERY.rank] or to_ms)
-        port = _worst_congestion(port_factor, conditions, from_ms, port_until) if from_ms <= port_until else None
+    port_until = min(to_ms, reached[Status.OUT_FOR_DELIVERY.rank] or to_ms)  # then the port is behind it
+    before_port = from_ms < port_until or not reached[Status.OUT_FOR_DELIVERY.rank]
+    if port_factor is not None and conditions.ports and before_port and _is_cross_border(port_factor, channel, reached):
+        port = _worst_congestion(port_factor, conditions, from_ms, port_until)
     found = [(severity, kind) for severity, kind in ((weather, "weather"), (port, "port")) if severity is not None]
     if not found:
         return None

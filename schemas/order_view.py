@@ -226,10 +226,10 @@ class OrderView:
         if not step:
             return None  # not paid yet
         under = delay_on_way(policy, conditions, facts.channel, facts.region_code, reached, reached[step], now_ms)
-        previous = self.eta
-        if previous is not None and previous.holds_for((step, promised, *self._lane, under), now_ms):
+        previous, made_for = self.eta, (step, promised, *self._lane, under)
+        if previous is not None and previous.holds_for(made_for, now_ms):
             return previous
-        usual = previous.usual_at(step) if previous is not None else None
+        usual = previous.usual_at(made_for) if previous is not None else None
         return estimate(figures, *self._lane, reached, promised, now_ms, policy.eta, under, usual)
 
     def _reached_by(self, at_ms: int) -> tuple[int, ...]:

@@ -231,6 +231,10 @@ def test_legs_through_a_condition_are_learned_apart_and_estimate_the_orders_unde
     assert elsewhere.p10_ms - own.p10_ms == pytest.approx(elsewhere.eta_ms - own.eta_ms, abs=1)  # shifted whole
     assert elsewhere.basis.startswith("shunfeng to 440305, from in_transit: 40 of 40 recent legs took this long")
     assert elsewhere.basis.endswith("; 21 h more through a weather warning at the destination (yellow), from 25 legs")
+    for hours_on in (10, 30, 40):  # the time the storm took is not left out of its own lane's legs, nor added twice
+        later = estimate(figures, "shunfeng", "440305", picked_up, None, T0 + hours_on * HOUR, SETTINGS,
+                         under="weather yellow")  # fmt: skip
+        assert later is not None and later.eta_ms == pytest.approx(elsewhere.eta_ms, abs=1.5 * HOUR)
     unlearned = estimate(figures, "shunfeng", SHANGHAI, picked_up, None, T0, SETTINGS, under="port red")
     assert unlearned is not None and unlearned.eta_ms == usual.eta_ms  # no leg went through it: the usual lanes
 
@@ -401,10 +405,14 @@ def test_a_completed_order_never_told_delivered_has_no_arrival() -> None:
 def test_an_order_slower_than_its_lane_usually_is_yellow_then_red_and_alerted_when_no_event_comes() -> None:
     state = OrderState.in_memory()
     orders = OrderStage(state, RETENTION, load_health_policy())
-    orders.apply(uniform_legs(100, 10, 40))  # from the pick-up: 9 in 10 within 37 h (8 in 10 34 h, 19 in 20 38.5 h)
+    legs = [replace(one, remaining=((Status.SHIPPED.rank, ms + 2 * HOUR), (IN_TRANSIT, ms)))
+            for one in uniform_legs(100, 10, 40) for _, ms in one.remaining]  # fmt: skip
+    orders.apply(legs)  # from the pick-up: 9 in 10 within 37 h (8 in 10 34 h, 19 in 20 38.5 h)
     order = OrderRef("tmall", "backlogged")
     picked_up = T0 + 5 * HOUR
-    orders.apply(order_events(order, T0, None), picked_up)
+    paid, shipped, in_transit = order_events(order, T0, None)
+    orders.apply([paid, shipped], T0 + 3 * HOUR)  # estimated (and published) at the step before first
+    orders.apply([in_transit], picked_up)
     usual_by = state.orders[order.key].eta.usual_by_ms  # type: ignore[union-attr]
     assert usual_by is not None and abs(usual_by - (picked_up + 37 * HOUR)) < 20 * MINUTE_MS
 

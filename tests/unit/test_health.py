@@ -346,8 +346,11 @@ def test_the_delay_on_an_orders_way_is_the_worst_condition_in_force_at_some_time
     assert delay_on_way(POLICY, conditions, "douyin", None, customs, T0 + 25 * HOUR, T0 + 30 * HOUR) == "port yellow"
     assert delay("xiaohongshu", 0, 1, region=None) is None  # before the port's first reading
     out_for_delivery = tuple(T0 + 30 * HOUR if status == Status.OUT_FOR_DELIVERY else 0 for status in LIFECYCLE)
-    past_port = delay_on_way(POLICY, conditions, "xiaohongshu", None, out_for_delivery, T0 + 31 * HOUR, T0 + 40 * HOUR)
-    assert past_port is None  # out for delivery: the port is behind it
+    for from_h in (30, 31):  # from the moment it is out for delivery, the port is behind it
+        at_ms = T0 + from_h * HOUR
+        assert delay_on_way(POLICY, conditions, "xiaohongshu", None, out_for_delivery, at_ms, T0 + 40 * HOUR) is None
+    read_ahead = delay_on_way(POLICY, conditions, "xiaohongshu", None, nothing_reached, T0 + 5 * HOUR, T0 + 4 * HOUR)
+    assert read_ahead == "port yellow"  # a step read just ahead of event time: the port at its time
 
 
 @pytest.mark.parametrize(
