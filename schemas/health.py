@@ -96,6 +96,13 @@ class Facts:
     failed_changes: tuple[tuple[int, str, str], ...]  # (event time, kind, error)
     arrival: Estimate | None = None  # as estimated at the same time (schemas/eta.py)
 
+    def with_arrival(self, arrival: Estimate | None) -> Facts:
+        """The facts with the arrival estimated from them (positional, not dataclasses.replace: once per
+        assessment)."""
+        return Facts(self.channel, self.status, self.status_at_ms, self.reached, self.scanned_at_ms,
+                     self.position_at_ms, self.promised_at_ms, self.region_code, self.intents, self.failed_changes,
+                     arrival)  # fmt: skip
+
 
 def is_condition(signal: Signal) -> bool:
     """Whether health reads the signal (traffic incidents need the route, which orders do not have yet)."""
@@ -439,14 +446,17 @@ def delay_on_way(
     """The worst external condition the weather and port_congestion factors rate, in force at some time from
     from_ms to to_ms on an order's way: a warning at its destination, or a congested port if it crosses a
     border (until it is out for delivery). Named as eta.CONDITIONS name it ('weather red'); None if none."""
+    warnings = conditions.weather.get(region_code or "")
+    port_factor = policy.factors.get("port_congestion")
+    crosses = port_factor is not None and bool(conditions.ports) and _is_cross_border(port_factor, channel, reached)
+    if not warnings and not crosses:
+        return None  # the usual case: nothing in force that it could meet
     to_ms = max(from_ms, to_ms)  # a step read just ahead of event time: the conditions at its time
-    weather_factor, port_factor = policy.factors.get("weather"), policy.factors.get("port_congestion")
-    weather = port = None
-    if weather_factor is not None and (warnings := conditions.weather.get(region_code or "")):
+    weather_factor, weather, port = policy.factors.get("weather"), None, None
+    if weather_factor is not None and warnings:
         weather = _worst_warning(weather_factor, warnings, from_ms, to_ms)
     port_until = min(to_ms, reached[Status.OUT_FOR_DELIVERY.rank] or to_ms)  # then the port is behind it
-    before_port = from_ms < port_until or not reached[Status.OUT_FOR_DELIVERY.rank]
-    if port_factor is not None and conditions.ports and before_port and _is_cross_border(port_factor, channel, reached):
+    if port_factor is not None and crosses and (from_ms < port_until or not reached[Status.OUT_FOR_DELIVERY.rank]):
         port = _worst_congestion(port_factor, conditions, from_ms, port_until)
     found = [(severity, kind) for severity, kind in ((weather, "weather"), (port, "port")) if severity is not None]
     if not found:

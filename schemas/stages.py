@@ -668,7 +668,7 @@ class OrderStage(Stage[OrderView]):
         policy = self._policy
         facts = view.facts_for_health(now_ms)
         fresh = view.arrival(self._context, facts, now_ms, policy, conditions)
-        health = assess(replace(facts, arrival=fresh), now_ms, conditions, policy)
+        health = assess(facts.with_arrival(fresh), now_ms, conditions, policy)
         published = view.eta
         stale = published is None or published.is_past(now_ms)
         eta = published if fresh is not None and not stale and not fresh.moved_from(published) else fresh
