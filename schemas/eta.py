@@ -38,6 +38,7 @@ from typing import Any
 from schemas.compact import compact_pickle
 from schemas.events import OrderRef
 from schemas.fields import Rejected, json_object, required
+from schemas.geo import Point
 from schemas.lifecycle import LIFECYCLE, Status
 
 ANY = "*"  # a lane's carrier or region when its neighbours are pooled
@@ -84,6 +85,7 @@ class Leg:
     delivered_at_ms: int
     remaining: tuple[tuple[int, int], ...]  # (step rank, ms from reaching it to delivery), by rank
     under: tuple[tuple[int, str], ...] = ()  # (step rank, the worst of CONDITIONS on its way), those with one
+    delivered_near: Point | None = None  # where it was delivered, if its delivery scan told
 
     def json(self) -> str:
         remaining = {STEP_NAMES[rank]: ms for rank, ms in self.remaining}
@@ -91,7 +93,7 @@ class Leg:
         return json.dumps(
             {"channel": self.order.channel, "order_id": self.order.order_id, "carrier": self.carrier,
              "region_code": self.region_code, "delivered_at": self.delivered_at_ms, "remaining_ms": remaining,
-             "under": under},
+             "under": under, "delivered_near": self.delivered_near},
             ensure_ascii=False,
         )  # fmt: skip
 
@@ -110,6 +112,7 @@ def leg_of(
     region_code: str | None,
     reached: tuple[int, ...],
     under: Callable[[int, int], str | None],
+    delivered_near: Point | None = None,
 ) -> Leg | None:
     """The leg of an order that has just been delivered; None when its lane is unknown. under(from, to) names
     the worst external condition on its way between two times, if any."""
@@ -119,7 +122,7 @@ def leg_of(
     steps = [rank for rank in range(FIRST_STEP, LAST_STEP + 1) if reached[rank] and reached[rank] <= delivered]
     remaining = tuple((rank, delivered - reached[rank]) for rank in steps)
     conditions = tuple((rank, named) for rank in steps if (named := under(reached[rank], delivered)))
-    return Leg(order, carrier, region_code, delivered, remaining, conditions) if remaining else None
+    return Leg(order, carrier, region_code, delivered, remaining, conditions, delivered_near) if remaining else None
 
 
 def read_leg(raw: str, *_: Any) -> list[Any]:
@@ -141,7 +144,20 @@ def read_leg(raw: str, *_: Any) -> list[Any]:
     if not all(name and name != ANY and "|" not in name for name in (carrier, region)):
         raise Rejected("out_of_range", "carrier and region_code name a lane: not empty, not '*', no '|'")
     conditions = tuple(sorted((STEPS_BY_NAME[name], named) for name, named in under.items()))
-    return [Leg(order, carrier, region, required(payload, "delivered_at", int), steps, conditions)]
+    delivered_at = required(payload, "delivered_at", int)
+    return [Leg(order, carrier, region, delivered_at, steps, conditions, _point(payload.get("delivered_near")))]
+
+
+def _point(value: Any) -> Point | None:
+    """A leg's delivered_near: absent or null (not told, or written before it was), else [lat, lon]."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(x, int | float) for x in value)):
+        raise Rejected("wrong_type", "delivered_near is [lat, lon] or null")
+    lat, lon = float(value[0]), float(value[1])
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise Rejected("out_of_range", f"delivered_near {value} is not a latitude and longitude")
+    return lat, lon
 
 
 # --- learning -------------------------------------------------------------------------------
@@ -156,8 +172,10 @@ def bucket_of(remaining_ms: int) -> int:
 # The remaining times (ms) each bucket spans.
 EDGES = tuple((0.0 if bucket == 0 else FLOOR_MS * RATIO ** (bucket - 1), FLOOR_MS * RATIO**bucket)
               for bucket in range(BUCKETS))  # fmt: skip
-MadeFor = tuple[int, int | None, str | None, str | None, str | None]  # furthest step, promise, carrier, region, under
+# Furthest step, promise, carrier, region, the external condition on its way, and when a road holding it up clears.
+MadeFor = tuple[int, int | None, str | None, str | None, str | None, int | None]
 Lane = tuple[str, str, str]  # carrier, region, external condition ('' for legs under any or none)
+Held = tuple[int, str]  # held up on the way until then (a traffic incident), and why in words
 Usual = tuple[int, str]  # when USUAL_SHARE of a lane's legs from a step had arrived, and that lane and step in words
 Sample = tuple[int, tuple[tuple[int, int], ...]]  # a leg as learned: delivered at, (step rank, bucket) of each step
 
@@ -279,7 +297,7 @@ class Estimate:
     promise_at_risk: float | None  # probability of arriving after the promise; None without one
     basis: str  # in words: which lane and step, from how many legs
     arrived: bool = False  # the delivery itself, no longer an estimate
-    made_for: MadeFor = (0, None, None, None, None)
+    made_for: MadeFor = (0, None, None, None, None, None)
     beyond_history: bool = False  # slower already than the legs of every lane that knows its step
     usual_by_ms: int | None = None  # when USUAL_SHARE of its lane's legs from its step had arrived (USUAL_STEPS)
     usual_lane: str = ""  # that lane and step, in words
@@ -339,14 +357,16 @@ def estimate(
     settings: EtaSettings,
     under: str | None = None,
     usual: Usual | None = None,
+    held: Held | None = None,
 ) -> Estimate | None:
     """The order's arrival, from the furthest step it reached, at the most specific lane with min_legs
     legs (weighed against now) that took longer than the time already passed; None before payment or
     while no lane knows enough. under: the external condition on its way since that step, if any; usual: what
-    was usual from that step when the order was first estimated there (it holds while the order is at it). An order
-    slower already than the legs of every lane that knows its step is held up: it has as long again to go from
-    now as from its step."""
-    made_for = (furthest_step(reached), promised_at_ms, carrier, region_code, under)
+    was usual from that step when the order was first estimated there (it holds while the order is at it); held: a
+    road holding it up until then, whose wait comes on top. An order slower already than the legs of every lane
+    that knows its step is held up: it has as long again to go from now as from its step."""
+    made_for = (furthest_step(reached), promised_at_ms, carrier, region_code, under, held[0] if held else None)
+    waits = (max(held[0] - now_ms, 0), held[1]) if held is not None else None
     lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY, under)))
     known = [(lane, learned) for lane in lanes if (learned := figures.get(lane_key(*lane))) is not None]
     for rank in range(LAST_STEP, FIRST_STEP - 1, -1) if known else ():
@@ -365,11 +385,12 @@ def estimate(
             basis = f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
             if legs * left >= settings.min_legs / 4:  # a quarter of the legs a lane needs: enough to go on
                 slow = f"{legs * left:.0f} of {legs:.0f} recent legs took this long or longer"
-                return _estimate(pieces, f"{basis}: {slow}", since, made_for, usual, adding)
+                return _estimate(pieces, f"{basis}: {slow}", since, made_for, usual, _plus(adding, waits))
             if beyond_history is None:  # as long again from now as from the step: what a parcel held up has left
                 whole, _ = _beyond(learned.steps[rank], 0)
                 again = f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}; as long again from now"
-                beyond_history = replace(_estimate(whole, again, now_ms, made_for, usual, None), beyond_history=True)
+                estimated = _estimate(whole, again, now_ms, made_for, usual, waits)
+                beyond_history = replace(estimated, beyond_history=True)
         if beyond_history is not None:
             return beyond_history
     return None
@@ -389,7 +410,13 @@ def _estimate(
     return Estimate(p50, p10, p90, risk, basis, made_for=made_for, usual_by_ms=usual_by, usual_lane=usual_lane)
 
 
-Added = tuple[float, str]  # what a condition adds (ms), and in words
+Added = tuple[float, str]  # what a condition or a wait adds (ms), and in words
+
+
+def _plus(added: Added | None, more: Added | None) -> Added | None:
+    if added is None or more is None:
+        return added or more
+    return added[0] + more[0], f"{added[1]}; {more[1]}"
 
 
 def _added_by(

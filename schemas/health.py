@@ -14,7 +14,7 @@ every assessment carries the configuration's version.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 from pathlib import Path
@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import yaml
 
 from schemas.compact import compact_pickle
-from schemas.eta import Estimate, EtaSettings, condition
+from schemas.eta import Estimate, EtaSettings, Held, condition
 from schemas.events import Signal
+from schemas.geo import Point, km_between, km_from_way
 from schemas.lifecycle import Status
 
 HEALTH_CONFIG = Path(__file__).with_name("health.yaml")
@@ -94,6 +95,7 @@ class Facts:
     region_code: str | None
     intents: tuple[tuple[int, str], ...]  # (event time, intent) of the buyer's messages
     failed_changes: tuple[tuple[int, str, str], ...]  # (event time, kind, error)
+    position: Point | None = None  # where its newest position by then (position_at_ms) put it
     arrival: Estimate | None = None  # as estimated at the same time (schemas/eta.py)
 
     def with_arrival(self, arrival: Estimate | None) -> Facts:
@@ -101,15 +103,18 @@ class Facts:
         assessment)."""
         return Facts(self.channel, self.status, self.status_at_ms, self.reached, self.scanned_at_ms,
                      self.position_at_ms, self.promised_at_ms, self.region_code, self.intents, self.failed_changes,
-                     arrival)  # fmt: skip
+                     self.position, arrival)  # fmt: skip
 
 
 def is_condition(signal: Signal) -> bool:
-    """Whether health reads the signal (traffic incidents need the route, which orders do not have yet)."""
-    return signal.kind.startswith("weather_") or signal.kind == "port_congestion"
+    """Whether health reads the signal."""
+    return signal.kind.startswith("weather_") or signal.kind in ("port_congestion", "traffic_incident")
 
 
 WeatherWarning = tuple[int, str, str, int | None]  # issued at, level, phenomenon, until
+# Reported at, severity (1..4), where (lat, lon), the delay it announces in minutes: the road is held up until
+# then, or until a later report of the road says otherwise.
+TrafficReport = tuple[int, int, float, float, int]
 
 
 @compact_pickle
@@ -120,22 +125,41 @@ class Conditions:
 
     weather: Mapping[str, tuple[WeatherWarning, ...]]  # region -> its latest warnings, by issue time
     ports: Mapping[str, tuple[tuple[int, float], ...]]  # port code -> its latest (at, congestion index)
+    traffic: Mapping[str, tuple[TrafficReport, ...]]  # road -> its latest incident reports, by time
+    # Region -> where its parcels are delivered (the delivery scan of its newest leg): the end of a parcel's way.
+    places: Mapping[str, Point]
 
     @classmethod
     def none(cls) -> Conditions:
-        return cls({}, {})
+        return cls({}, {}, {}, {})
 
     def observe(self, signal: Signal) -> Conditions:
         """The conditions with the signal (the same object when it was known)."""
         if signal.kind.startswith("weather_"):
             warning = (signal.at_ms, signal.level, signal.kind.removeprefix("weather_"), signal.until_ms)
             kept = _latest(self.weather.get(signal.subject, ()), warning)
-            return self if kept is None else Conditions({**self.weather, signal.subject: kept}, self.ports)
+            return self if kept is None else replace(self, weather={**self.weather, signal.subject: kept})
         if signal.kind == "port_congestion":
             reading = (signal.at_ms, float(signal.level))
             readings = _latest(self.ports.get(signal.subject, ()), reading)
-            return self if readings is None else Conditions(self.weather, {**self.ports, signal.subject: readings})
+            return self if readings is None else replace(self, ports={**self.ports, signal.subject: readings})
+        if signal.kind == "traffic_incident" and signal.lat is not None and signal.lon is not None:
+            report = (signal.at_ms, int(signal.level), signal.lat, signal.lon, signal.delay_min or 0)
+            reports = _latest(self.traffic.get(signal.subject, ()), report)
+            return self if reports is None else replace(self, traffic={**self.traffic, signal.subject: reports})
         return self
+
+    def with_places(self, delivered: Mapping[str, Point]) -> Conditions:
+        """The conditions with where parcels to these regions were delivered (the same object if no region moved by
+        PLACE_MOVES_KM: a region is a district, its deliveries a few km apart)."""
+        moved = {
+            region: point for region, point in delivered.items()
+            if (known := self.places.get(region)) is None or km_between(known, point) > PLACE_MOVES_KM
+        }  # fmt: skip
+        return replace(self, places={**self.places, **moved}) if moved else self
+
+
+PLACE_MOVES_KM = 5.0
 
 
 KEPT_MS = 3 * 24 * 60 * MINUTE_MS  # signals older than the subject's newest by more than this are dropped
@@ -431,6 +455,61 @@ def _is_cross_border(factor: Factor, channel: str, reached: tuple[int, ...]) -> 
     return channel in factor.settings["cross_border_channels"] or bool(reached[Status.CUSTOMS.rank])
 
 
+def traffic_on_way(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    """A traffic incident in force near the parcel's way: from where it was seen lately to where parcels to its
+    region are delivered. The worst counts, then the nearest."""
+    found, next_change = _traffic_on_way(factor, facts, now_ms, conditions)
+    if found is None:
+        return None, next_change
+    severity, km, road, (at, level, _, _, delay_min) = found
+    reason = (f"traffic incident on {road} {km:.0f} km from the parcel's way (severity {level} of 4, "
+              f"{duration(delay_min * MINUTE_MS)} delay expected from {china_time(at)})")  # fmt: skip
+    return factor.finding(severity, reason, at, f"traffic incident on {road}, severity {level}"), next_change
+
+
+OnWay = tuple[Severity, float, str, TrafficReport]  # rated, km from the way, road, report
+ON_THE_ROAD = (Status.IN_TRANSIT, Status.CUSTOMS, Status.OUT_FOR_DELIVERY)
+
+
+def _traffic_on_way(
+    factor: Factor, facts: Facts, now_ms: int, conditions: Conditions
+) -> tuple[OnWay | None, int | None]:
+    """The worst (then nearest) traffic incident the factor rates within near_km of an order's way, while its
+    position is at most fresh_min old (an older one no longer tells where it is); and when that may change."""
+    if not conditions.traffic or facts.status not in ON_THE_ROAD or facts.position is None:
+        return None, None
+    destination = conditions.places.get(facts.region_code or "")
+    seen_until = facts.position_at_ms + factor.minutes("fresh_min")
+    if destination is None or now_ms >= seen_until:
+        return None, None
+    in_force, changes = traffic_in_force(conditions, now_ms)
+    yellow_from, red_from = int(factor.settings["yellow_from_severity"]), int(factor.settings["red_from_severity"])
+    found: list[OnWay] = []
+    for road, report in in_force:
+        level, where = report[1], (report[2], report[3])
+        if (
+            level >= yellow_from
+            and (km := km_from_way(where, facts.position, destination)) <= factor.settings["near_km"]
+        ):
+            found.append((Severity.RED if level >= red_from else Severity.YELLOW, km, road, report))
+    next_change = min((*changes, seen_until))
+    return max(found, key=lambda on_way: (on_way[0], -on_way[1]), default=None), next_change
+
+
+def traffic_in_force(conditions: Conditions, now_ms: int) -> tuple[list[tuple[str, TrafficReport]], list[int]]:
+    """Each road's newest report by now, while the delay it announced lasts; and the times after now when that
+    changes (a report begins or ends)."""
+    in_force: list[tuple[str, TrafficReport]] = []
+    changes: list[int] = []
+    for road, reports in conditions.traffic.items():  # by time
+        changes.extend(report[0] for report in reports if report[0] > now_ms)
+        past = [report for report in reports if report[0] <= now_ms]
+        if past and now_ms < (ends := past[-1][0] + past[-1][4] * MINUTE_MS):
+            in_force.append((road, past[-1]))
+            changes.append(ends)
+    return in_force, changes
+
+
 # --- external delays on an order's way, for its arrival estimate (schemas/eta.py) --------------
 
 
@@ -495,10 +574,23 @@ def _worst_congestion(factor: Factor, conditions: Conditions, from_ms: int, to_m
     return Severity.RED if highest >= float(factor.settings["red_from_index"]) else Severity.YELLOW
 
 
+def traffic_hold(policy: HealthPolicy, conditions: Conditions, facts: Facts, now_ms: int) -> Held | None:
+    """The traffic incident health finds on an order's way (traffic_on_way), as its arrival takes it: held up
+    until the road clears, when the delay the incident announced is over."""
+    factor = policy.factors.get("traffic_on_way")
+    found = _traffic_on_way(factor, facts, now_ms, conditions)[0] if factor is not None else None
+    if found is None:
+        return None
+    _, _, road, (at, _, _, _, delay_min) = found
+    clears_at = at + delay_min * MINUTE_MS
+    return clears_at, f"held up by a traffic incident on {road} until {china_time(clears_at)}"
+
+
 Rule = Callable[[Factor, Facts, int, Conditions], Assessed]
 RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
     first_update_late, warehouse_dwell, no_pickup, gps_stale, scans_stale, delivery_dwell, promise,
     slower_than_usual, carrier_exception, service_intents, modification_failed, weather, port_congestion,
+    traffic_on_way,
 )}  # fmt: skip
 
 
@@ -521,6 +613,7 @@ REQUIRED_SETTINGS = {
     "modification_failed": ("red_from_count",),
     "weather": ("severity",),
     "port_congestion": ("yellow_from_index", "red_from_index", "cross_border_channels"),
+    "traffic_on_way": ("yellow_from_severity", "red_from_severity", "near_km", "fresh_min"),
 }
 
 
@@ -580,7 +673,9 @@ def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) ->
         if str(level).upper() not in Severity.__members__:
             raise fail(f"{key}.severity", f"{level!r} is not yellow or red")
     numbers = [
-        settings[k] for k in ("yellow_after_min", "red_after_min", "warn_before_min", "red_from_count") if k in settings
+        settings[k]
+        for k in ("yellow_after_min", "red_after_min", "warn_before_min", "red_from_count", "fresh_min")
+        if k in settings
     ]
     if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in numbers):
         raise fail(key, "minutes and counts are whole numbers of at least 1")

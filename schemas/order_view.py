@@ -21,7 +21,8 @@ from schemas.alerts import Incident
 from schemas.compact import compact_pickle
 from schemas.eta import Estimate, LaneFigures, Leg, estimate, furthest_step, leg_of
 from schemas.events import CustomerAssignment, OrderEvent, OrderModification, OrderRef, ServiceMessage
-from schemas.health import KEPT_SILENCE_MS, Conditions, Facts, Health, HealthPolicy, delay_on_way
+from schemas.geo import Point
+from schemas.health import KEPT_SILENCE_MS, Conditions, Facts, Health, HealthPolicy, delay_on_way, traffic_hold
 from schemas.identity import RANK_LIMIT, customer_rank
 from schemas.lifecycle import LIFECYCLE, Status, StatusTrack, shown
 from schemas.rules import NO_DECISIONS, Decisions
@@ -211,7 +212,8 @@ class OrderView:
         conditions: Conditions,
     ) -> Estimate | None:
         """Its arrival as estimated at now_ms from what its lane (carrier, region) learned (schemas/eta.py), and
-        the lanes of the external condition on its way since its furthest step, if any; once delivered, its
+        the lanes of the external condition on its way since its furthest step, if any, and the wait of a road
+        that holds it up (a traffic incident health finds on its way); once delivered, its
         delivery; none while cancelled or on its way back. It reads the facts health read at now_ms
         (facts_for_health): only the steps reached by then (or just after: READ_AHEAD_MS) count, since an order is
         assessed at the watermark, and on a replay its scans of later steps may have been read already."""
@@ -226,11 +228,12 @@ class OrderView:
         if not step:
             return None  # not paid yet
         under = delay_on_way(policy, conditions, facts.channel, facts.region_code, reached, reached[step], now_ms)
-        previous, made_for = self.eta, (step, promised, *self._lane, under)
+        held = traffic_hold(policy, conditions, facts, now_ms)
+        previous, made_for = self.eta, (step, promised, *self._lane, under, held[0] if held else None)
         if previous is not None and previous.holds_for(made_for, now_ms):
             return previous
         usual = previous.usual_at(made_for) if previous is not None else None
-        return estimate(figures, *self._lane, reached, promised, now_ms, policy.eta, under, usual)
+        return estimate(figures, *self._lane, reached, promised, now_ms, policy.eta, under, usual, held)
 
     def _reached_by(self, at_ms: int) -> tuple[int, ...]:
         """The time of each lifecycle step reached by at_ms; 0 for the others."""
@@ -267,7 +270,14 @@ class OrderView:
         def under(from_ms: int, to_ms: int) -> str | None:
             return delay_on_way(policy, conditions, channel, region_code, reached, from_ms, to_ms)
 
-        return leg_of(self.order, carrier, region_code, reached, under)
+        return leg_of(self.order, carrier, region_code, reached, under, self._delivered_near())
+
+    def _delivered_near(self) -> Point | None:
+        """Where it was delivered: its newest position, if taken at its delivery (the delivery scan's area)."""
+        position, delivered = self.position, self.reached[DELIVERED_RANK]
+        if position is None or not delivered - DELIVERY_SEEN_MS <= position[0] <= delivered + DELIVERY_SEEN_MS:
+            return None
+        return position[1], position[2]
 
     def leg_due_ms(self, settle_ms: int) -> int | None:
         """When its leg may go: a while after its delivery, so that late events of its earlier steps are in it
@@ -324,7 +334,13 @@ class OrderView:
             region_code=_value(self.region_code),
             intents=self.intents,
             failed_changes=_still_failed(self.changes),
+            position=self._position_by(known_by),
         )
+
+    def _position_by(self, at_ms: int) -> Point | None:
+        """Where its newest position put it, if that was by at_ms (on a replay, a later one may have been read)."""
+        position = self.position
+        return (position[1], position[2]) if position is not None and position[0] <= at_ms else None
 
     def row(self) -> Row | None:
         """The orders_current row, or None while no source has said what state the order is in."""
@@ -368,6 +384,7 @@ NO_ETA = (None, None, None, None, "")
 
 
 SCANS_KEPT = 16  # health reads the newest scan at or before its time: enough to pass over the scans read ahead
+DELIVERY_SEEN_MS = 60 * 60_000  # a position this close to the delivery's time is where it was delivered
 # Positions closer than this make one run: only silences longer than this are kept (health.py refuses a GPS
 # threshold below it), so a trip of any length takes a few runs.
 RUN_GAP_MS = KEPT_SILENCE_MS

@@ -39,6 +39,7 @@ from schemas.events import (
     WaybillPosition,
     fact_id_of,
 )
+from schemas.geo import Point
 from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
 from schemas.order_view import Mark, OrderView, is_passed_on_position
@@ -546,6 +547,7 @@ class OrderStage(Stage[OrderView]):
                 changes.append(item)
         if legs := [leg for leg in legs if watermark_ms == UNKNOWN or leg.delivered_at_ms <= watermark_ms + DAY_MS]:
             learn(self._context, legs, self._policy.eta)  # a leg from beyond tomorrow is a clock gone wrong
+            self._keep(self._conditions().with_places(_delivery_places(legs)))
         conditions, rules = self._conditions(), self._rules()
         for key, order_changes in grouped(changes, order_key).items():
             before = self.entities.get(key)
@@ -731,13 +733,20 @@ class OrderStage(Stage[OrderView]):
         return conditions
 
     def _observe(self, signal: Signal) -> None:
-        conditions = self._conditions()
-        observed = conditions.observe(signal)
-        if observed is not conditions:
-            self._context[self.CONDITIONS] = observed
+        self._keep(self._conditions().observe(signal))
+
+    def _keep(self, conditions: Conditions) -> None:
+        if conditions is not self._conditions():
+            self._context[self.CONDITIONS] = conditions
 
 
 NO_CONDITIONS = Conditions.none()
+
+
+def _delivery_places(legs: list[Leg]) -> dict[str, Point]:
+    """Where the legs were delivered, by region: the newest leg's place that told one."""
+    by_time = sorted((leg for leg in legs if leg.delivered_near is not None), key=lambda leg: leg.delivered_at_ms)
+    return {leg.region_code: leg.delivered_near for leg in by_time if leg.delivered_near is not None}
 
 
 def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:
