@@ -452,3 +452,82 @@ def test_slower_than_usual_is_told_on_the_line_haul_only() -> None:
     orders.apply([paid, shipped], T0 + 3 * HOUR)
     rows = orders.check_due(T0 + 4 * DAY_MS)
     assert {step.incident.alert_type for step in rows.alerts} == {"no_pickup"}
+
+
+# --- traffic on the way ---------------------------------------------------------------------------
+
+SHANGHAI_AT, HANGZHOU_AT, BEIJING_AT = (31.2304, 121.4737), (30.2592, 120.1302), (39.9219, 116.4436)
+G15_CLOSED = Signal("traffic_incident", "G15", T0 + 6 * HOUR, None, "4", lat=30.91, lon=121.12, delay_min=8 * 60)
+
+
+def test_a_traffic_incident_near_a_parcels_way_turns_it_red_and_holds_its_arrival_until_the_road_clears() -> None:
+    state = OrderState.in_memory()
+    orders = OrderStage(state, RETENTION, load_health_policy())
+    orders.apply([replace(one, delivered_near=SHANGHAI_AT) for one in uniform_legs(40, 24, 26)])
+    assert state.context["conditions"].places == {SHANGHAI: SHANGHAI_AT}  # where parcels to the region arrive
+    orders.apply([G15_CLOSED], T0 + 6 * HOUR)
+
+    def shown(order: OrderRef, seen_at: tuple[float, float], at_ms: int) -> dict[str, Any]:
+        scan = OrderEvent(
+            order, at_ms, RAW_CARRIER, Status.IN_TRANSIT, detail="hub", position=seen_at, carrier="shunfeng"
+        )
+        rows = orders.apply([*order_events(order, T0, None), scan], at_ms)
+        return dict(zip(ORDERS_CURRENT.column_names, rows.current[-1], strict=True)) | {"alerts": rows.alerts}
+
+    held, clear = (
+        shown(OrderRef("tmall", "held"), HANGZHOU_AT, T0 + 7 * HOUR),
+        shown(OrderRef("tmall", "clear"), BEIJING_AT, T0 + 7 * HOUR),
+    )  # the G15 near Shanghai is 6 km from the way from Hangzhou, 49 km from the way from Beijing
+    assert held["health_reasons"] == [
+        "traffic incident on G15 6 km from the parcel's way (severity 4 of 4, 8 h delay expected from 12-01 14:00 China time)"
+    ]
+    assert [(step.step, step.incident.alert_type, step.incident.opened_at_ms) for step in held["alerts"]] == [
+        ("opened", "traffic_on_way", T0 + 6 * HOUR)
+    ]
+    assert clear["health_reasons"] == [] and clear["alerts"] == []
+    assert held["eta_basis"].endswith("; held up by a traffic incident on G15 until 12-01 22:00 China time")
+    assert held["eta"] - clear["eta"] == pytest.approx(7 * HOUR, abs=MINUTE_MS)  # the road clears 7 h after now
+
+    cleared = orders.check_due(T0 + 14 * HOUR + MINUTE_MS)  # looked at again when the road clears
+    reasons = dict(zip(ORDERS_CURRENT.column_names, cleared.current[-1], strict=True))["health_reasons"]
+    assert reasons == [] and [(step.step, step.incident.alert_type) for step in cleared.alerts] == [
+        ("resolved", "traffic_on_way")
+    ]
+
+
+def test_a_parcel_not_seen_lately_or_a_minor_incident_or_an_unknown_destination_is_not_held() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    orders.apply([replace(one, delivered_near=SHANGHAI_AT) for one in uniform_legs(40, 24, 26)])
+    minor = replace(G15_CLOSED, subject="S32", level="1")
+    closed_later = Signal("traffic_incident", "G60", T0 + 10 * HOUR, None, "4", lat=30.91, lon=121.12, delay_min=60)
+    orders.apply([minor, closed_later], T0 + 6 * HOUR)
+    order, to_beijing = OrderRef("tmall", "seen"), OrderRef("tmall", "to Beijing")
+
+    def reasons_after(*events: OrderEvent) -> list[str]:
+        rows = orders.apply(list(events), max(e.at_ms for e in events))
+        reasons: list[str] = rows.current[-1][ORDERS_CURRENT.column_names.index("health_reasons")]
+        return reasons
+
+    def scan(at_ms: int, position: tuple[float, float] | None, of: OrderRef = order) -> OrderEvent:
+        return OrderEvent(of, at_ms, RAW_CARRIER, Status.IN_TRANSIT, detail=f"hub {at_ms}", position=position)
+
+    assert reasons_after(*order_events(order, T0, None), scan(T0 + 6 * HOUR, HANGZHOU_AT)) == []  # only minor
+    assert reasons_after(scan(T0 + 10 * HOUR, None)) == []  # G60 closed: last seen 4 h ago, where is it now?
+    seen_again = reasons_after(scan(T0 + 10 * HOUR + MINUTE_MS, HANGZHOU_AT))
+    assert [reason.split(" km ")[0] for reason in seen_again] == ["traffic incident on G60 6"]
+    paid, *rest = order_events(to_beijing, T0, None)
+    unknown = reasons_after(replace(paid, region_code="110105"), *rest, scan(T0 + 10 * HOUR, HANGZHOU_AT, to_beijing))
+    assert unknown == []  # no parcel to Beijing was delivered yet: where it goes is unknown
+
+
+def test_a_leg_tells_where_it_was_delivered_when_its_delivery_scan_did() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    told, untold = OrderRef("tmall", "told"), OrderRef("tmall", "untold")
+    delivered_at = T0 + 30 * HOUR
+    signed = OrderEvent(told, delivered_at, RAW_CARRIER, Status.DELIVERED, position=SHANGHAI_AT, carrier="shunfeng")
+    ping = OrderEvent(untold, T0 + 20 * HOUR, "raw.logistics.gps", position=HANGZHOU_AT)  # a vehicle's, hours before
+    no_place = OrderEvent(untold, delivered_at, RAW_CARRIER, Status.DELIVERED, carrier="shunfeng")
+    orders.apply([*order_events(told, T0, None), signed, *order_events(untold, T0, None), ping, no_place], delivered_at)
+    legs = {one.order.order_id: one for one in orders.check_due(delivered_at + 3 * HOUR).legs}
+    assert (legs["told"].delivered_near, legs["untold"].delivered_near) == (SHANGHAI_AT, None)
+    assert read_leg(legs["told"].json()) == [legs["told"]]
