@@ -479,7 +479,8 @@ def test_a_traffic_incident_near_a_parcels_way_turns_it_red_and_holds_its_arriva
         shown(OrderRef("tmall", "clear"), BEIJING_AT, T0 + 7 * HOUR),
     )  # the G15 near Shanghai is 6 km from the way from Hangzhou, 49 km from the way from Beijing
     assert held["health_reasons"] == [
-        "traffic incident on G15 6 km from the parcel's way (severity 4 of 4, 8 h delay expected from 12-01 14:00 China time)"
+        "traffic incident on G15 6 km from the parcel's way "
+        "(severity 4 of 4, 8 h delay expected from 12-01 14:00 China time)"
     ]
     assert [(step.step, step.incident.alert_type, step.incident.opened_at_ms) for step in held["alerts"]] == [
         ("opened", "traffic_on_way", T0 + 6 * HOUR)

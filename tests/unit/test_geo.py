@@ -9,7 +9,8 @@ from geopy.distance import geodesic
 
 from schemas.geo import Point, km_between, km_from_way
 
-HANGZHOU, SHANGHAI, CHENGDU, BEIJING = (30.2592, 120.1302), (31.2304, 121.4737), (30.6424, 104.0430), (39.9219, 116.4436)
+HANGZHOU, SHANGHAI = (30.2592, 120.1302), (31.2304, 121.4737)
+CHENGDU, BEIJING = (30.6424, 104.0430), (39.9219, 116.4436)
 
 
 def km_from_way_by_walking(point: Point, start: Point, end: Point, steps: int = 400) -> float:
