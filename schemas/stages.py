@@ -40,7 +40,7 @@ from schemas.events import (
     fact_id_of,
 )
 from schemas.geo import Point
-from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition
+from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition, traffic_hold
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
 from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.rules import NO_RULES, PublishedRules, RuleError, RuleSet, Subject
@@ -555,7 +555,7 @@ class OrderStage(Stage[OrderView]):
             if view is before:
                 continue
             now = max(watermark_ms, view.assessed_at_ms)  # never back: see version
-            if view.track.current is not None and not _moved_while_well(before, order_changes, now):
+            if view.track.current is not None and not self._moved_quietly(before, view, order_changes, now, conditions):
                 if now <= 0:  # no event time yet, nor an earlier assessment: nothing can be found overdue
                     view = self._look_again_at_first_event(view)
                 else:
@@ -568,6 +568,18 @@ class OrderStage(Stage[OrderView]):
             self._assess_all(watermark_ms, conditions, rules, rows)
         self._checks.flush()
         return rows
+
+    def _moved_quietly(
+        self, before: OrderView | None, view: OrderView, changes: list[OrderChange], now_ms: int, conditions: Conditions
+    ) -> bool:
+        """Whether the changes moved a well order on without news (_moved_while_well): not when its way now passes
+        a traffic incident in force, which its vehicle's positions are the only way to find."""
+        if not _moved_while_well(before, changes, now_ms):
+            return False
+        return (
+            not conditions.traffic
+            or traffic_hold(self._policy, conditions, view.facts_for_health(now_ms), now_ms) is None
+        )
 
     def _assess_all(self, watermark_ms: int, conditions: Conditions, rules: RuleSet, rows: OrderRows) -> None:
         """A new rule set is in force: every order is assessed under it now, not only as each is next heard
@@ -752,9 +764,10 @@ def _delivery_places(legs: list[Leg]) -> dict[str, Point]:
 def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:
     """Whether the changes are only newer positions of an order that was well, already on a vehicle
     at now_ms (a position newer than its last scan), before its next check: such a position can only
-    put the thresholds later, so an assessment would find nothing new. Positions are the commonest
-    order events (one per vehicle fix passed on), so they skip it. Conditions that arrived since reach
-    the order at its next assessment, as they reach a quiet order (signals assess no one)."""
+    put the thresholds later, so an assessment would find nothing new (but see traffic, in
+    OrderStage._moved_quietly). Positions are the commonest order events (one per vehicle fix passed
+    on), so they skip it. Conditions that arrived since reach the order at its next assessment, as they
+    reach a quiet order (signals assess no one)."""
     if before is None or before.health is None:
         return False
     if not all(isinstance(change, OrderEvent) and is_passed_on_position(change) for change in changes):

@@ -18,7 +18,7 @@ from schemas.health import MINUTE_MS, load_health_policy
 from schemas.lifecycle import LIFECYCLE, Status
 from schemas.stages import DAY_MS, OrderStage, OrderState, Retention
 from schemas.tables import ORDER_HEALTH_HISTORY, ORDERS_CURRENT
-from schemas.topics import RAW_CARRIER, RAW_WMS
+from schemas.topics import RAW_CARRIER, RAW_GPS, RAW_WMS
 
 HOUR = 60 * MINUTE_MS
 T0 = 1_764_547_200_000  # 2025-12-01T00:00Z
@@ -532,3 +532,23 @@ def test_a_leg_tells_where_it_was_delivered_when_its_delivery_scan_did() -> None
     legs = {one.order.order_id: one for one in orders.check_due(delivered_at + 3 * HOUR).legs}
     assert (legs["told"].delivered_near, legs["untold"].delivered_near) == (SHANGHAI_AT, None)
     assert read_leg(legs["told"].json()) == [legs["told"]]
+
+
+def test_a_vehicles_position_that_brings_a_well_parcels_way_near_a_traffic_incident_is_news() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    orders.apply([replace(one, delivered_near=SHANGHAI_AT) for one in uniform_legs(40, 24, 26)])
+    orders.apply([G15_CLOSED], T0 + 6 * HOUR)
+    order = OrderRef("tmall", "on a vehicle")
+    scan = OrderEvent(order, T0 + 5 * HOUR, RAW_CARRIER, Status.IN_TRANSIT, detail="hub", position=BEIJING_AT)
+    well = orders.apply([*order_events(order, T0, None), scan], T0 + 6 * HOUR)
+    assert well.current[-1][ORDERS_CURRENT.column_names.index("health_reasons")] == []  # its way is 49 km off
+
+    def moved_to(at_ms: int, where: tuple[float, float]) -> list[str]:
+        fix = OrderEvent(order, at_ms, RAW_GPS, detail="vehicle 浙A·SF0001", position=where)
+        reasons: list[str] = orders.apply([fix], at_ms).current[-1][ORDERS_CURRENT.column_names.index("health_reasons")]
+        return reasons
+
+    assert moved_to(T0 + 6 * HOUR + 10 * MINUTE_MS, (39.0, 117.0)) == []  # further on: no news, not assessed
+    assert [reason.split(" km ")[0] for reason in moved_to(T0 + 6 * HOUR + 20 * MINUTE_MS, HANGZHOU_AT)] == [
+        "traffic incident on G15 6"
+    ]
