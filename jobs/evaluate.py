@@ -55,6 +55,7 @@ FINDS = {
     "rainstorm": ("weather", "slower_than_usual", "promise"),
     "port_congestion": ("port_congestion", "slower_than_usual", "promise"),
     "modification_failures": ("modification_failed",),
+    "road_closure": ("traffic_on_way", "slower_than_usual", "promise"),
 }
 HORIZONS_H = ((0, 6), (6, 24), (24, 48), (48, 24 * 30))  # hours before arrival
 

@@ -19,20 +19,18 @@ def km_between(a: Point, b: Point) -> float:
     return _angle_between(a, b) * EARTH_KM
 
 
-def km_from_way(point: Point, start: Point, end: Point) -> float:
-    """The distance from a point to the great-circle way from start to end: to its nearest point on the way,
-    which is an end if the point lies beyond either."""
+def km_from_way(point: Point, start: Point, end: Point) -> float | None:
+    """The distance from a point to the great-circle way from start to end (to its nearest point: the end, if the
+    point lies beyond it); None if the point lies behind the start, where what goes that way has been already."""
     from_start, way = _angle_between(start, point), _angle_between(start, end)
-    if way == 0.0:
+    if from_start == 0.0 or way == 0.0:
         return from_start * EARTH_KM
     turn = _bearing(start, point) - _bearing(start, end)
-    across = math.asin(max(-1.0, min(1.0, math.sin(from_start) * math.sin(turn))))
     if math.cos(turn) < 0:
-        return from_start * EARTH_KM  # behind the start
+        return None
+    across = math.asin(max(-1.0, min(1.0, math.sin(from_start) * math.sin(turn))))
     along = math.acos(max(-1.0, min(1.0, math.cos(from_start) / math.cos(across))))
-    if along > way:
-        return km_between(point, end)
-    return abs(across) * EARTH_KM
+    return km_between(point, end) if along > way else abs(across) * EARTH_KM
 
 
 def _angle_between(a: Point, b: Point) -> float:

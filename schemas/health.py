@@ -456,42 +456,49 @@ def _is_cross_border(factor: Factor, channel: str, reached: tuple[int, ...]) -> 
 
 
 def traffic_on_way(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
-    """A traffic incident in force near the parcel's way: from where it was seen lately to where parcels to its
-    region are delivered. The worst counts, then the nearest."""
+    """A traffic incident in force on the parcel's way ahead, from where it was seen lately to where parcels to its
+    region are delivered (yellow); red once it is held up at one that closes the road. The worst counts, then the
+    nearest."""
     found, next_change = _traffic_on_way(factor, facts, now_ms, conditions)
     if found is None:
         return None, next_change
     severity, km, road, (at, level, _, _, delay_min) = found
-    reason = (f"traffic incident on {road} {km:.0f} km from the parcel's way (severity {level} of 4, "
-              f"{duration(delay_min * MINUTE_MS)} delay expected from {china_time(at)})")  # fmt: skip
+    told = f"severity {level} of 4, {duration(delay_min * MINUTE_MS)} delay expected from {china_time(at)}"
+    if severity == Severity.RED:
+        reason = f"held up at a traffic incident on {road} ({told})"
+    else:
+        reason = f"traffic incident on {road} {km:.0f} km from the parcel's way ahead ({told})"
     return factor.finding(severity, reason, at, f"traffic incident on {road}, severity {level}"), next_change
 
 
 OnWay = tuple[Severity, float, str, TrafficReport]  # rated, km from the way, road, report
-ON_THE_ROAD = (Status.IN_TRANSIT, Status.CUSTOMS, Status.OUT_FOR_DELIVERY)
+LINE_HAUL = (Status.IN_TRANSIT, Status.CUSTOMS)
 
 
 def _traffic_on_way(
     factor: Factor, facts: Facts, now_ms: int, conditions: Conditions
 ) -> tuple[OnWay | None, int | None]:
-    """The worst (then nearest) traffic incident the factor rates within near_km of an order's way, while its
-    position is at most fresh_min old (an older one no longer tells where it is); and when that may change."""
-    if not conditions.traffic or facts.status not in ON_THE_ROAD or facts.position is None:
+    """The worst (then nearest) traffic incident the factor rates on an order's way ahead (within near_km) or where
+    it stands (within held_km: red from red_from_severity), while its position is at most fresh_min old (an older
+    one no longer tells where it is); and when that may change. On the line haul only: a city's delivery rounds
+    are not its way between cities."""
+    if not conditions.traffic or facts.status not in LINE_HAUL or facts.position is None:
         return None, None
     destination = conditions.places.get(facts.region_code or "")
     seen_until = facts.position_at_ms + factor.minutes("fresh_min")
     if destination is None or now_ms >= seen_until:
         return None, None
     in_force, changes = traffic_in_force(conditions, now_ms)
-    yellow_from, red_from = int(factor.settings["yellow_from_severity"]), int(factor.settings["red_from_severity"])
+    settings = factor.settings
     found: list[OnWay] = []
     for road, report in in_force:
         level, where = report[1], (report[2], report[3])
-        if (
-            level >= yellow_from
-            and (km := km_from_way(where, facts.position, destination)) <= factor.settings["near_km"]
-        ):
-            found.append((Severity.RED if level >= red_from else Severity.YELLOW, km, road, report))
+        if level < settings["yellow_from_severity"]:
+            continue
+        if level >= settings["red_from_severity"] and km_between(where, facts.position) <= settings["held_km"]:
+            found.append((Severity.RED, 0.0, road, report))
+        elif (km := km_from_way(where, facts.position, destination)) is not None and km <= settings["near_km"]:
+            found.append((Severity.YELLOW, km, road, report))
     next_change = min((*changes, seen_until))
     return max(found, key=lambda on_way: (on_way[0], -on_way[1]), default=None), next_change
 
@@ -575,15 +582,20 @@ def _worst_congestion(factor: Factor, conditions: Conditions, from_ms: int, to_m
 
 
 def traffic_hold(policy: HealthPolicy, conditions: Conditions, facts: Facts, now_ms: int) -> Held | None:
-    """The traffic incident health finds on an order's way (traffic_on_way), as its arrival takes it: held up
-    until the road clears, when the delay the incident announced is over."""
-    factor = policy.factors.get("traffic_on_way")
-    found = _traffic_on_way(factor, facts, now_ms, conditions)[0] if factor is not None else None
-    if found is None:
+    """A parcel held up at a traffic incident (traffic_on_way, red), as its arrival takes it: it goes on when the
+    road clears, once the delay the incident announced is over."""
+    found = traffic_found(policy, conditions, facts, now_ms)
+    if found is None or found[0] != Severity.RED:
         return None
     _, _, road, (at, _, _, _, delay_min) = found
     clears_at = at + delay_min * MINUTE_MS
     return clears_at, f"held up by a traffic incident on {road} until {china_time(clears_at)}"
+
+
+def traffic_found(policy: HealthPolicy, conditions: Conditions, facts: Facts, now_ms: int) -> OnWay | None:
+    """What the traffic_on_way factor finds on an order's way, if it is configured."""
+    factor = policy.factors.get("traffic_on_way")
+    return _traffic_on_way(factor, facts, now_ms, conditions)[0] if factor is not None else None
 
 
 Rule = Callable[[Factor, Facts, int, Conditions], Assessed]
@@ -613,7 +625,7 @@ REQUIRED_SETTINGS = {
     "modification_failed": ("red_from_count",),
     "weather": ("severity",),
     "port_congestion": ("yellow_from_index", "red_from_index", "cross_border_channels"),
-    "traffic_on_way": ("yellow_from_severity", "red_from_severity", "near_km", "fresh_min"),
+    "traffic_on_way": ("yellow_from_severity", "red_from_severity", "near_km", "held_km", "fresh_min"),
 }
 
 
@@ -679,6 +691,9 @@ def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) ->
     ]
     if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in numbers):
         raise fail(key, "minutes and counts are whole numbers of at least 1")
+    distances = [settings[k] for k in ("near_km", "held_km") if k in settings]
+    if not all(isinstance(km, int | float) and not isinstance(km, bool) and km > 0 for km in distances):
+        raise fail(key, "distances (km) are numbers above 0")
     if "yellow_after_min" in settings and settings["yellow_after_min"] > settings["red_after_min"]:
         raise fail(key, "yellow_after_min must not exceed red_after_min")
     if name == "gps_stale" and settings["yellow_after_min"] * MINUTE_MS <= KEPT_SILENCE_MS:

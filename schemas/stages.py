@@ -40,7 +40,7 @@ from schemas.events import (
     fact_id_of,
 )
 from schemas.geo import Point
-from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition, traffic_hold
+from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition, traffic_found
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
 from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.rules import NO_RULES, PublishedRules, RuleError, RuleSet, Subject
@@ -578,7 +578,7 @@ class OrderStage(Stage[OrderView]):
             return False
         return (
             not conditions.traffic
-            or traffic_hold(self._policy, conditions, view.facts_for_health(now_ms), now_ms) is None
+            or traffic_found(self._policy, conditions, view.facts_for_health(now_ms), now_ms) is None
         )
 
     def _assess_all(self, watermark_ms: int, conditions: Conditions, rules: RuleSet, rows: OrderRows) -> None:

@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from connectors.simulator import payloads
-from connectors.simulator.world import CITIES, Carrier, City
+from connectors.simulator.world import CITIES, PING_EVERY_MS, WAREHOUSES, Carrier, City, Warehouse, on_the_way_to_hub
 from schemas import topics
 
 if TYPE_CHECKING:
     from connectors.simulator.simulation import Message, OrderTruth
 
 HOUR = 3_600_000
-DELAYING = ("rainstorm", "hub_backlog", "port_congestion")  # incidents that slow deliveries
+DELAYING = ("rainstorm", "hub_backlog", "port_congestion", "road_closure")  # incidents that slow deliveries
+# The road closure: the expressway from a warehouse to its carriers' hubs closes at this ping of their drive, this
+# long after the day began, for this long (and says so).
+CLOSED_ROAD, CLOSURE_AT_PING, CLOSES_AFTER_MS, CLOSED_FOR_MS = "G4", 9, 10 * HOUR, 8 * HOUR
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Scenario:
     failing_channel: str | None = None  # this channel's order modifications mostly fail
     unpicked_share: float = 0.0  # parcels shipped but never picked up by the carrier
     silent_tracker_share: float = 0.0  # vehicles whose GPS goes silent after departure
+    closed_road_from: Warehouse | None = None  # the road from this warehouse to the hubs closes for hours
 
     @property
     def incidents(self) -> list[str]:
@@ -39,6 +43,7 @@ class Scenario:
             "modification_failures": self.failing_channel,
             "never_picked_up": self.unpicked_share,
             "silent_trackers": self.silent_tracker_share,
+            "road_closure": self.closed_road_from,
         }
         return [name for name, on in switches.items() if on]
 
@@ -54,6 +59,15 @@ class Scenario:
             delay += rng.uniform(24, 72)
             order.incidents.append("port_congestion")
         return delay
+
+    def road_hold_ms(self, warehouse: Warehouse, departed_ms: int, start_ms: int) -> int:
+        """How long a vehicle leaving the warehouse for the hub at departed_ms waits at the closed road: one that
+        reaches the closure while it is closed goes on when it opens."""
+        if warehouse != self.closed_road_from:
+            return 0
+        closes = start_ms + CLOSES_AFTER_MS
+        reaches = departed_ms + CLOSURE_AT_PING * PING_EVERY_MS
+        return closes + CLOSED_FOR_MS - reaches if closes <= reaches < closes + CLOSED_FOR_MS else 0
 
     def never_picked_up(self, rng: random.Random, order: OrderTruth, carrier: Carrier) -> bool:
         if rng.random() < self.unpicked_share:
@@ -88,6 +102,11 @@ class Scenario:
                "expected_delay_min": 30, "ts": payloads.iso_utc(start_ms + 9 * HOUR)}, start_ms + 9 * HOUR  # fmt: skip
         if self.rain_city is not None:
             yield _weather(self.rain_city, "rainstorm", "orange", start_ms + 10 * HOUR), start_ms + 10 * HOUR
+        if self.closed_road_from is not None:
+            lat, lon = on_the_way_to_hub(self.closed_road_from, CLOSURE_AT_PING)
+            closes = start_ms + CLOSES_AFTER_MS
+            yield {"type": "traffic_incident", "road": CLOSED_ROAD, "lat": lat, "lon": lon, "severity": 4,
+                   "expected_delay_min": CLOSED_FOR_MS // 60_000, "ts": payloads.iso_utc(closes)}, closes  # fmt: skip
 
 
 def _weather(city: City, phenomenon: str, level: str, issued: int) -> dict[str, Any]:
@@ -103,6 +122,7 @@ SCENARIOS = {
     "modification_failures": Scenario("modification_failures", failing_channel="douyin"),
     "never_picked_up": Scenario("never_picked_up", unpicked_share=0.05),
     "silent_trackers": Scenario("silent_trackers", silent_tracker_share=0.2),
+    "road_closure": Scenario("road_closure", closed_road_from=WAREHOUSES[2]),
     # Every way an order goes quiet, on one day: what `make test` scores silence detection on.
     "silences": Scenario("silences", unpicked_share=0.05, silent_tracker_share=0.2),
 }

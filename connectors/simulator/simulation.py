@@ -17,12 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from connectors.simulator import payloads
-from connectors.simulator.scenarios import DELAYING, SCENARIOS, Scenario
+from connectors.simulator.scenarios import CLOSURE_AT_PING, DELAYING, SCENARIOS, Scenario
 from connectors.simulator.world import (
     CARRIERS,
     CHANNELS,
     CITIES,
+    DRIVE_TO_HUB_PINGS,
     HOURLY,
+    PING_EVERY_MS,
     WAREHOUSES,
     Carrier,
     Channel,
@@ -30,6 +32,7 @@ from connectors.simulator.world import (
     Warehouse,
     distance_km,
     nearest_warehouse,
+    on_the_way_to_hub,
 )
 from schemas import topics
 
@@ -37,7 +40,6 @@ MINUTE, HOUR = 60_000, 3_600_000
 MALFORMED_SHARE = 0.01
 DUPLICATE_SHARE = 0.02
 LATE_SHARE = 0.03
-PING_EVERY_MS = 10 * MINUTE
 
 
 @dataclass(frozen=True)
@@ -286,7 +288,12 @@ class World:
         delay_h = self.scenario.delay_hours(r, truth, carrier, city)
         delivered = picked_up + int((transit_h + delay_h) * HOUR) + r.randrange(0, 6) * HOUR
         cross_border = fact["channel"] == "xiaohongshu" and r.random() < 0.3
-        hub = self._vehicle_trip(carrier, warehouse, picked_up, waybill)
+        departed = self._vehicle_trip(carrier, warehouse, picked_up, waybill)
+        held = self.scenario.road_hold_ms(warehouse, departed, self.start_ms)
+        if held:
+            truth.incidents.append("road_closure")
+        hub = departed + DRIVE_TO_HUB_PINGS * PING_EVERY_MS + held
+        delivered += held
         self.orders_by_waybill[waybill] = truth
         plan = [("揽收", "1", picked_up, warehouse.city, f"{warehouse.city.district}营业部"),
                 ("在途", "0", hub, warehouse.city, f"{warehouse.city.name}转运中心")]  # fmt: skip
@@ -295,8 +302,8 @@ class World:
             delivered += customs - hub
             plan.append(("清关", "8", customs, city, "海关监管仓"))
             self._channel_event(fact, "customs", customs)
-        if delay_h:  # late from the moment it would have arrived without the incident
-            on_time = delivered - int(delay_h * HOUR)
+        if delay_h or held:  # late from the moment it would have arrived without the incident
+            on_time = delivered - int(delay_h * HOUR) - held
             truth.breaches |= {incident: on_time for incident in truth.incidents if incident in DELAYING}
         plan += [("在途", "0", delivered - r.randrange(8, 14) * HOUR, city, f"{city.name}转运中心"),
                  ("派件", "5", delivered - r.randrange(1, 5) * HOUR, city, f"{city.district}营业部"),
@@ -311,10 +318,10 @@ class World:
         return delivered
 
     def _vehicle_trip(self, carrier: Carrier, warehouse: Warehouse, picked_up: int, waybill: str) -> int:
-        """Parcels picked up in the same hour leave on one vehicle; returns the hub arrival time."""
+        """Parcels picked up in the same hour leave on one vehicle for the hub; returns its departure time."""
         departure_hour = picked_up // HOUR + 1
         self.vehicles.setdefault((carrier.code, warehouse.code, departure_hour), []).append(waybill)
-        return departure_hour * HOUR + 2 * HOUR
+        return departure_hour * HOUR
 
     # --- line-haul, signals and noise ----------------------------------------------------
 
@@ -340,13 +347,20 @@ class World:
                 self._emit(topics.RAW_GPS, vehicle, payloads.dumps(ping), ping["ts"])
 
     def _pings(self, vehicle: str, warehouse: Warehouse, departed: int) -> Iterator[dict[str, Any]]:
-        for i in range(1, 13):  # two hours of driving towards the hub
-            at = departed + i * PING_EVERY_MS
-            fix = self.rng.random() > 0.05
-            lat = warehouse.city.lat + 0.01 * i if fix else 0.0
-            lon = warehouse.city.lon + 0.012 * i if fix else 0.0
-            yield {"vehicle_id": vehicle, "ts": at, "lat": round(lat, 6), "lon": round(lon, 6),
-                   "speed_kmh": round(self.rng.uniform(40, 90), 1) if fix else 0.0, "heading": 45}  # fmt: skip
+        """Its drive to the hub, a ping every 10 minutes; held at a closed road, it stands there until it opens."""
+        held = self.scenario.road_hold_ms(warehouse, departed, self.start_ms)
+        for i in range(1, DRIVE_TO_HUB_PINGS + 1):
+            at = departed + i * PING_EVERY_MS + (held if i > CLOSURE_AT_PING else 0)
+            yield self._ping(vehicle, at, on_the_way_to_hub(warehouse, i), moving=True)
+            if i == CLOSURE_AT_PING:
+                for waited in range(PING_EVERY_MS, held, PING_EVERY_MS):
+                    yield self._ping(vehicle, at + waited, on_the_way_to_hub(warehouse, i), moving=False)
+
+    def _ping(self, vehicle: str, at: int, where: tuple[float, float], moving: bool) -> dict[str, Any]:
+        fix = self.rng.random() > 0.05
+        lat, lon = where if fix else (0.0, 0.0)
+        speed = round(self.rng.uniform(40, 90), 1) if fix and moving else 0.0
+        return {"vehicle_id": vehicle, "ts": at, "lat": lat, "lon": lon, "speed_kmh": speed, "heading": 45}
 
     def _noise(self) -> None:
         """Duplicates and late arrivals, as real sources send them."""

@@ -98,5 +98,14 @@ def distance_km(a: City, b: City) -> float:
     return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 
+# A vehicle's drive from its warehouse to the carriers' hub: this many pings, one every PING_EVERY_MS.
+DRIVE_TO_HUB_PINGS, PING_EVERY_MS = 12, 10 * 60_000
+
+
+def on_the_way_to_hub(warehouse: Warehouse, ping: int) -> tuple[float, float]:
+    """Where a vehicle is at its nth ping of the drive to the hub (0: the warehouse): north-east of the city."""
+    return round(warehouse.city.lat + 0.01 * ping, 6), round(warehouse.city.lon + 0.012 * ping, 6)
+
+
 def nearest_warehouse(city: City) -> Warehouse:
     return min(WAREHOUSES, key=lambda w: distance_km(w.city, city))

@@ -457,43 +457,41 @@ def test_slower_than_usual_is_told_on_the_line_haul_only() -> None:
 # --- traffic on the way ---------------------------------------------------------------------------
 
 SHANGHAI_AT, HANGZHOU_AT, BEIJING_AT = (31.2304, 121.4737), (30.2592, 120.1302), (39.9219, 116.4436)
+G15_AT = (30.91, 121.12)
 G15_CLOSED = Signal("traffic_incident", "G15", T0 + 6 * HOUR, None, "4", lat=30.91, lon=121.12, delay_min=8 * 60)
 
 
-def test_a_traffic_incident_near_a_parcels_way_turns_it_red_and_holds_its_arrival_until_the_road_clears() -> None:
+def test_a_parcel_held_up_at_a_closed_road_is_red_and_arrives_when_it_clears_one_ahead_is_yellow() -> None:
     state = OrderState.in_memory()
     orders = OrderStage(state, RETENTION, load_health_policy())
     orders.apply([replace(one, delivered_near=SHANGHAI_AT) for one in uniform_legs(40, 24, 26)])
     assert state.context["conditions"].places == {SHANGHAI: SHANGHAI_AT}  # where parcels to the region arrive
     orders.apply([G15_CLOSED], T0 + 6 * HOUR)
 
-    def shown(order: OrderRef, seen_at: tuple[float, float], at_ms: int) -> dict[str, Any]:
+    def shown(name: str, seen_at: tuple[float, float]) -> dict[str, Any]:
+        order, at_ms = OrderRef("tmall", name), T0 + 7 * HOUR
         scan = OrderEvent(
             order, at_ms, RAW_CARRIER, Status.IN_TRANSIT, detail="hub", position=seen_at, carrier="shunfeng"
         )
         rows = orders.apply([*order_events(order, T0, None), scan], at_ms)
         return dict(zip(ORDERS_CURRENT.column_names, rows.current[-1], strict=True)) | {"alerts": rows.alerts}
 
-    held, clear = (
-        shown(OrderRef("tmall", "held"), HANGZHOU_AT, T0 + 7 * HOUR),
-        shown(OrderRef("tmall", "clear"), BEIJING_AT, T0 + 7 * HOUR),
-    )  # the G15 near Shanghai is 6 km from the way from Hangzhou, 49 km from the way from Beijing
-    assert held["health_reasons"] == [
-        "traffic incident on G15 6 km from the parcel's way "
-        "(severity 4 of 4, 8 h delay expected from 12-01 14:00 China time)"
-    ]
+    held, ahead = shown("held", G15_AT), shown("ahead", HANGZHOU_AT)
+    passed, clear = shown("passed", (31.0, 121.3)), shown("clear", BEIJING_AT)  # towards Shanghai past it; 49 km off
+    told = "(severity 4 of 4, 8 h delay expected from 12-01 14:00 China time)"
+    assert held["health_reasons"] == [f"held up at a traffic incident on G15 {told}"]
+    assert ahead["health_reasons"] == [f"traffic incident on G15 6 km from the parcel's way ahead {told}"]
+    assert passed["health_reasons"] == clear["health_reasons"] == []
     assert [(step.step, step.incident.alert_type, step.incident.opened_at_ms) for step in held["alerts"]] == [
         ("opened", "traffic_on_way", T0 + 6 * HOUR)
     ]
-    assert clear["health_reasons"] == [] and clear["alerts"] == []
+    assert ahead["alerts"] == passed["alerts"] == clear["alerts"] == []  # alerted from red
     assert held["eta_basis"].endswith("; held up by a traffic incident on G15 until 12-01 22:00 China time")
     assert held["eta"] - clear["eta"] == pytest.approx(7 * HOUR, abs=MINUTE_MS)  # the road clears 7 h after now
+    assert ahead["eta"] == clear["eta"]  # it may be through before the road clears: no wait told
 
     cleared = orders.check_due(T0 + 14 * HOUR + MINUTE_MS)  # looked at again when the road clears
-    reasons = dict(zip(ORDERS_CURRENT.column_names, cleared.current[-1], strict=True))["health_reasons"]
-    assert reasons == [] and [(step.step, step.incident.alert_type) for step in cleared.alerts] == [
-        ("resolved", "traffic_on_way")
-    ]
+    assert [(step.step, step.order.order_id) for step in cleared.alerts] == [("resolved", "held")]
 
 
 def test_a_parcel_not_seen_lately_or_a_minor_incident_or_an_unknown_destination_is_not_held() -> None:

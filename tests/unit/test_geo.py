@@ -42,7 +42,6 @@ def test_great_circle_distances_are_within_half_a_percent_of_the_geodesic(a: Poi
     [
         ((30.91, 121.12), HANGZHOU, SHANGHAI),  # beside the middle of a short way (the G15 near Shanghai)
         ((34.80, 113.69), CHENGDU, BEIJING),  # Zhengzhou, beside a long one
-        ((30.00, 119.00), HANGZHOU, SHANGHAI),  # behind the start: the distance to the start
         ((32.00, 122.00), HANGZHOU, SHANGHAI),  # beyond the end: the distance to the end
         ((30.50, 120.70), HANGZHOU, SHANGHAI),  # on the other side of the way
     ],
@@ -51,6 +50,7 @@ def test_the_distance_from_a_way_is_to_its_nearest_point(point: Point, start: Po
     assert km_from_way(point, start, end) == pytest.approx(km_from_way_by_walking(point, start, end), rel=0.01, abs=0.5)
 
 
-def test_a_way_that_goes_nowhere_is_its_start() -> None:
-    assert km_from_way(SHANGHAI, HANGZHOU, HANGZHOU) == pytest.approx(km_between(SHANGHAI, HANGZHOU))
+def test_what_lies_behind_the_start_is_not_on_the_way_but_the_start_itself_is() -> None:
+    assert km_from_way((30.00, 119.00), HANGZHOU, SHANGHAI) is None  # south-west of Hangzhou, going north-east
     assert km_from_way(HANGZHOU, HANGZHOU, SHANGHAI) == 0.0
+    assert km_from_way(SHANGHAI, HANGZHOU, HANGZHOU) == pytest.approx(km_between(SHANGHAI, HANGZHOU))  # nowhere

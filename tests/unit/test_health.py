@@ -363,6 +363,8 @@ def test_the_delay_on_an_orders_way_is_the_worst_condition_in_force_at_some_time
         (lambda s: s.replace("{yellow: 15, red: 35}", "{yellow: 15}", 1), "penalties: required"),
         (lambda s: s.replace("min_legs: 20", "min_legs: -1"), "eta: required: half_life_days, min_legs and settle_min"),
         (lambda s: s.replace("yellow_after_min: 40", "yellow_after_min: 9"), "gps_stale: yellow_after_min must exceed"),
+        (lambda s: s.replace("held_km: 2", "held_km: near"), "traffic_on_way: distances"),
+        (lambda s: s.replace("    fresh_min: 180", ""), "traffic_on_way: missing fresh_min"),
     ],
 )
 def test_a_wrong_health_file_is_refused_naming_the_file_and_the_key(tmp_path: Path, edit: Any, message: str) -> None:

@@ -96,3 +96,26 @@ def test_each_vehicle_id_names_one_trip_so_the_truth_of_silent_trackers_holds() 
         if manifest:
             trips.setdefault(manifest["vehicle_id"], set()).add(tuple(manifest["waybills"]))  # repeats: one trip
     assert trips and all(len(loads) == 1 for loads in trips.values())
+
+
+def test_vehicles_reaching_a_closed_road_stand_at_it_until_it_opens_and_their_parcels_are_late_by_that() -> None:
+    simulation = simulate(800, 3, START, "road_closure")
+    told = [_json_or_none(m.value) for m in simulation.messages if m.topic in ("raw.signals", "raw.logistics.gps")]
+    values = [value for value in told if isinstance(value, dict)]  # not the broken copies, made on purpose
+    (closure,) = [value for value in values if value.get("severity") == 4]
+    closes = int(datetime.fromisoformat(closure["ts"]).timestamp() * 1000)
+    opens = closes + closure["expected_delay_min"] * 60_000
+    at_closure = (closure["lat"], closure["lon"])
+    standing = [ping for ping in values if ping.get("speed_kmh") == 0.0 and (ping["lat"], ping["lon"]) == at_closure]
+    assert standing and all(closes <= ping["ts"] < opens for ping in standing)
+    late_by = [
+        o.delivered_at_ms - o.breaches["road_closure"] for o in simulation.orders if "road_closure" in o.incidents
+    ]
+    assert late_by and all(0 < late <= opens - closes for late in late_by)  # type: ignore[operator]
+
+
+def _json_or_none(value: str) -> object:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
