@@ -103,7 +103,7 @@ class Leg:
         order, under = self.order, dict(self.under)
         return (order.channel, order.order_id, self.carrier, self.region_code, self.delivered_at_ms,
                 [STEP_NAMES[rank] for rank in ranks], list(remaining),
-                [under.get(rank, "") for rank in ranks])  # fmt: skip
+                [under.get(rank, "") for rank in ranks], *(self.delivered_near or (None, None)))  # fmt: skip
 
 
 def leg_of(

@@ -76,7 +76,7 @@ class OrderView:
     region_code: Stamped | None = None
     promised_at_ms: Stamped | None = None
     updated_at_ms: int = 0
-    position: tuple[int, float, float] | None = None  # when, lat, lon
+    places: tuple[Place, ...] = ()  # where its newest positions put it, from when: see _with_place
     reached: tuple[int, ...] = NOT_REACHED  # event time each lifecycle step was first reached; 0 if not
     scans: tuple[int, ...] = ()  # event times of the newest SCANS_KEPT events from a warehouse or carrier, sorted
     fixes: tuple[tuple[int, int], ...] = ()  # its positions' times (vehicle's or scan's), as runs: see _with_fix
@@ -105,7 +105,7 @@ class OrderView:
     @property
     def is_heard_from(self) -> bool:
         """Whether an event about the order itself (a fact or a position) has reached the view."""
-        return bool(self.facts) or self.position is not None
+        return bool(self.facts) or bool(self.places)
 
     @property
     def is_final(self) -> bool:
@@ -152,7 +152,7 @@ class OrderView:
             _newest(self.region_code, at, event.region_code or None),
             _newest(self.promised_at_ms, at, event.promised_at_ms or None),
             max(self.updated_at_ms, at),
-            self._newer_position(event),
+            _with_place(self.places, at, event.position),
             _reach(self.reached, event.status, at),
             _scanned(self.scans, at) if event.source in SCANNING_SOURCES else self.scans,
             self.fixes if event.position is None else _with_fix(self.fixes, at),
@@ -175,14 +175,8 @@ class OrderView:
         fixes = _with_fix(self.fixes, event.at_ms)
         if fixes is self.fixes:
             return self
-        position, updated_at = self._newer_position(event), max(self.updated_at_ms, event.at_ms)
-        return replace(self, position=position, fixes=fixes, updated_at_ms=updated_at)
-
-    def _newer_position(self, event: OrderEvent) -> tuple[int, float, float] | None:
-        if event.position is None:
-            return self.position
-        candidate = (event.at_ms, *event.position)
-        return candidate if self.position is None or candidate > self.position else self.position
+        places, updated_at = _with_place(self.places, event.at_ms, event.position), max(self.updated_at_ms, event.at_ms)
+        return replace(self, places=places, fixes=fixes, updated_at_ms=updated_at)
 
     def assessed(
         self,
@@ -198,7 +192,7 @@ class OrderView:
         """The view with its latest assessment (positional, not dataclasses.replace: once per changed order)."""
         return OrderView(
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
-            self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.position, self.reached,
+            self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.places, self.reached,
             self.scans, self.fixes, self.intents, self.changes, self.carrier, health, eta, decisions, leg_sent, at_ms,
             incidents, rule_incidents, check_at_ms,
         )  # fmt: skip
@@ -273,11 +267,9 @@ class OrderView:
         return leg_of(self.order, carrier, region_code, reached, under, self._delivered_near())
 
     def _delivered_near(self) -> Point | None:
-        """Where it was delivered: its newest position, if taken at its delivery (the delivery scan's area)."""
-        position, delivered = self.position, self.reached[DELIVERED_RANK]
-        if position is None or not delivered - DELIVERY_SEEN_MS <= position[0] <= delivered + DELIVERY_SEEN_MS:
-            return None
-        return position[1], position[2]
+        """Where it was delivered: where a position taken at its delivery (the delivery scan's area) put it."""
+        delivered = self.reached[DELIVERED_RANK]
+        return self._position_by(delivered) if self.located_by(delivered) == delivered else None
 
     def leg_due_ms(self, settle_ms: int) -> int | None:
         """When its leg may go: a while after its delivery, so that late events of its earlier steps are in it
@@ -338,9 +330,12 @@ class OrderView:
         )
 
     def _position_by(self, at_ms: int) -> Point | None:
-        """Where its newest position put it, if that was by at_ms (on a replay, a later one may have been read)."""
-        position = self.position
-        return (position[1], position[2]) if position is not None and position[0] <= at_ms else None
+        """Where its newest position by at_ms put it (on a replay, later ones may have been read already); None if
+        it had none then, or if those were no longer kept."""
+        for since, lat, lon in reversed(self.places):
+            if since <= at_ms:
+                return lat, lon
+        return None
 
     def row(self) -> Row | None:
         """The orders_current row, or None while no source has said what state the order is in."""
@@ -348,7 +343,7 @@ class OrderView:
         if current is None:
             return None
         status, status_at_ms = current
-        position = self.position
+        place = self.places[-1] if self.places else None
         return (
             self.order.channel,
             self.order.order_id,
@@ -361,7 +356,7 @@ class OrderView:
             _value(self.region_code),
             _value(self.promised_at_ms),
             self.version,
-            *((position[1], position[2], position[0]) if position else (None, None, None)),
+            *((place[1], place[2], self.fixes[-1][1]) if place and self.fixes else (None, None, None)),
             *self.health_columns(),
         )
 
@@ -384,7 +379,8 @@ NO_ETA = (None, None, None, None, "")
 
 
 SCANS_KEPT = 16  # health reads the newest scan at or before its time: enough to pass over the scans read ahead
-DELIVERY_SEEN_MS = 60 * 60_000  # a position this close to the delivery's time is where it was delivered
+PLACES_KEPT = 16  # health reads where it was at its time: enough to pass over a trip's positions read ahead
+Place = tuple[int, float, float]  # from when, lat, lon
 # Positions closer than this make one run: only silences longer than this are kept (health.py refuses a GPS
 # threshold below it), so a trip of any length takes a few runs.
 RUN_GAP_MS = KEPT_SILENCE_MS
@@ -415,6 +411,23 @@ def _with_fix(runs: tuple[tuple[int, int], ...], at_ms: int) -> tuple[tuple[int,
         else:
             merged.append((first, last))
     return tuple(merged[-RUNS_KEPT:])
+
+
+def _with_place(places: tuple[Place, ...], at_ms: int, where: Point | None) -> tuple[Place, ...]:
+    """Where its positions put it (sorted, the newest PLACES_KEPT) with this one; the same tuple if it changes
+    nothing: a position where the one before it was adds no place (a vehicle standing at a closed road for hours
+    takes one)."""
+    if where is None:
+        return places
+    if places and places[-1][0] < at_ms:  # live traffic: the newest position
+        return places if places[-1][1:] == where else (*places, (at_ms, *where))[-PLACES_KEPT:]
+    if (len(places) >= PLACES_KEPT and at_ms < places[0][0]) or (at_ms, *where) in places:
+        return places
+    merged: list[Place] = []
+    for place in sorted((*places, (at_ms, *where))):
+        if not merged or merged[-1][1:] != place[1:]:
+            merged.append(place)
+    return places if len(merged) == len(places) and tuple(merged) == places else tuple(merged[-PLACES_KEPT:])
 
 
 def _newest_by(times: tuple[int, ...], at_ms: int) -> int:

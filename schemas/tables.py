@@ -222,6 +222,8 @@ ETA_LEGS = Table(
         ("steps", "Array(LowCardinality(String))"),
         ("remaining_ms", "Array(Int64)"),
         ("conditions", "Array(LowCardinality(String))"),
+        ("delivered_lat", "Nullable(Float64)"),
+        ("delivered_lon", "Nullable(Float64)"),
     ),
     ("channel", "order_id"),
     Leg.row,

@@ -171,6 +171,10 @@ def test_every_delivered_order_comes_back_as_one_leg_and_the_lanes_figures_count
     assert Counter(leg["channel"] + "|" + leg["order_id"] for leg in on_topic) == dict.fromkeys(delivered, 1)
     counted = client.query("SELECT sum(legs) FROM eta_lane_figures WHERE step = 'paid' AND condition = ''").result_rows
     assert counted == [(len(delivered),)]
+    places = client.query("SELECT region_code, lat, lon FROM delivery_places").result_rows
+    regions = client.query("SELECT DISTINCT region_code FROM eta_legs FINAL").result_rows
+    assert {region for region, _, _ in places} == {region for (region,) in regions}  # every delivery scan tells one
+    assert all(18 < lat < 54 and 73 < lon < 135 for _, lat, lon in places)  # in China
 
 
 @pytest.fixture(scope="module")

@@ -550,3 +550,22 @@ def test_a_vehicles_position_that_brings_a_well_parcels_way_near_a_traffic_incid
     assert [reason.split(" km ")[0] for reason in moved_to(T0 + 6 * HOUR + 20 * MINUTE_MS, HANGZHOU_AT)] == [
         "traffic incident on G15 6"
     ]
+
+
+def test_health_reads_where_the_parcel_was_at_its_time_though_later_positions_were_read_ahead() -> None:
+    orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
+    orders.apply([replace(one, delivered_near=SHANGHAI_AT) for one in uniform_legs(40, 24, 26)])
+    orders.apply([G15_CLOSED], T0 + 6 * HOUR)
+    order = OrderRef("tmall", "standing")
+    standing = [OrderEvent(order, T0 + 7 * HOUR + n * 10 * MINUTE_MS, RAW_GPS, detail="vehicle", position=G15_AT)
+                for n in range(30)]  # fmt: skip
+    on_again = OrderEvent(order, T0 + 12 * HOUR, RAW_GPS, detail="vehicle", position=SHANGHAI_AT)  # read ahead
+    scan = OrderEvent(order, T0 + 5 * HOUR, RAW_CARRIER, Status.IN_TRANSIT, detail="hub", position=HANGZHOU_AT)
+    rows = orders.apply([*order_events(order, T0, None), scan, *standing, on_again], T0 + 8 * HOUR)
+    reasons = rows.current[-1][ORDERS_CURRENT.column_names.index("health_reasons")]
+    assert [reason.split(" (")[0] for reason in reasons] == ["held up at a traffic incident on G15"]
+    columns = dict(zip(ORDERS_CURRENT.column_names, rows.current[-1], strict=True))
+    assert (columns["position_lat"], columns["position_lon"], columns["position_at"]) == (
+        *SHANGHAI_AT,
+        T0 + 12 * HOUR,
+    )  # the newest
