@@ -76,7 +76,7 @@ class OrderView:
     region_code: Stamped | None = None
     promised_at_ms: Stamped | None = None
     updated_at_ms: int = 0
-    places: tuple[Place, ...] = ()  # where its newest positions put it, from when: see _with_place
+    places: tuple[Place, ...] = ()  # where its newest positions put it, and when: see _with_place
     reached: tuple[int, ...] = NOT_REACHED  # event time each lifecycle step was first reached; 0 if not
     scans: tuple[int, ...] = ()  # event times of the newest SCANS_KEPT events from a warehouse or carrier, sorted
     fixes: tuple[tuple[int, int], ...] = ()  # its positions' times (vehicle's or scan's), as runs: see _with_fix
@@ -380,7 +380,7 @@ NO_ETA = (None, None, None, None, "")
 
 SCANS_KEPT = 16  # health reads the newest scan at or before its time: enough to pass over the scans read ahead
 PLACES_KEPT = 16  # health reads where it was at its time: enough to pass over a trip's positions read ahead
-Place = tuple[int, float, float]  # from when, lat, lon
+Place = tuple[int, float, float]  # when, lat, lon
 # Positions closer than this make one run: only silences longer than this are kept (health.py refuses a GPS
 # threshold below it), so a trip of any length takes a few runs.
 RUN_GAP_MS = KEPT_SILENCE_MS
@@ -414,20 +414,16 @@ def _with_fix(runs: tuple[tuple[int, int], ...], at_ms: int) -> tuple[tuple[int,
 
 
 def _with_place(places: tuple[Place, ...], at_ms: int, where: Point | None) -> tuple[Place, ...]:
-    """Where its positions put it (sorted, the newest PLACES_KEPT) with this one; the same tuple if it changes
-    nothing: a position where the one before it was adds no place (a vehicle standing at a closed road for hours
-    takes one)."""
+    """Where its positions put it, with this one: the newest PLACES_KEPT, sorted (so, whatever their arrival
+    order, the same); the same tuple if it changes nothing."""
     if where is None:
         return places
-    if places and places[-1][0] < at_ms:  # live traffic: the newest position
-        return places if places[-1][1:] == where else (*places, (at_ms, *where))[-PLACES_KEPT:]
-    if (len(places) >= PLACES_KEPT and at_ms < places[0][0]) or (at_ms, *where) in places:
+    place = (at_ms, *where)
+    if places and places[-1] < place:  # live traffic: the newest position
+        return (*places, place)[-PLACES_KEPT:]
+    if place in places or (len(places) >= PLACES_KEPT and place < places[0]):
         return places
-    merged: list[Place] = []
-    for place in sorted((*places, (at_ms, *where))):
-        if not merged or merged[-1][1:] != place[1:]:
-            merged.append(place)
-    return places if len(merged) == len(places) and tuple(merged) == places else tuple(merged[-PLACES_KEPT:])
+    return tuple(sorted((*places, place)))[-PLACES_KEPT:]
 
 
 def _newest_by(times: tuple[int, ...], at_ms: int) -> int:
