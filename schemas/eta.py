@@ -19,8 +19,9 @@ of the legs that reached the same step, given that as much time has passed alrea
 else a neighbour. Under an external condition since that step, the legs to its
 region that went through the same one come first (under a red one, then a yellow
 one of its kind); then, and always otherwise, its carrier to its region, the
-carrier anywhere, the region by any carrier, everything. Out come the median arrival, its 10th and 90th percentiles,
-and the probability of missing the channel's promise.
+carrier anywhere, the region by any carrier, everything. A parcel held up at a closed road (schemas/health.py
+traffic_on_way) waits on top until the road clears, as the incident announced. Out come the median arrival, its 10th
+and 90th percentiles, and the probability of missing the channel's promise.
 
 Histograms sum weights, relative to the newest leg, so the figures depend on the set
 of legs and not on the order they arrived in.

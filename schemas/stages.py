@@ -224,6 +224,10 @@ class Vehicle:
     newest_ping: VehiclePing | None = None
     passed_on_ms: int | None = None  # event time of the last ping passed on to the load
     last_seen_ms: int = 0
+    waiting: tuple[VehiclePing, ...] = ()  # pings read before any manifest (the newest PINGS_WAITING), by time
+
+
+PINGS_WAITING = 16  # a replay reads a vehicle's pings ahead of its manifest: enough for a trip's stops to be told
 
 
 def vehicle_of(event: VehicleLoad | VehiclePing) -> str:
@@ -235,8 +239,9 @@ class VehicleStage(Stage[Vehicle]):
 
     A ping newer than the last one passed on, by at least interval_ms of event
     time, goes to every waybill on board; late and repeated pings do not. Manifest
-    and pings come on different topics, so either may be first: the newest ping
-    waits and is passed on when its manifest arrives.
+    and pings come on different topics, so either may be first: pings wait (the
+    newest PINGS_WAITING) and are passed on, as they would have been, when the
+    manifest arrives.
     """
 
     def __init__(self, entities: MutableMapping[str, Vehicle], expiry: Any, interval_ms: int, retention: Retention):
@@ -257,21 +262,29 @@ class VehicleStage(Stage[Vehicle]):
         if isinstance(event, VehicleLoad):
             if vehicle.load is not None and event.departed_at_ms < vehicle.load.departed_at_ms:
                 return vehicle
-            vehicle = replace(vehicle, load=event, passed_on_ms=None, last_seen_ms=seen)
+            pings = vehicle.waiting or ((vehicle.newest_ping,) if vehicle.newest_ping else ())
+            vehicle = replace(vehicle, load=event, passed_on_ms=None, last_seen_ms=seen, waiting=())
         elif vehicle.newest_ping is None or event.at_ms > vehicle.newest_ping.at_ms:
-            vehicle = replace(vehicle, newest_ping=event, last_seen_ms=seen)
+            waiting = vehicle.waiting if vehicle.load is not None else (*vehicle.waiting, event)[-PINGS_WAITING:]
+            vehicle, pings = replace(vehicle, newest_ping=event, last_seen_ms=seen, waiting=waiting), (event,)
         else:
             return vehicle
-        return self._pass_on(vehicle, out)
+        return self._pass_on(vehicle, pings, out)
 
-    def _pass_on(self, vehicle: Vehicle, out: list[WaybillPosition]) -> Vehicle:
-        load, ping, passed_on = vehicle.load, vehicle.newest_ping, vehicle.passed_on_ms
-        if load is None or ping is None or ping.at_ms < load.departed_at_ms:
+    def _pass_on(self, vehicle: Vehicle, pings: tuple[VehiclePing, ...], out: list[WaybillPosition]) -> Vehicle:
+        """The vehicle after passing on the pings (by time) due to its load: each after its departure, and
+        interval_ms after the last one passed on."""
+        load, passed_on = vehicle.load, vehicle.passed_on_ms
+        if load is None:
             return vehicle
-        if passed_on is not None and ping.at_ms < passed_on + self._interval_ms:
-            return vehicle
-        out.extend(WaybillPosition(w, ping.at_ms, ping.lat, ping.lon, ping.vehicle_id) for w in load.waybills)
-        return replace(vehicle, passed_on_ms=ping.at_ms)
+        for ping in pings:
+            if ping.at_ms < load.departed_at_ms or (
+                passed_on is not None and ping.at_ms < passed_on + self._interval_ms
+            ):
+                continue
+            out.extend(WaybillPosition(w, ping.at_ms, ping.lat, ping.lon, ping.vehicle_id) for w in load.waybills)
+            passed_on = ping.at_ms
+        return vehicle if passed_on == vehicle.passed_on_ms else replace(vehicle, passed_on_ms=passed_on)
 
 
 # --- waybills -----------------------------------------------------------------------------

@@ -42,12 +42,15 @@ def test_scans_before_the_link_wait_for_it_and_each_scan_reaches_the_order_once(
     assert [(e.order, e.at_ms) for e in addressed] == [(ORDER, 100), (ORDER, 200)]
 
 
-def test_a_vehicle_passes_its_newest_ping_to_every_waybill_on_board_once_its_manifest_arrives() -> None:
+def test_a_vehicle_passes_its_pings_to_every_waybill_on_board_once_its_manifest_arrives() -> None:
     stage = VehicleStage({}, {}, interval_ms=300_000, retention=RETENTION)
-    assert stage.apply([VehiclePing("V1", 2_000, 30.0, 120.0, 50.0)]) == []
+    read_ahead = [VehiclePing("V1", at, 30.0, 120.0, 50.0) for at in (500, 2_000, 302_000, 400_000, 700_000)]
+    assert stage.apply(read_ahead) == []
     positions = stage.apply([VehicleLoad("V1", ("W1", "W2"), "HUB-A", "HUB-B", 1_000)])
-    assert [(p.waybill, p.at_ms) for p in positions] == [("W1", 2_000), ("W2", 2_000)]
-    assert stage.apply([VehiclePing("V1", 3_000, 30.1, 120.1, 50.0)]) == []  # within the update interval
+    passed = [(2_000, "W1"), (2_000, "W2"), (302_000, "W1"), (302_000, "W2"), (700_000, "W1"), (700_000, "W2")]
+    assert sorted((p.at_ms, p.waybill) for p in positions) == passed  # after departure, 5 minutes apart, as live
+    assert stage.apply([VehiclePing("V1", 800_000, 30.1, 120.1, 50.0)]) == []  # within the update interval
+    assert [p.at_ms for p in stage.apply([VehiclePing("V1", 1_000_000, 30.1, 120.1, 50.0)])] == [1_000_000] * 2
 
 
 def orders(state: dict[str, Any]) -> OrderStage:
