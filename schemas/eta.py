@@ -176,7 +176,7 @@ EDGES = tuple((0.0 if bucket == 0 else FLOOR_MS * RATIO ** (bucket - 1), FLOOR_M
 # Furthest step, promise, carrier, region, the external condition on its way, and when a road holding it up clears.
 MadeFor = tuple[int, int | None, str | None, str | None, str | None, int | None]
 Lane = tuple[str, str, str]  # carrier, region, external condition ('' for legs under any or none)
-Held = tuple[int, str]  # held up on the way until then (a traffic incident), and why in words
+Held = tuple[int, int, str]  # held up on the way (by a traffic incident) from, until, and why in words
 Usual = tuple[int, str]  # when USUAL_SHARE of a lane's legs from a step had arrived, and that lane and step in words
 Sample = tuple[int, tuple[tuple[int, int], ...]]  # a leg as learned: delivered at, (step rank, bucket) of each step
 
@@ -302,12 +302,18 @@ class Estimate:
     beyond_history: bool = False  # slower already than the legs of every lane that knows its step
     usual_by_ms: int | None = None  # when USUAL_SHARE of its lane's legs from its step had arrived (USUAL_STEPS)
     usual_lane: str = ""  # that lane and step, in words
+    held: Held | None = None  # a hold on the way since its step, told on top of the legs' times
 
     def holds_for(self, made_for: MadeFor, now_ms: int) -> bool:
         """Whether it still holds for an order now: made for the same step, promise and lane, and now before
         its p10, so that the time passed since leaves out at most a tenth of its legs (an event that changes
         none of them need not be estimated again: estimating costs as much as assessing health)."""
         return not self.arrived and self.made_for == made_for and now_ms < self.p10_ms
+
+    def held_at(self, step: int) -> Held | None:
+        """The hold it was made with, if made at the step: an order held up keeps it while it is at the step, though
+        the road cleared since (its legs never waited there)."""
+        return self.held if self.made_for[0] == step else None
 
     def usual_at(self, made_for: MadeFor) -> Usual | None:
         """What was usual from the step, if it was made there for the same lane: an order keeps the usual of its
@@ -329,14 +335,14 @@ class Estimate:
         return self.eta_ms
 
     @property
-    def _footing(self) -> tuple[int, tuple[str | None, ...], bool]:
-        """What it stands on: its step and lane, and whether it tells what is usual."""
-        return self.made_for[0], self.made_for[2:4], self.usual_by_ms is None
+    def _footing(self) -> tuple[int, tuple[str | None, ...], bool, Held | None]:
+        """What it stands on: its step and lane, whether it tells what is usual, and a hold."""
+        return self.made_for[0], self.made_for[2:4], self.usual_by_ms is None, self.held
 
     def moved_from(self, other: Estimate | None) -> bool:
         """Whether it is news: the median moved by 30 minutes or more, or the risk by 5 points; or it was made for
-        another step or lane, or tells what is usual where the other did not (the usual an order keeps at its
-        step is the published estimate's: usual_at)."""
+        another step or lane, tells what is usual where the other did not, or another hold (the usual and the hold
+        an order keeps at its step are the published estimate's: usual_at, held_at)."""
         if other is None or self.arrived != other.arrived:
             return True
         if self._footing != other._footing:
@@ -364,10 +370,10 @@ def estimate(
     legs (weighed against now) that took longer than the time already passed; None before payment or
     while no lane knows enough. under: the external condition on its way since that step, if any; usual: what
     was usual from that step when the order was first estimated there (it holds while the order is at it); held: a
-    road holding it up until then, whose wait comes on top. An order slower already than the legs of every lane
-    that knows its step is held up: it has as long again to go from now as from its step."""
-    made_for = (furthest_step(reached), promised_at_ms, carrier, region_code, under, held[0] if held else None)
-    waits = (max(held[0] - now_ms, 0), held[1]) if held is not None else None
+    road that held it up since that step, whose whole wait comes on top. An order slower already than the legs of
+    every lane that knows its step is held up: it has as long again to go from now as from its step."""
+    made_for = (furthest_step(reached), promised_at_ms, carrier, region_code, under, held[1] if held else None)
+    waited = (held[1] - held[0], held[2]) if held is not None else None
     lanes = tuple(dict.fromkeys(lanes_of(carrier or ANY, region_code or ANY, under)))
     known = [(lane, learned) for lane in lanes if (learned := figures.get(lane_key(*lane))) is not None]
     for rank in range(LAST_STEP, FIRST_STEP - 1, -1) if known else ():
@@ -380,17 +386,19 @@ def estimate(
         for lane, learned in known:
             if (legs := learned.legs(rank, now_ms)) < settings.min_legs:
                 continue
-            adding = None if lane[2] else added  # a condition's own lane has it in its legs already
-            extra = adding[0] if adding is not None else 0.0  # of the time passed, what the condition took
+            # A condition's own lane has it in its legs already; no leg waited where the order was held.
+            adding = _plus(None if lane[2] else added, waited)
+            extra = adding[0] if adding is not None else 0.0  # of the time passed, what the condition and hold took
             pieces, left = _beyond(learned.steps[rank], max(now_ms - since - extra, 0))
             basis = f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
             if legs * left >= settings.min_legs / 4:  # a quarter of the legs a lane needs: enough to go on
                 slow = f"{legs * left:.0f} of {legs:.0f} recent legs took this long or longer"
-                return _estimate(pieces, f"{basis}: {slow}", since, made_for, usual, _plus(adding, waits))
+                return _estimate(pieces, f"{basis}: {slow}", since, made_for, usual, adding, held)
             if beyond_history is None:  # as long again from now as from the step: what a parcel held up has left
                 whole, _ = _beyond(learned.steps[rank], 0)
                 again = f"{basis}: slower already than all but {legs * left:.0f} of {legs:.0f}; as long again from now"
-                estimated = _estimate(whole, again, now_ms, made_for, usual, waits)
+                waits = (max(held[1] - now_ms, 0), held[2]) if held is not None else None  # what is left of it
+                estimated = _estimate(whole, again, now_ms, made_for, usual, waits, held)
                 beyond_history = replace(estimated, beyond_history=True)
         if beyond_history is not None:
             return beyond_history
@@ -398,17 +406,25 @@ def estimate(
 
 
 def _estimate(
-    pieces: list[Piece], basis: str, since_ms: int, made_for: MadeFor, usual: Usual | None, added: Added | None
+    pieces: list[Piece],
+    basis: str,
+    since_ms: int,
+    made_for: MadeFor,
+    usual: Usual | None,
+    added: Added | None,
+    held: Held | None,
 ) -> Estimate:
-    """The estimate from the remaining times of the legs that fit, delayed by what an external condition adds,
-    if any."""
+    """The estimate from the remaining times of the legs that fit, delayed by what an external condition or a hold
+    adds, if any."""
     extra = added[0] if added is not None else 0.0
     p10, p50, p90 = (since_ms + int(at + extra) for at in _quantiles(pieces, (0.1, 0.5, 0.9)))
     promised = made_for[1]
     risk = None if promised is None else 1.0 - _share_below(pieces, promised - since_ms - extra)
     usual_by, usual_lane = usual or (None, "")
     basis = basis if added is None else f"{basis}; {added[1]}"
-    return Estimate(p50, p10, p90, risk, basis, made_for=made_for, usual_by_ms=usual_by, usual_lane=usual_lane)
+    return Estimate(
+        p50, p10, p90, risk, basis, made_for=made_for, usual_by_ms=usual_by, usual_lane=usual_lane, held=held
+    )
 
 
 Added = tuple[float, str]  # what a condition or a wait adds (ms), and in words

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from schemas.compact import compact_pickle
-from schemas.eta import Estimate, EtaSettings, Held, condition
+from schemas.eta import Estimate, EtaSettings, condition
 from schemas.events import Signal
 from schemas.geo import Point, km_between, km_from_way
 from schemas.lifecycle import Status
@@ -95,7 +95,7 @@ class Facts:
     region_code: str | None
     intents: tuple[tuple[int, str], ...]  # (event time, intent) of the buyer's messages
     failed_changes: tuple[tuple[int, str, str], ...]  # (event time, kind, error)
-    position: Point | None = None  # where its newest position by then (position_at_ms) put it
+    position: Point | None = None  # where its newest position by the assessment (position_at_ms) put it
     arrival: Estimate | None = None  # as estimated at the same time (schemas/eta.py)
 
     def with_arrival(self, arrival: Estimate | None) -> Facts:
@@ -125,9 +125,12 @@ class Conditions:
 
     weather: Mapping[str, tuple[WeatherWarning, ...]]  # region -> its latest warnings, by issue time
     ports: Mapping[str, tuple[tuple[int, float], ...]]  # port code -> its latest (at, congestion index)
-    traffic: Mapping[str, tuple[TrafficReport, ...]]  # road -> its latest incident reports, by time
-    # Region -> where its parcels are delivered (the delivery scan of its newest leg): the end of a parcel's way.
-    places: Mapping[str, Point]
+    # Road -> its latest incident reports, by time (one report per road: a newer one anywhere on it replaces the last).
+    traffic: Mapping[str, tuple[TrafficReport, ...]]
+    # Region -> when and where (the delivery scan of its newest leg that told one) its parcels were delivered: the
+    # end of a parcel's way (traffic_on_way).
+    places: Mapping[str, tuple[int, Point]]
+    traffic_until_ms: int = 0  # when the last report known ends: no traffic counts from then on
 
     @classmethod
     def none(cls) -> Conditions:
@@ -146,20 +149,23 @@ class Conditions:
         if signal.kind == "traffic_incident" and signal.lat is not None and signal.lon is not None:
             report = (signal.at_ms, int(signal.level), signal.lat, signal.lon, signal.delay_min or 0)
             reports = _latest(self.traffic.get(signal.subject, ()), report)
-            return self if reports is None else replace(self, traffic={**self.traffic, signal.subject: reports})
+            return self if reports is None else self._with_traffic(signal.subject, reports)
         return self
 
-    def with_places(self, delivered: Mapping[str, Point]) -> Conditions:
-        """The conditions with where parcels to these regions were delivered (the same object if no region moved by
-        PLACE_MOVES_KM: a region is a district, its deliveries a few km apart)."""
-        moved = {
-            region: point for region, point in delivered.items()
-            if (known := self.places.get(region)) is None or km_between(known, point) > PLACE_MOVES_KM
-        }  # fmt: skip
-        return replace(self, places={**self.places, **moved}) if moved else self
+    def _with_traffic(self, road: str, reports: tuple[TrafficReport, ...]) -> Conditions:
+        """The conditions with a road's reports, without the roads whose last report ended KEPT_MS before the newest
+        report known (every assessment of an order on the line haul reads every road kept)."""
+        traffic = {**self.traffic, road: reports}
+        ends = {road: max(ends for _, ends in _spans(kept)) for road, kept in traffic.items()}
+        newest = max(kept[-1][0] for kept in traffic.values())
+        kept = {road: reports for road, reports in traffic.items() if ends[road] >= newest - KEPT_MS}
+        return replace(self, traffic=kept, traffic_until_ms=max(ends[road] for road in kept))
 
-
-PLACE_MOVES_KM = 5.0
+    def with_places(self, delivered: Mapping[str, tuple[int, Point]]) -> Conditions:
+        """The conditions with when and where parcels to these regions were delivered, where newer than those known
+        (the same object if none is)."""
+        newer = {region: place for region, place in delivered.items() if place > self.places.get(region, (0, (0, 0)))}
+        return replace(self, places={**self.places, **newer}) if newer else self
 
 
 KEPT_MS = 3 * 24 * 60 * MINUTE_MS  # signals older than the subject's newest by more than this are dropped
@@ -471,50 +477,55 @@ def traffic_on_way(factor: Factor, facts: Facts, now_ms: int, conditions: Condit
     return factor.finding(severity, reason, at, f"traffic incident on {road}, severity {level}"), next_change
 
 
-OnWay = tuple[Severity, float, str, TrafficReport]  # rated, km from the way, road, report
-LINE_HAUL = (Status.IN_TRANSIT, Status.CUSTOMS)
+OnWay = tuple[Severity, float, str, TrafficReport]  # rated, km (from the way; from the parcel if red), road, report
 
 
 def _traffic_on_way(
     factor: Factor, facts: Facts, now_ms: int, conditions: Conditions
 ) -> tuple[OnWay | None, int | None]:
-    """The worst (then nearest) traffic incident the factor rates on an order's way ahead (within near_km) or where
-    it stands (within held_km: red from red_from_severity), while its position is at most fresh_min old (an older
-    one no longer tells where it is); and when that may change. On the line haul only: a city's delivery rounds
-    are not its way between cities."""
-    if not conditions.traffic or facts.status not in LINE_HAUL or facts.position is None:
+    """The worst (then nearest) traffic incident in force that the factor rates on an order's way, while its
+    position is at most fresh_min old (an older one no longer tells where it is); and when that may change: a
+    report that would count begins, the one found ends, or the position grows stale. On the line haul only: a
+    city's delivery rounds are not its way between cities."""
+    if now_ms >= conditions.traffic_until_ms or facts.status not in IN_TRANSIT or facts.position is None:
         return None, None
-    destination = conditions.places.get(facts.region_code or "")
+    known = conditions.places.get(facts.region_code or "")
     seen_until = facts.position_at_ms + factor.minutes("fresh_min")
-    if destination is None or now_ms >= seen_until:
+    if known is None or now_ms >= seen_until:
         return None, None
-    in_force, changes = traffic_in_force(conditions, now_ms)
-    settings = factor.settings
-    found: list[OnWay] = []
-    for road, report in in_force:
-        level, where = report[1], (report[2], report[3])
-        if level < settings["yellow_from_severity"]:
-            continue
-        if level >= settings["red_from_severity"] and km_between(where, facts.position) <= settings["held_km"]:
-            found.append((Severity.RED, 0.0, road, report))
-        elif (km := km_from_way(where, facts.position, destination)) is not None and km <= settings["near_km"]:
-            found.append((Severity.YELLOW, km, road, report))
-    next_change = min((*changes, seen_until))
-    return max(found, key=lambda on_way: (on_way[0], -on_way[1]), default=None), next_change
+    found: list[tuple[OnWay, int]] = []
+    begins: list[int] = []
+    for road, reports in conditions.traffic.items():
+        for report, ends in _spans(reports):
+            if ends <= now_ms or (rated := _rated(factor, report, facts.position, known[1])) is None:
+                continue
+            if report[0] > now_ms:
+                begins.append(report[0])
+            else:
+                found.append(((*rated, road, report), ends))
+    worst = max(found, key=lambda on_way: (on_way[0][0], -on_way[0][1], on_way[0][2]), default=None)
+    if worst is None:
+        return None, min(begins, default=None)
+    return worst[0], min((*begins, worst[1], seen_until))
 
 
-def traffic_in_force(conditions: Conditions, now_ms: int) -> tuple[list[tuple[str, TrafficReport]], list[int]]:
-    """Each road's newest report by now, while the delay it announced lasts; and the times after now when that
-    changes (a report begins or ends)."""
-    in_force: list[tuple[str, TrafficReport]] = []
-    changes: list[int] = []
-    for road, reports in conditions.traffic.items():  # by time
-        changes.extend(report[0] for report in reports if report[0] > now_ms)
-        past = [report for report in reports if report[0] <= now_ms]
-        if past and now_ms < (ends := past[-1][0] + past[-1][4] * MINUTE_MS):
-            in_force.append((road, past[-1]))
-            changes.append(ends)
-    return in_force, changes
+def _rated(factor: Factor, report: TrafficReport, position: Point, destination: Point) -> tuple[Severity, float] | None:
+    """How the factor rates an incident for a parcel at a position, on its way to a destination, and how far it is;
+    None if it does not count (too mild, behind the parcel, or too far from its way)."""
+    settings, level, where = factor.settings, report[1], (report[2], report[3])
+    if level < settings["yellow_from_severity"] or (ahead := km_from_way(where, position, destination)) is None:
+        return None
+    if level >= settings["red_from_severity"] and (near := km_between(where, position)) <= settings["held_km"]:
+        return Severity.RED, near
+    return (Severity.YELLOW, ahead) if ahead <= settings["near_km"] else None
+
+
+def _spans(reports: tuple[TrafficReport, ...]) -> list[tuple[TrafficReport, int]]:
+    """A road's reports (by time), each with when it ends: when the delay it announced is over, or the road's next
+    report begins."""
+    ends = [report[0] + report[4] * MINUTE_MS for report in reports]
+    return [(report, min(end, nxt[0]) if nxt else end)
+            for report, end, nxt in zip(reports, ends, (*reports[1:], None), strict=True)]  # fmt: skip
 
 
 # --- external delays on an order's way, for its arrival estimate (schemas/eta.py) --------------
@@ -581,9 +592,9 @@ def _worst_congestion(factor: Factor, conditions: Conditions, from_ms: int, to_m
     return Severity.RED if highest >= float(factor.settings["red_from_index"]) else Severity.YELLOW
 
 
-def traffic_hold(policy: HealthPolicy, conditions: Conditions, facts: Facts, now_ms: int) -> Held | None:
+def traffic_hold(policy: HealthPolicy, conditions: Conditions, facts: Facts, now_ms: int) -> tuple[int, str] | None:
     """A parcel held up at a traffic incident (traffic_on_way, red), as its arrival takes it: it goes on when the
-    road clears, once the delay the incident announced is over."""
+    road clears, once the delay the incident announced is over; when, and why in words."""
     found = traffic_found(policy, conditions, facts, now_ms)
     if found is None or found[0] != Severity.RED:
         return None
@@ -691,6 +702,9 @@ def _factor(name: str, settings: Any, fail: Callable[[str, str], ValueError]) ->
     ]
     if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in numbers):
         raise fail(key, "minutes and counts are whole numbers of at least 1")
+    severities = [settings[k] for k in ("yellow_from_severity", "red_from_severity") if k in settings]
+    if severities and not (all(isinstance(n, int) for n in severities) and 1 <= severities[0] <= severities[1] <= 5):
+        raise fail(key, "need whole numbers 1 <= yellow_from_severity <= red_from_severity <= 5 (5: never red)")
     distances = [settings[k] for k in ("near_km", "held_km") if k in settings]
     if not all(isinstance(km, int | float) and not isinstance(km, bool) and km > 0 for km in distances):
         raise fail(key, "distances (km) are numbers above 0")

@@ -19,7 +19,7 @@ from typing import Any
 
 from schemas.alerts import Incident
 from schemas.compact import compact_pickle
-from schemas.eta import Estimate, LaneFigures, Leg, estimate, furthest_step, leg_of
+from schemas.eta import Estimate, Held, LaneFigures, Leg, estimate, furthest_step, leg_of
 from schemas.events import CustomerAssignment, OrderEvent, OrderModification, OrderRef, ServiceMessage
 from schemas.geo import Point
 from schemas.health import KEPT_SILENCE_MS, Conditions, Facts, Health, HealthPolicy, delay_on_way, traffic_hold
@@ -172,11 +172,10 @@ class OrderView:
     def _located(self, event: OrderEvent) -> OrderView:
         """A position passed on from the order's vehicle moves the order but is no fact of the version:
         how many pings reach an order depends on how manifests and pings interleave."""
-        fixes = _with_fix(self.fixes, event.at_ms)
-        if fixes is self.fixes:
+        fixes, places = _with_fix(self.fixes, event.at_ms), _with_place(self.places, event.at_ms, event.position)
+        if fixes is self.fixes and places is self.places:
             return self
-        places, updated_at = _with_place(self.places, event.at_ms, event.position), max(self.updated_at_ms, event.at_ms)
-        return replace(self, places=places, fixes=fixes, updated_at_ms=updated_at)
+        return replace(self, places=places, fixes=fixes, updated_at_ms=max(self.updated_at_ms, event.at_ms))
 
     def assessed(
         self,
@@ -222,8 +221,11 @@ class OrderView:
         if not step:
             return None  # not paid yet
         under = delay_on_way(policy, conditions, facts.channel, facts.region_code, reached, reached[step], now_ms)
-        held = traffic_hold(policy, conditions, facts, now_ms)
-        previous, made_for = self.eta, (step, promised, *self._lane, under, held[0] if held else None)
+        previous = self.eta
+        held = _held(
+            previous.held_at(step) if previous else None, traffic_hold(policy, conditions, facts, now_ms), now_ms
+        )
+        made_for = (step, promised, *self._lane, under, held[1] if held else None)
         if previous is not None and previous.holds_for(made_for, now_ms):
             return previous
         usual = previous.usual_at(made_for) if previous is not None else None
@@ -269,7 +271,7 @@ class OrderView:
     def _delivered_near(self) -> Point | None:
         """Where it was delivered: where a position taken at its delivery (the delivery scan's area) put it."""
         delivered = self.reached[DELIVERED_RANK]
-        return self._position_by(delivered) if self.located_by(delivered) == delivered else None
+        return next(((lat, lon) for at, lat, lon in self.places if at == delivered), None)
 
     def leg_due_ms(self, settle_ms: int) -> int | None:
         """When its leg may go: a while after its delivery, so that late events of its earlier steps are in it
@@ -326,7 +328,7 @@ class OrderView:
             region_code=_value(self.region_code),
             intents=self.intents,
             failed_changes=_still_failed(self.changes),
-            position=self._position_by(known_by),
+            position=self._position_by(now_ms),  # as of position_at_ms
         )
 
     def _position_by(self, at_ms: int) -> Point | None:
@@ -356,7 +358,7 @@ class OrderView:
             _value(self.region_code),
             _value(self.promised_at_ms),
             self.version,
-            *((place[1], place[2], self.fixes[-1][1]) if place and self.fixes else (None, None, None)),
+            *((place[1], place[2], place[0]) if place else (None, None, None)),
             *self.health_columns(),
         )
 
@@ -411,6 +413,14 @@ def _with_fix(runs: tuple[tuple[int, int], ...], at_ms: int) -> tuple[tuple[int,
         else:
             merged.append((first, last))
     return tuple(merged[-RUNS_KEPT:])
+
+
+def _held(kept: Held | None, holding: tuple[int, str] | None, now_ms: int) -> Held | None:
+    """The hold an order's arrival takes: the one it kept at its step (the road may have cleared since), unless a
+    road holds it up now that did not then (it is held from now)."""
+    if holding is None or (kept is not None and kept[1] == holding[0]):
+        return kept
+    return now_ms, *holding
 
 
 def _with_place(places: tuple[Place, ...], at_ms: int, where: Point | None) -> tuple[Place, ...]:

@@ -590,7 +590,7 @@ class OrderStage(Stage[OrderView]):
         if not _moved_while_well(before, changes, now_ms):
             return False
         return (
-            not conditions.traffic
+            now_ms >= conditions.traffic_until_ms
             or traffic_found(self._policy, conditions, view.facts_for_health(now_ms), now_ms) is None
         )
 
@@ -768,10 +768,10 @@ class OrderStage(Stage[OrderView]):
 NO_CONDITIONS = Conditions.none()
 
 
-def _delivery_places(legs: list[Leg]) -> dict[str, Point]:
-    """Where the legs were delivered, by region: the newest leg's place that told one."""
-    by_time = sorted((leg for leg in legs if leg.delivered_near is not None), key=lambda leg: leg.delivered_at_ms)
-    return {leg.region_code: leg.delivered_near for leg in by_time if leg.delivered_near is not None}
+def _delivery_places(legs: list[Leg]) -> dict[str, tuple[int, Point]]:
+    """When and where the legs were delivered, by region: the newest that told where."""
+    told = sorted((leg.delivered_at_ms, leg.delivered_near, leg.region_code) for leg in legs if leg.delivered_near)
+    return {region: (at, point) for at, point, region in told}
 
 
 def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:

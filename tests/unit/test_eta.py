@@ -275,6 +275,21 @@ def test_an_order_delivered_through_a_storm_teaches_it_and_the_next_order_under_
     assert row["eta_basis"].startswith("shunfeng to 310101, from in_transit")  # no leg learned from out_for_delivery
 
 
+def test_a_hold_comes_on_top_of_the_legs_times_while_held_and_after_the_road_cleared() -> None:
+    figures = figures_of(uniform_legs(40, 24, 26))
+    reached = reached_at(in_transit=T0)
+    held = (T0 + 7 * HOUR, T0 + 15 * HOUR, "held up by a traffic incident on G4 until 12-01 23:00 China time")
+
+    def hours(now_ms: int, hold: tuple[int, int, str] | None) -> float:
+        estimated = estimate(figures, "shunfeng", SHANGHAI, reached, None, now_ms, SETTINGS, held=hold)
+        assert estimated is not None
+        return hours_after(T0, estimated.eta_ms)
+
+    assert hours(T0 + 8 * HOUR, held) == pytest.approx(25 + 8, abs=0.5)  # the legs' 25 h and the 8 h held
+    assert hours(T0 + 20 * HOUR, held) == pytest.approx(25 + 8, abs=0.5)  # cleared: the time held was no travel
+    assert hours(T0 + 20 * HOUR, None) == pytest.approx(25, abs=0.5)
+
+
 # --- in the order stage ------------------------------------------------------------------------
 
 RETENTION = Retention(7 * DAY_MS, 30 * DAY_MS, 3 * DAY_MS, 30 * DAY_MS, 7 * DAY_MS)
@@ -465,7 +480,7 @@ def test_a_parcel_held_up_at_a_closed_road_is_red_and_arrives_when_it_clears_one
     state = OrderState.in_memory()
     orders = OrderStage(state, RETENTION, load_health_policy())
     orders.apply([replace(one, delivered_near=SHANGHAI_AT) for one in uniform_legs(40, 24, 26)])
-    assert state.context["conditions"].places == {SHANGHAI: SHANGHAI_AT}  # where parcels to the region arrive
+    assert state.context["conditions"].places == {SHANGHAI: (T0, SHANGHAI_AT)}  # when and where parcels arrived
     orders.apply([G15_CLOSED], T0 + 6 * HOUR)
 
     def shown(name: str, seen_at: tuple[float, float]) -> dict[str, Any]:
@@ -492,6 +507,10 @@ def test_a_parcel_held_up_at_a_closed_road_is_red_and_arrives_when_it_clears_one
 
     cleared = orders.check_due(T0 + 14 * HOUR + MINUTE_MS)  # looked at again when the road clears
     assert [(step.step, step.order.order_id) for step in cleared.alerts] == [("resolved", "held")]
+    again = orders.check_due(held["eta"] + MINUTE_MS)  # estimated again once its median passed: the hold stays
+    row = {row[1]: dict(zip(ORDERS_CURRENT.column_names, row, strict=True)) for row in again.current}["held"]
+    assert row["eta_basis"].endswith("held up by a traffic incident on G15 until 12-01 22:00 China time")
+    assert hours_after(held["eta"], row["eta"]) < 2  # not "as long again": the 7 h held were no travel
 
 
 def test_a_parcel_not_seen_lately_or_a_minor_incident_or_an_unknown_destination_is_not_held() -> None:

@@ -365,6 +365,8 @@ def test_the_delay_on_an_orders_way_is_the_worst_condition_in_force_at_some_time
         (lambda s: s.replace("yellow_after_min: 40", "yellow_after_min: 9"), "gps_stale: yellow_after_min must exceed"),
         (lambda s: s.replace("held_km: 2", "held_km: near"), "traffic_on_way: distances"),
         (lambda s: s.replace("    fresh_min: 180", ""), "traffic_on_way: missing fresh_min"),
+        (lambda s: s.replace("red_from_severity: 3", "red_from_severity: high"), "traffic_on_way: need whole numbers"),
+        (lambda s: s.replace("yellow_from_severity: 2", "yellow_from_severity: 4"), "traffic_on_way: need whole"),
     ],
 )
 def test_a_wrong_health_file_is_refused_naming_the_file_and_the_key(tmp_path: Path, edit: Any, message: str) -> None:
@@ -453,3 +455,53 @@ def test_a_vehicle_gone_silent_is_found_though_the_next_hubs_scan_was_read_ahead
     silent = orders.check_due(last_fix + 61 * MINUTE_MS)
     assert [(s.step, s.incident.alert_type) for s in silent.alerts] == [("opened", "gps_stale")]
     assert orders.check_due(picked_up + 6 * HOUR + MINUTE_MS).alerts[0].step == "resolved"  # the scan, in time
+
+
+# --- traffic on the way --------------------------------------------------------------------------
+
+SHANGHAI_AT, HANGZHOU_AT = (31.2304, 121.4737), (30.2592, 120.1302)
+
+
+def traffic(road: str, at_ms: int, where: tuple[float, float], severity: int = 4, delay_min: int = 480) -> Signal:
+    return Signal("traffic_incident", road, at_ms, None, str(severity), lat=where[0], lon=where[1], delay_min=delay_min)
+
+
+def in_transit_at(where: tuple[float, float], at_ms: int) -> Any:
+    """The facts of an order to Shanghai, in transit, last seen (at_ms) where."""
+    view = OrderView(ORDER)
+    for one in (event(T0, Status.PAID, region_code="310101"),
+                event(at_ms, Status.IN_TRANSIT, RAW_CARRIER, position=where)):  # fmt: skip
+        view = view.apply(one)
+    return view.facts_for_health(at_ms)
+
+
+def test_places_and_traffic_are_the_same_whatever_the_arrival_order_and_ended_roads_are_let_go() -> None:
+    newer, older = {"310101": (T0 + HOUR, SHANGHAI_AT)}, {"310101": (T0, (31.3, 121.5))}
+    assert Conditions.none().with_places(newer).with_places(older) == Conditions.none().with_places(older).with_places(
+        newer
+    )
+    reports = [traffic("G15", T0, (30.9, 121.1)), traffic("G15", T0 + HOUR, (30.5, 120.8), 2, 30),
+               traffic("G60", T0 + 5 * DAY_MS, (30.0, 120.0))]  # fmt: skip
+    one_way, other_way = Conditions.none(), Conditions.none()
+    for report in reports:
+        one_way = one_way.observe(report)
+    for report in reversed(reports):
+        other_way = other_way.observe(report)
+    assert one_way == other_way and set(one_way.traffic) == {"G60"}  # G15 ended days before the G60 began
+    assert one_way.traffic_until_ms == T0 + 5 * DAY_MS + 8 * HOUR
+
+
+def test_a_parcel_just_past_an_incident_is_not_held_up_by_it_and_a_far_one_sets_no_check() -> None:
+    conditions = (
+        Conditions.none().with_places({"310101": (T0, SHANGHAI_AT)}).observe(traffic("G15", T0, (30.91, 121.12)))
+    )
+
+    def traffic_reasons(where: tuple[float, float]) -> tuple[list[str], int | None]:
+        health = assess(in_transit_at(where, T0 + HOUR), T0 + HOUR, conditions, POLICY)
+        return [f.reason.split(" (")[0] for f in health.findings if f.factor == "traffic_on_way"], health.next_check_ms
+
+    assert traffic_reasons((30.905, 121.115))[0] == ["held up at a traffic incident on G15"]  # before it, stopped
+    assert traffic_reasons((30.925, 121.14))[0] == []  # 2 km past it, towards Shanghai: it is behind
+    far = Conditions.none().with_places({"310101": (T0, SHANGHAI_AT)}).observe(traffic("G30", T0, (43.8, 87.6), 4, 120))
+    quiet = assess(in_transit_at(HANGZHOU_AT, T0 + HOUR), T0 + HOUR, Conditions.none(), POLICY).next_check_ms
+    assert assess(in_transit_at(HANGZHOU_AT, T0 + HOUR), T0 + HOUR, far, POLICY).next_check_ms == quiet  # Urumqi's
