@@ -1,9 +1,9 @@
 """Distances on the Earth for health and arrivals: how far a point is from a parcel's way.
 
 Spherical trigonometry (the haversine family), not geopy's geodesic: within 0.5% of it at
-these distances, and about a hundred times cheaper (../shared/design.md measures 23k geodesics
-a second against 3M haversines), which matters when every order in transit is assessed
-against every traffic incident in force.
+these distances (tests/unit/test_geo.py checks against it), and about a hundred times
+cheaper (the design notes measured 23k geodesics a second against 3M haversines), which
+matters when every order on the line haul is assessed against every traffic incident.
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ TrafficReport = tuple[int, int, float, float, int]
 @dataclass(frozen=True, slots=True)
 class Conditions:
     """External conditions (R7): the latest signals of each subject, in event time, whatever the arrival
-    order, so that an assessment reads the ones in force at its own time."""
+    order, so that an assessment reads the ones in force at its own time; and where each region's parcels
+    arrive, learned from delivered orders (the newest, whatever the arrival order)."""
 
     weather: Mapping[str, tuple[WeatherWarning, ...]]  # region -> its latest warnings, by issue time
     ports: Mapping[str, tuple[tuple[int, float], ...]]  # port code -> its latest (at, congestion index)
