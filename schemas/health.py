@@ -157,10 +157,10 @@ class Conditions:
         """The conditions with a road's reports, without the roads whose last report ended KEPT_MS before the newest
         report known (every assessment of an order on the line haul reads every road kept)."""
         traffic = {**self.traffic, road: reports}
-        ends = {road: max(ends for _, ends in _spans(kept)) for road, kept in traffic.items()}
-        newest = max(kept[-1][0] for kept in traffic.values())
-        kept = {road: reports for road, reports in traffic.items() if ends[road] >= newest - KEPT_MS}
-        return replace(self, traffic=kept, traffic_until_ms=max(ends[road] for road in kept))
+        last_end = {name: max(end for _, end in _spans(told)) for name, told in traffic.items()}
+        newest = max(told[-1][0] for told in traffic.values())
+        kept = {name: told for name, told in traffic.items() if last_end[name] >= newest - KEPT_MS}
+        return replace(self, traffic=kept, traffic_until_ms=max(last_end[name] for name in kept))
 
     def with_places(self, delivered: Mapping[str, tuple[int, Point]]) -> Conditions:
         """The conditions with when and where parcels to these regions were delivered, where newer than those known

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas.alerts import Incident
 from schemas.compact import compact_pickle
@@ -28,6 +28,9 @@ from schemas.lifecycle import LIFECYCLE, Status, StatusTrack, shown
 from schemas.rules import NO_DECISIONS, Decisions
 from schemas.tables import Row
 from schemas.topics import RAW_CARRIER, RAW_GPS, RAW_WMS
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsDunderLT
 
 # Delivered is not final: the buyer's confirmation, an exchange or a return may follow days later.
 FINAL_STATUSES = frozenset({Status.COMPLETED, Status.CANCELLED, Status.RETURNED})
@@ -391,9 +394,20 @@ RUNS_KEPT = 8
 
 def _scanned(scans: tuple[int, ...], at_ms: int) -> tuple[int, ...]:
     """The newest scan times with this one (carriers repeat scans in every push: one time is kept once)."""
-    if at_ms in scans or (len(scans) >= SCANS_KEPT and at_ms < scans[0]):
-        return scans
-    return tuple(sorted((*scans, at_ms)))[-SCANS_KEPT:]
+    return _newest_kept(scans, at_ms, SCANS_KEPT)
+
+
+K = TypeVar("K", bound="SupportsDunderLT[Any]")  # scan times, places
+
+
+def _newest_kept(kept: tuple[K, ...], item: K, limit: int) -> tuple[K, ...]:
+    """The newest `limit` of the items kept and this one, sorted, each once: the same whatever the order they came
+    in; the same tuple if it changes nothing."""
+    if kept and kept[-1] < item:  # live traffic: the newest
+        return (*kept[1 - limit :], item)
+    if item in kept or (len(kept) >= limit and item < kept[0]):
+        return kept
+    return tuple(sorted((*kept, item))[-limit:])
 
 
 def _with_fix(runs: tuple[tuple[int, int], ...], at_ms: int) -> tuple[tuple[int, int], ...]:
@@ -424,16 +438,8 @@ def _held(kept: Held | None, holding: tuple[int, str] | None, now_ms: int) -> He
 
 
 def _with_place(places: tuple[Place, ...], at_ms: int, where: Point | None) -> tuple[Place, ...]:
-    """Where its positions put it, with this one: the newest PLACES_KEPT, sorted (so, whatever their arrival
-    order, the same); the same tuple if it changes nothing."""
-    if where is None:
-        return places
-    place = (at_ms, *where)
-    if places and places[-1] < place:  # live traffic: the newest position
-        return (*places, place)[-PLACES_KEPT:]
-    if place in places or (len(places) >= PLACES_KEPT and place < places[0]):
-        return places
-    return tuple(sorted((*places, place)))[-PLACES_KEPT:]
+    """Where its positions put it, with this one (the newest PLACES_KEPT)."""
+    return places if where is None else _newest_kept(places, (at_ms, *where), PLACES_KEPT)
 
 
 def _newest_by(times: tuple[int, ...], at_ms: int) -> int:
