@@ -72,9 +72,15 @@ class IdleWatch:
 
     Idle: the end offsets of the input topics have not moved for idle_s, and the
     job's committed offsets (committed when a checkpoint completes) have reached
-    them. Written: a checkpoint triggered more than twice a micro-batch window and
-    a writer flush interval after that has completed, so every buffered row was
-    written before its barrier.
+    them. Written: two checkpoints, each triggered after a delay, have completed
+    (`_Fence`). Barriers are aligned, so a checkpoint completes only once every
+    operator has handled all it received before its barrier, and a processing-time
+    timer due before a barrier reaches an operator runs first. The first fence is
+    triggered more than twice a micro-batch window and a writer flush interval after
+    the drain: the last records have left their windows, and the rows made of them
+    have reached the writers, however long the stages took over them. The second
+    is triggered a flush interval after the first completed: the writers' flush
+    timers, set when those rows came, have fired, and the rows are in ClickHouse.
     """
 
     settings: Settings
@@ -84,8 +90,7 @@ class IdleWatch:
     probe: kafka.OffsetProbe
     _ends: dict[kafka.TopicPartition, int] = field(default_factory=dict)
     _ends_changed_at: float = field(default_factory=time.monotonic)
-    _drained_at: float | None = None
-    _last_seen_checkpoint: int | None = None
+    _fences: list[_Fence] = field(default_factory=list)
     _next_report: float = field(default_factory=time.monotonic)
 
     def done(self, job_checkpoints: Path) -> bool:
@@ -95,32 +100,47 @@ class IdleWatch:
             committed = self.probe.committed_offsets(self.settings.consumer_group)
         except kafka.KafkaError as error:  # the broker is away: the job waits for it, and so does the watch
             self.report(f"  Kafka is out of reach ({type(error).__name__}); waiting for it to come back")
-            self._drained_at, self._last_seen_checkpoint = None, None
+            self._fences.clear()
             return False
         if ends != self._ends:
             self._ends, self._ends_changed_at = ends, now
         behind = sum(max(end - committed.get(tp, 0), 0) for tp, end in ends.items())
         self._progress(now, behind, sum(ends.values()))
         if behind or now - self._ends_changed_at < self.idle_s:
-            # New input restarts the drain: a checkpoint noted before it proves nothing about its output.
-            self._drained_at, self._last_seen_checkpoint = None, None
+            self._fences.clear()  # new input: a checkpoint before its output proves nothing about it
             return False
-        if self._drained_at is None:
-            self._drained_at = now
+        window_s, flush_s = self.settings.batch_window_ms / 1000, self.settings.sink_flush_interval_ms / 1000
+        if not self._fences:  # drained: the last records may still wait for their window, then for a writer
+            self._fences.append(_Fence(now + 2 * (window_s + flush_s) + 0.5))
+        fence = self._fences[-1]
+        if not fence.passed(job_checkpoints, now):
             return False
-        # The last records may still wait for their micro-batch window, then for the writer's flush.
-        flush_s = 2 * (self.settings.batch_window_ms + self.settings.sink_flush_interval_ms) / 1000
-        if self._last_seen_checkpoint is None:
-            if now - self._drained_at > flush_s + 0.5:
-                self._last_seen_checkpoint = _newest_checkpoint_id(job_checkpoints, completed=False)
-            return False
-        return _newest_checkpoint_id(job_checkpoints, completed=True) > self._last_seen_checkpoint
+        if len(self._fences) == 2:
+            return True
+        self._fences.append(_Fence(now + flush_s + 0.5))  # the writers' flush timers, set at the latest by now
+        return False
 
     def _progress(self, now: float, behind: int, total: int) -> None:
         if now >= self._next_report:
             state = f"{behind} records not yet checkpointed" if behind else "all input checkpointed"
             self.report(f"  job: {total} records in the input topics, {state}")
             self._next_report = now + 5
+
+
+@dataclass
+class _Fence:
+    """A checkpoint triggered after `after` (monotonic time): the newest one triggered by then is noted, and the
+    fence is passed once a later one has completed."""
+
+    after: float
+    _noted: int | None = None
+
+    def passed(self, job_checkpoints: Path, now: float) -> bool:
+        if self._noted is None:
+            if now >= self.after:
+                self._noted = _newest_checkpoint_id(job_checkpoints, completed=False)
+            return False
+        return _newest_checkpoint_id(job_checkpoints, completed=True) > self._noted
 
 
 def _newest_checkpoint_id(job_checkpoints: Path, completed: bool) -> int:
