@@ -400,6 +400,15 @@ def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: C
     return factor.finding(severity, words, since), later
 
 
+def warned_region(policy: HealthPolicy, signal: Signal) -> str | None:
+    """The region a weather warning concerns, if the weather factor rates its level: the orders heading there are
+    to hear of it at once, not at their next event (OrderStage)."""
+    factor = policy.factors.get("weather")
+    if factor is None or not signal.kind.startswith("weather_") or signal.level not in factor.settings["severity"]:
+        return None
+    return signal.subject
+
+
 def weather_in_force(conditions: Conditions, region_code: str | None, now_ms: int) -> list[WeatherWarning]:
     """Per phenomenon, the newest warning issued by now (a downgrade replaces a red warning), unless it ended."""
     current: dict[str, WeatherWarning] = {}

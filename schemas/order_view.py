@@ -289,8 +289,14 @@ class OrderView:
         return carrier
 
     @property
+    def destination(self) -> str | None:
+        """The region code it is delivered to."""
+        region: str | None = _value(self.region_code)
+        return region
+
+    @property
     def _lane(self) -> tuple[str | None, str | None]:
-        return _value(self.carrier), _value(self.region_code)
+        return _value(self.carrier), self.destination
 
     def scanned_by(self, at_ms: int) -> int:
         """Its newest scan at or before at_ms (scans read ahead of event time are not yet news); 0 if none."""

@@ -40,7 +40,16 @@ from schemas.events import (
     fact_id_of,
 )
 from schemas.geo import Point
-from schemas.health import MINUTE_MS, Conditions, HealthPolicy, assess, is_condition, traffic_found
+from schemas.health import (
+    MINUTE_MS,
+    SETTLED,
+    Conditions,
+    HealthPolicy,
+    assess,
+    is_condition,
+    traffic_found,
+    warned_region,
+)
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
 from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.rules import NO_RULES, PublishedRules, RuleError, RuleSet, Subject
@@ -549,9 +558,11 @@ class OrderStage(Stage[OrderView]):
         changes: list[OrderChange] = []
         legs: list[Leg] = []
         adopted = False
+        warned: set[str] = set()  # regions under a weather warning new to the lane
         for item in items:
             if isinstance(item, Signal):
-                self._observe(item)
+                if self._observe(item) and (region := warned_region(self._policy, item)) is not None:
+                    warned.add(region)
             elif isinstance(item, Leg):
                 legs.append(item)
             elif isinstance(item, PublishedRules):
@@ -579,6 +590,8 @@ class OrderStage(Stage[OrderView]):
                 rows.current.append(row)
         if adopted:
             self._assess_all(watermark_ms, conditions, rules, rows)
+        elif warned:
+            self._assess_all(watermark_ms, conditions, rules, rows, lambda view: _heading_into(view, warned))
         self._checks.flush()
         return rows
 
@@ -594,13 +607,21 @@ class OrderStage(Stage[OrderView]):
             or traffic_found(self._policy, conditions, view.facts_for_health(now_ms), now_ms) is None
         )
 
-    def _assess_all(self, watermark_ms: int, conditions: Conditions, rules: RuleSet, rows: OrderRows) -> None:
-        """A new rule set is in force: every order is assessed under it now, not only as each is next heard
-        of, so that a new rule reaches quiet orders and a retired one leaves them (once per set published:
-        the lane's whole state is read)."""
+    def _assess_all(
+        self,
+        watermark_ms: int,
+        conditions: Conditions,
+        rules: RuleSet,
+        rows: OrderRows,
+        concerned: Callable[[OrderView], bool] | None = None,
+    ) -> None:
+        """Every order (or every one concerned) assessed now, not only as each is next heard of: a new rule set
+        reaches quiet orders and a retired one leaves them; a weather warning reaches the parcels on their way into
+        it, though none may be heard of until it ends. Once per rule set published or warning issued: the lane's
+        whole state is read."""
         for key in list(self.entities):
             view = self.entities.get(key)
-            if view is None or view.track.current is None:
+            if view is None or view.track.current is None or (concerned is not None and not concerned(view)):
                 continue
             now = max(watermark_ms, view.assessed_at_ms)  # at the watermark, as apply assesses
             if now <= 0:
@@ -757,8 +778,11 @@ class OrderStage(Stage[OrderView]):
         conditions: Conditions = self._context.get(self.CONDITIONS, NO_CONDITIONS)
         return conditions
 
-    def _observe(self, signal: Signal) -> None:
-        self._keep(self._conditions().observe(signal))
+    def _observe(self, signal: Signal) -> bool:
+        """Keep the signal among the conditions; whether it was new to them."""
+        before = self._conditions()
+        self._keep(before.observe(signal))
+        return self._conditions() is not before
 
     def _keep(self, conditions: Conditions) -> None:
         if conditions is not self._conditions():
@@ -772,6 +796,12 @@ def _delivery_places(legs: list[Leg]) -> dict[str, tuple[int, Point]]:
     """When and where the legs were delivered, by region: the newest that told where."""
     told = sorted((leg.delivered_at_ms, leg.delivered_near, leg.region_code) for leg in legs if leg.delivered_near)
     return {region: (at, point) for at, point, region in told}
+
+
+def _heading_into(view: OrderView, regions: set[str]) -> bool:
+    """Whether the order is on its way to one of the regions, not yet delivered (nor cancelled or returned)."""
+    current = view.track.current
+    return current is not None and current[0] not in SETTLED and view.destination in regions
 
 
 def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:

@@ -242,6 +242,30 @@ def test_buyer_messages_failed_changes_and_weather_count_with_reasons() -> None:
     assert health["health_color"] == "red"
 
 
+def test_a_weather_warning_reaches_the_quiet_parcels_heading_into_it_at_once_and_no_others() -> None:
+    orders = stage()
+    for name, region in (("into", "310115"), ("elsewhere", "440305"), ("delivered", "310115")):
+        steps = [(T0, Status.PAID), (T0 + HOUR, Status.SHIPPED), (T0 + 2 * HOUR, Status.IN_TRANSIT)]
+        steps += [(T0 + 3 * HOUR, Status.DELIVERED)] if name == "delivered" else []
+        ref = OrderRef("douyin", name)
+        orders.apply(
+            [OrderEvent(ref, at, RAW_CARRIER, status, region_code=region) for at, status in steps], T0 + 3 * HOUR
+        )
+
+    def alerted(rows: OrderRows) -> set[tuple[str, str, Severity]]:
+        return {(step.order.order_id, step.incident.alert_type, step.incident.severity) for step in rows.alerts}
+
+    storm = Signal("weather_rainstorm", "310115", T0 + 4 * HOUR, T0 + 16 * HOUR, "orange")
+    rows = orders.apply([storm], T0 + 4 * HOUR)  # no event of any order: the signal alone
+    assert alerted(rows) == {("into", "weather", Severity.YELLOW)}
+    assert [health_of(rows)["health_reasons"]] == [["orange rainstorm warning at the destination"]]
+    typhoon = Signal("weather_typhoon", "310115", T0 + 8 * HOUR, T0 + 20 * HOUR, "red")  # read before its time
+    assert orders.apply([typhoon], T0 + 5 * HOUR).alerts == []
+    assert alerted(orders.check_due(T0 + 8 * HOUR)) == {("into", "weather", Severity.RED)}  # the check it set
+    fog = Signal("weather_fog", "310115", T0 + 9 * HOUR, T0 + 20 * HOUR, "blue")  # not rated: no order assessed
+    assert orders.apply([fog], T0 + 9 * HOUR).current == []
+
+
 def test_an_alert_stays_one_incident_while_its_factor_hovers_and_resolves_when_it_clears() -> None:
     def health(*findings: Finding) -> Health:
         return Health(50, "yellow", findings, None, POLICY.version)
