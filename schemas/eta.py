@@ -459,15 +459,41 @@ def _usual(
     known: list[tuple[Lane, LaneFigures]], rank: int, since_ms: int, now_ms: int, settings: EtaSettings
 ) -> Usual | None:
     """What is usual from the step: when USUAL_SHARE of the legs of the most specific lane to the order's region
-    with min_legs legs had arrived (all its legs, whatever the conditions on their way). Not the carrier's
-    everywhere (far regions would be its slow tail), nor a storm's own lanes (they tell what to expect, not
-    what is usual)."""
-    for lane, learned in known:
-        if lane[1] != ANY and not lane[2] and learned.legs(rank, now_ms) >= settings.min_legs:
-            pieces, _ = _beyond(learned.steps[rank], 0)
-            (usual,) = _quantiles(pieces, (USUAL_SHARE,))
+    with min_legs legs had arrived (all its legs, whatever the conditions on their way); else, as _scaled_usual
+    tells it. Not the carrier's everywhere (far regions would be its slow tail), nor a storm's own lanes (they
+    tell what to expect, not what is usual)."""
+    to_region = [(lane, learned) for lane, learned in known if lane[1] != ANY and not lane[2]]
+    for lane, learned in to_region:
+        if learned.legs(rank, now_ms) >= settings.min_legs:
+            (usual,) = _quantiles(_beyond(learned.steps[rank], 0)[0], (USUAL_SHARE,))
             return since_ms + int(usual), f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
-    return None
+    anywhere = [(lane, learned) for lane, learned in known if lane[1] == ANY and not lane[2]]
+    return _scaled_usual(to_region, anywhere, rank, since_ms, now_ms, settings)
+
+
+def _scaled_usual(
+    to_region: list[tuple[Lane, LaneFigures]],
+    anywhere: list[tuple[Lane, LaneFigures]],
+    rank: int,
+    since_ms: int,
+    now_ms: int,
+    settings: EtaSettings,
+) -> Usual | None:
+    """What is usual from the step to a region few legs went to (a quarter of min_legs at least): they tell how long
+    the way there takes (their median), and the most specific lane anywhere with min_legs legs how widely parcels
+    spread around theirs; its USUAL_SHARE quantile, scaled by the ratio of the medians. None if either is missing."""
+    few = next(((lane, learned) for lane, learned in to_region if learned.legs(rank, now_ms) >= settings.min_legs / 4),
+               None)  # fmt: skip
+    wide = next(((lane, learned) for lane, learned in anywhere if learned.legs(rank, now_ms) >= settings.min_legs),
+                None)  # fmt: skip
+    if few is None or wide is None:
+        return None
+    (near_median,) = _quantiles(_beyond(few[1].steps[rank], 0)[0], (0.5,))
+    wide_median, wide_usual = _quantiles(_beyond(wide[1].steps[rank], 0)[0], (0.5, USUAL_SHARE))
+    usual = wide_usual * near_median / max(wide_median, 1.0)
+    legs = few[1].legs(rank, now_ms)
+    words = f"{_lane_words(few[0])}, from {STEP_NAMES[rank]}: {legs:.0f} legs, spread as {_lane_words(wide[0])}'s"
+    return since_ms + int(usual), words
 
 
 def furthest_step(reached: tuple[int, ...]) -> int:

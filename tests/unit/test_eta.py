@@ -458,6 +458,25 @@ def test_an_order_slower_than_its_lane_usually_is_yellow_then_red_and_alerted_wh
     assert any(reason.startswith("not delivered 1 d") and reason.endswith(kept) for reason in reasons)
 
 
+def test_a_region_few_legs_went_to_is_usual_as_its_legs_median_spread_as_the_carriers_legs_anywhere() -> None:
+    anywhere = uniform_legs(100, 10, 40, region="440305")  # the carrier's legs elsewhere: median 25 h, 9 in 10 by 37 h
+    few = [leg(200 + n, 48 + n, region="350203") for n in range(5)]  # to Xiamen: median 50 h, twice as far
+    figures = figures_of(anywhere + few)
+    picked_up = reached_at(in_transit=T0)
+
+    def usual(region: str, figures: dict[str, LaneFigures] = figures) -> tuple[float, str] | None:
+        estimated = estimate(figures, "shunfeng", region, picked_up, None, T0, SETTINGS)
+        assert estimated is not None
+        by = estimated.usual_by_ms
+        return None if by is None else (hours_after(T0, by), estimated.usual_lane)
+
+    assert usual("350203") == (pytest.approx(37 * 50 / 25, abs=1.5), "shunfeng to 350203, from in_transit: "
+                               "5 legs, spread as shunfeng to *'s")  # fmt: skip
+    assert usual("440305") == (pytest.approx(37, abs=1), "shunfeng to 440305, from in_transit")  # enough of its own
+    assert usual("350203", figures_of(anywhere + few[:4])) is None  # 4 legs are fewer than a quarter of 20
+    assert usual("110101") is None  # none went there
+
+
 def test_slower_than_usual_is_told_on_the_line_haul_only() -> None:
     orders = OrderStage(OrderState.in_memory(), RETENTION, load_health_policy())
     orders.apply([replace(one, remaining=((Status.SHIPPED.rank, ms),)) for one in uniform_legs(100, 10, 40)
