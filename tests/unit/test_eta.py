@@ -258,7 +258,7 @@ def test_an_order_delivered_through_a_storm_teaches_it_and_the_next_order_under_
     fair = dict(zip(ORDERS_CURRENT.column_names, shown.current[-1], strict=True))
     assert fair["eta_basis"].startswith("shunfeng to 310101,") and hours_after(T0 + 35 * HOUR, fair["eta"]) < 30
 
-    def shown_after_scan(at_ms: int) -> dict[str, Any]:  # a signal assesses no order: its next event does
+    def shown_after_scan(at_ms: int) -> dict[str, Any]:  # the row its next scan makes
         scan = OrderEvent(late, at_ms, RAW_CARRIER, Status.IN_TRANSIT, detail=f"hub {at_ms}", carrier="shunfeng")
         return dict(zip(ORDERS_CURRENT.column_names, orders.apply([scan], at_ms).current[-1], strict=True))
 
