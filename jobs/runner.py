@@ -90,7 +90,8 @@ class IdleWatch:
     probe: kafka.OffsetProbe
     _ends: dict[kafka.TopicPartition, int] = field(default_factory=dict)
     _ends_changed_at: float = field(default_factory=time.monotonic)
-    _fences: list[_Fence] = field(default_factory=list)
+    _drained: _Fence | None = None  # the rows made of the last records have reached the writers
+    _flushed: _Fence | None = None  # and the writers have written them
     _next_report: float = field(default_factory=time.monotonic)
 
     def done(self, job_checkpoints: Path) -> bool:
@@ -100,25 +101,23 @@ class IdleWatch:
             committed = self.probe.committed_offsets(self.settings.consumer_group)
         except kafka.KafkaError as error:  # the broker is away: the job waits for it, and so does the watch
             self.report(f"  Kafka is out of reach ({type(error).__name__}); waiting for it to come back")
-            self._fences.clear()
+            self._drained = self._flushed = None
             return False
         if ends != self._ends:
             self._ends, self._ends_changed_at = ends, now
         behind = sum(max(end - committed.get(tp, 0), 0) for tp, end in ends.items())
         self._progress(now, behind, sum(ends.values()))
         if behind or now - self._ends_changed_at < self.idle_s:
-            self._fences.clear()  # new input: a checkpoint before its output proves nothing about it
+            self._drained = self._flushed = None  # new input: a checkpoint before its output proves nothing about it
             return False
         window_s, flush_s = self.settings.batch_window_ms / 1000, self.settings.sink_flush_interval_ms / 1000
-        if not self._fences:  # drained: the last records may still wait for their window, then for a writer
-            self._fences.append(_Fence(now + 2 * (window_s + flush_s) + 0.5))
-        fence = self._fences[-1]
-        if not fence.passed(job_checkpoints, now):
+        if self._drained is None:  # the last records may still wait for their window, then for a writer
+            self._drained = _Fence(now + 2 * (window_s + flush_s) + 0.5)
+        if not self._drained.passed(job_checkpoints, now):
             return False
-        if len(self._fences) == 2:
-            return True
-        self._fences.append(_Fence(now + flush_s + 0.5))  # the writers' flush timers, set at the latest by now
-        return False
+        if self._flushed is None:  # the writers' flush timers were set by now at the latest
+            self._flushed = _Fence(now + flush_s + 0.5)
+        return self._flushed.passed(job_checkpoints, now)
 
     def _progress(self, now: float, behind: int, total: int) -> None:
         if now >= self._next_report:

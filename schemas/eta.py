@@ -448,7 +448,7 @@ def _added_by(
         through = figures.get(lane_key(ANY, ANY, named))
         if everyone is None or through is None or (legs := through.legs(rank, now_ms)) < settings.min_legs:
             continue
-        slowed, usual = (_quantiles(_beyond(lane.steps[rank], 0)[0], (0.5,))[0] for lane in (through, everyone))
+        slowed, usual = (_whole_quantiles(lane, rank, (0.5,))[0] for lane in (through, everyone))
         added = max(slowed - usual, 0.0)
         kind, rating = named.split()
         return added, f"{added / 3_600_000:.0f} h more through {CONDITION_WORDS[kind]} ({rating}), from {legs:.0f} legs"
@@ -459,41 +459,37 @@ def _usual(
     known: list[tuple[Lane, LaneFigures]], rank: int, since_ms: int, now_ms: int, settings: EtaSettings
 ) -> Usual | None:
     """What is usual from the step: when USUAL_SHARE of the legs of the most specific lane to the order's region
-    with min_legs legs had arrived (all its legs, whatever the conditions on their way); else, as _scaled_usual
-    tells it. Not the carrier's everywhere (far regions would be its slow tail), nor a storm's own lanes (they
-    tell what to expect, not what is usual)."""
+    with min_legs legs had arrived (all its legs, whatever the conditions on their way). Where its region has fewer
+    (a quarter of min_legs at least), they tell how long the way there takes, and the most specific lane anywhere
+    how widely parcels spread: its USUAL_SHARE time, scaled by the ratio of the two medians. Not the carrier's
+    everywhere unscaled (far regions would be its slow tail), nor a storm's own lanes (they tell what to expect,
+    not what is usual)."""
     to_region = [(lane, learned) for lane, learned in known if lane[1] != ANY and not lane[2]]
-    for lane, learned in to_region:
-        if learned.legs(rank, now_ms) >= settings.min_legs:
-            (usual,) = _quantiles(_beyond(learned.steps[rank], 0)[0], (USUAL_SHARE,))
-            return since_ms + int(usual), f"{_lane_words(lane)}, from {STEP_NAMES[rank]}"
+    step = STEP_NAMES[rank]
+    if own := _first_with(to_region, rank, now_ms, settings.min_legs):
+        (usual,) = _whole_quantiles(own[1], rank, (USUAL_SHARE,))
+        return since_ms + int(usual), f"{_lane_words(own[0])}, from {step}"
     anywhere = [(lane, learned) for lane, learned in known if lane[1] == ANY and not lane[2]]
-    return _scaled_usual(to_region, anywhere, rank, since_ms, now_ms, settings)
-
-
-def _scaled_usual(
-    to_region: list[tuple[Lane, LaneFigures]],
-    anywhere: list[tuple[Lane, LaneFigures]],
-    rank: int,
-    since_ms: int,
-    now_ms: int,
-    settings: EtaSettings,
-) -> Usual | None:
-    """What is usual from the step to a region few legs went to (a quarter of min_legs at least): they tell how long
-    the way there takes (their median), and the most specific lane anywhere with min_legs legs how widely parcels
-    spread around theirs; its USUAL_SHARE quantile, scaled by the ratio of the medians. None if either is missing."""
-    few = next(((lane, learned) for lane, learned in to_region if learned.legs(rank, now_ms) >= settings.min_legs / 4),
-               None)  # fmt: skip
-    wide = next(((lane, learned) for lane, learned in anywhere if learned.legs(rank, now_ms) >= settings.min_legs),
-                None)  # fmt: skip
+    few = _first_with(to_region, rank, now_ms, settings.min_legs / 4)
+    wide = _first_with(anywhere, rank, now_ms, settings.min_legs)
     if few is None or wide is None:
         return None
-    (near_median,) = _quantiles(_beyond(few[1].steps[rank], 0)[0], (0.5,))
-    wide_median, wide_usual = _quantiles(_beyond(wide[1].steps[rank], 0)[0], (0.5, USUAL_SHARE))
-    usual = wide_usual * near_median / max(wide_median, 1.0)
-    legs = few[1].legs(rank, now_ms)
-    words = f"{_lane_words(few[0])}, from {STEP_NAMES[rank]}: {legs:.0f} legs, spread as {_lane_words(wide[0])}'s"
-    return since_ms + int(usual), words
+    (few_median,) = _whole_quantiles(few[1], rank, (0.5,))
+    wide_median, wide_usual = _whole_quantiles(wide[1], rank, (0.5, USUAL_SHARE))
+    usual = wide_usual * few_median / max(wide_median, FLOOR_MS)
+    return since_ms + int(usual), f"{_lane_words(few[0])}, from {step}, scaled from {_lane_words(wide[0])}"
+
+
+def _first_with(
+    lanes: list[tuple[Lane, LaneFigures]], rank: int, now_ms: int, legs: float
+) -> tuple[Lane, LaneFigures] | None:
+    """The first of the lanes with that many legs from the step, weighed against now."""
+    return next(((lane, learned) for lane, learned in lanes if learned.legs(rank, now_ms) >= legs), None)
+
+
+def _whole_quantiles(learned: LaneFigures, rank: int, qs: tuple[float, ...]) -> list[float]:
+    """Quantiles of the remaining times of all a lane's legs from the step."""
+    return _quantiles(_beyond(learned.steps[rank], 0)[0], qs)
 
 
 def furthest_step(reached: tuple[int, ...]) -> int:

@@ -223,7 +223,7 @@ def assess(facts: Facts, now_ms: int, conditions: Conditions, policy: HealthPoli
     replay or restore assesses every order as the first run did."""
     findings: list[Finding] = []
     checks: list[int] = []
-    if facts.status is not None and facts.status not in SETTLED and not any(facts.reached[DELIVERED_RANK:]):
+    if not is_settled(facts.status, facts.reached):
         for rule, factor in policy.rules:
             finding, check = rule(factor, facts, now_ms, conditions)
             if finding is not None:
@@ -270,6 +270,13 @@ def overdue(factor: Factor, since_ms: int, now_ms: int, what: Callable[[str], st
 # Nothing more is expected of these: no factor applies (open incidents resolve).
 SETTLED = frozenset({Status.CANCELLED, Status.RETURNING, Status.RETURNED, Status.DELIVERED, Status.COMPLETED})
 DELIVERED_RANK = Status.DELIVERED.rank  # an order delivered (or completed) is settled, whatever follows
+
+
+def is_settled(status: Status | None, reached: tuple[int, ...]) -> bool:
+    """Whether nothing more is expected of an order (or nothing is known of it yet): no factor applies."""
+    return status is None or status in SETTLED or any(reached[DELIVERED_RANK:])
+
+
 WAREHOUSE = (Status.ALLOCATED, Status.PICKED, Status.PACKED)
 IN_TRANSIT = (Status.IN_TRANSIT, Status.CUSTOMS)
 
@@ -400,13 +407,18 @@ def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: C
     return factor.finding(severity, words, since), later
 
 
-def warned_region(policy: HealthPolicy, signal: Signal) -> str | None:
-    """The region a weather warning concerns, if the weather factor rates its level: the orders heading there are
-    to hear of it at once, not at their next event (OrderStage)."""
+def warned_region(policy: HealthPolicy, conditions: Conditions, signal: Signal) -> str | None:
+    """The region whose orders a weather warning (kept in conditions) changes at once, not at their next event
+    (OrderStage): one the weather factor rates, or one that lowers or ends a warning it rated there."""
     factor = policy.factors.get("weather")
-    if factor is None or not signal.kind.startswith("weather_") or signal.level not in factor.settings["severity"]:
+    if factor is None or not signal.kind.startswith("weather_"):
         return None
-    return signal.subject
+    rated = factor.settings["severity"]
+    phenomenon = signal.kind.removeprefix("weather_")
+    told = conditions.weather.get(signal.subject, ())
+    if signal.level in rated or any(kind == phenomenon and level in rated for _, level, kind, _ in told):
+        return signal.subject
+    return None
 
 
 def weather_in_force(conditions: Conditions, region_code: str | None, now_ms: int) -> list[WeatherWarning]:

@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from schemas.alerts import AlertStep, closed, follow
@@ -42,11 +43,11 @@ from schemas.events import (
 from schemas.geo import Point
 from schemas.health import (
     MINUTE_MS,
-    SETTLED,
     Conditions,
     HealthPolicy,
     assess,
     is_condition,
+    is_settled,
     traffic_found,
     warned_region,
 )
@@ -557,22 +558,23 @@ class OrderStage(Stage[OrderView]):
         rows = OrderRows()
         changes: list[OrderChange] = []
         legs: list[Leg] = []
+        signals: list[Signal] = []
         adopted = False
-        warned: set[str] = set()  # regions under a weather warning new to the lane
         for item in items:
             if isinstance(item, Signal):
-                if self._observe(item) and (region := warned_region(self._policy, item)) is not None:
-                    warned.add(region)
+                signals.append(item)
             elif isinstance(item, Leg):
                 legs.append(item)
             elif isinstance(item, PublishedRules):
                 adopted |= self._adopt(item)
             else:
                 changes.append(item)
+        warned = self._observe(signals, watermark_ms)
         if legs := [leg for leg in legs if watermark_ms == UNKNOWN or leg.delivered_at_ms <= watermark_ms + DAY_MS]:
             learn(self._context, legs, self._policy.eta)  # a leg from beyond tomorrow is a clock gone wrong
             self._keep(self._conditions().with_places(_delivery_places(legs)))
         conditions, rules = self._conditions(), self._rules()
+        assessed: set[str] = set()  # under the conditions with this batch's signals
         for key, order_changes in grouped(changes, order_key).items():
             before = self.entities.get(key)
             view = self._merged(before or OrderView(order_changes[0].order), order_changes, rows)
@@ -585,13 +587,14 @@ class OrderStage(Stage[OrderView]):
                 else:
                     view = self._checked_up_to(view, now, conditions, rules, rows)
                     view, _ = self._assessed(view, now, conditions, rules, rows)
+                    assessed.add(key)
             self.store(key, view, before)
             if (row := view.row()) is not None:
                 rows.current.append(row)
         if adopted:
             self._assess_all(watermark_ms, conditions, rules, rows)
         elif warned:
-            self._assess_all(watermark_ms, conditions, rules, rows, lambda view: _heading_into(view, warned))
+            self._assess_all(watermark_ms, conditions, rules, rows, partial(_heading_into, warned, assessed))
         self._checks.flush()
         return rows
 
@@ -778,11 +781,20 @@ class OrderStage(Stage[OrderView]):
         conditions: Conditions = self._context.get(self.CONDITIONS, NO_CONDITIONS)
         return conditions
 
-    def _observe(self, signal: Signal) -> bool:
-        """Keep the signal among the conditions; whether it was new to them."""
-        before = self._conditions()
-        self._keep(before.observe(signal))
-        return self._conditions() is not before
+    def _observe(self, signals: list[Signal], watermark_ms: int) -> set[str]:
+        """Keep the signals among the conditions; the regions whose orders a weather warning new to them, not ended
+        by the watermark, changes at once (health.warned_region)."""
+        warned: set[str] = set()
+        for signal in signals:
+            before = self._conditions()
+            after = before.observe(signal)
+            if after is before:
+                continue
+            self._keep(after)
+            ended = signal.until_ms is not None and signal.until_ms <= watermark_ms
+            if not ended and (region := warned_region(self._policy, after, signal)) is not None:
+                warned.add(region)
+        return warned
 
     def _keep(self, conditions: Conditions) -> None:
         if conditions is not self._conditions():
@@ -798,10 +810,12 @@ def _delivery_places(legs: list[Leg]) -> dict[str, tuple[int, Point]]:
     return {region: (at, point) for at, point, region in told}
 
 
-def _heading_into(view: OrderView, regions: set[str]) -> bool:
-    """Whether the order is on its way to one of the regions, not yet delivered (nor cancelled or returned)."""
+def _heading_into(regions: set[str], assessed: set[str], view: OrderView) -> bool:
+    """Whether the order is on its way to one of the regions, not settled, and not assessed already."""
     current = view.track.current
-    return current is not None and current[0] not in SETTLED and view.destination in regions
+    if view.destination not in regions or view.order.key in assessed:
+        return False
+    return not is_settled(current[0] if current else None, view.reached)
 
 
 def _moved_while_well(before: OrderView | None, changes: list[OrderChange], now_ms: int) -> bool:

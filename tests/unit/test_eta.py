@@ -470,8 +470,8 @@ def test_a_region_few_legs_went_to_is_usual_as_its_legs_median_spread_as_the_car
         by = estimated.usual_by_ms
         return None if by is None else (hours_after(T0, by), estimated.usual_lane)
 
-    assert usual("350203") == (pytest.approx(37 * 50 / 25, abs=1.5), "shunfeng to 350203, from in_transit: "
-                               "5 legs, spread as shunfeng to *'s")  # fmt: skip
+    scaled = (pytest.approx(37 * 50 / 25, abs=1.5), "shunfeng to 350203, from in_transit, scaled from shunfeng to *")
+    assert usual("350203") == scaled
     assert usual("440305") == (pytest.approx(37, abs=1), "shunfeng to 440305, from in_transit")  # enough of its own
     assert usual("350203", figures_of(anywhere + few[:4])) is None  # 4 legs are fewer than a quarter of 20
     assert usual("110101") is None  # none went there

@@ -251,19 +251,32 @@ def test_a_weather_warning_reaches_the_quiet_parcels_heading_into_it_at_once_and
         orders.apply(
             [OrderEvent(ref, at, RAW_CARRIER, status, region_code=region) for at, status in steps], T0 + 3 * HOUR
         )
+    assessed: list[str] = []
+    reassess = orders._reassess
 
-    def alerted(rows: OrderRows) -> set[tuple[str, str, Severity]]:
-        return {(step.order.order_id, step.incident.alert_type, step.incident.severity) for step in rows.alerts}
+    def counted(key: str, *rest: Any, **named: Any) -> None:
+        assessed.append(key)
+        reassess(key, *rest, **named)
 
-    storm = Signal("weather_rainstorm", "310115", T0 + 4 * HOUR, T0 + 16 * HOUR, "orange")
-    rows = orders.apply([storm], T0 + 4 * HOUR)  # no event of any order: the signal alone
-    assert alerted(rows) == {("into", "weather", Severity.YELLOW)}
-    assert [health_of(rows)["health_reasons"]] == [["orange rainstorm warning at the destination"]]
-    typhoon = Signal("weather_typhoon", "310115", T0 + 8 * HOUR, T0 + 20 * HOUR, "red")  # read before its time
-    assert orders.apply([typhoon], T0 + 5 * HOUR).alerts == []
-    assert alerted(orders.check_due(T0 + 8 * HOUR)) == {("into", "weather", Severity.RED)}  # the check it set
-    fog = Signal("weather_fog", "310115", T0 + 9 * HOUR, T0 + 20 * HOUR, "blue")  # not rated: no order assessed
-    assert orders.apply([fog], T0 + 9 * HOUR).current == []
+    orders._reassess = counted  # type: ignore[method-assign]
+
+    def told(signal: Signal, watermark_ms: int) -> tuple[list[str], set[tuple[str, str, Severity]]]:
+        """The orders the signal had assessed, and the weather alert steps it caused."""
+        assessed.clear()
+        rows = orders.apply([signal], watermark_ms)
+        return assessed[:], {(s.order.order_id, s.step, s.incident.severity) for s in rows.alerts}
+
+    def warning(level: str, from_h: int, until_h: int, kind: str = "rainstorm") -> Signal:
+        return Signal(f"weather_{kind}", "310115", T0 + from_h * HOUR, T0 + until_h * HOUR, level)
+
+    assert told(warning("orange", 4, 16), T0 + 4 * HOUR) == (["douyin|into"], {("into", "opened", Severity.YELLOW)})
+    assert told(warning("red", 8, 20, "typhoon"), T0 + 5 * HOUR) == (["douyin|into"], set())  # read before its time
+    due = orders.check_due(T0 + 8 * HOUR)  # the assessment it caused set a check at its issue
+    assert {(s.order.order_id, s.step, s.incident.severity) for s in due.alerts} == {("into", "updated", Severity.RED)}
+    assert told(warning("blue", 9, 20, "fog"), T0 + 9 * HOUR) == ([], set())  # a level the factor does not rate
+    assert told(warning("red", 1, 3, "hail"), T0 + 9 * HOUR) == ([], set())  # over before event time got here
+    lowered = told(warning("blue", 10, 20, "typhoon"), T0 + 10 * HOUR)  # the red typhoon is over: the storm is left
+    assert lowered == (["douyin|into"], {("into", "updated", Severity.YELLOW)})
 
 
 def test_an_alert_stays_one_incident_while_its_factor_hovers_and_resolves_when_it_clears() -> None:

@@ -27,72 +27,68 @@ class Probe:
         return self.committed
 
 
-class Checkpoints:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+class Watched:
+    """An IdleWatch on a fake Kafka and checkpoint folder, asked at given seconds of a fake monotonic clock."""
 
-    def trigger(self, checkpoint: int) -> None:
-        (self.folder / f"chk-{checkpoint}").mkdir(parents=True)
+    def __init__(self, folder: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+        self.folder, self.probe, self._now = folder, Probe(), 1000.0
+        monkeypatch.setattr(runner.time, "monotonic", lambda: self._now)
+        settings = Settings.from_env({"ORDERSCOPE_STATE_DIR": str(folder), **env})
+        self.watch = IdleWatch(settings, 5, ["raw.orders.app"], lambda _: None, self.probe)  # type: ignore[arg-type]
+        self.checkpoints = 0
 
-    def complete(self, checkpoint: int) -> None:
-        (self.folder / f"chk-{checkpoint}" / "_metadata").write_bytes(b"state")
+    def checkpoint(self) -> None:
+        """A checkpoint triggered and completed."""
+        self.checkpoints += 1
+        (self.folder / f"chk-{self.checkpoints}").mkdir(parents=True)
+        (self.folder / f"chk-{self.checkpoints}" / "_metadata").write_bytes(b"state")
 
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    now = [1000.0]
-    monkeypatch.setattr(runner.time, "monotonic", lambda: now[0])
-    return now
+    def done_at(self, seconds: float) -> bool:
+        self._now = 1000.0 + seconds
+        return self.watch.done(self.folder)
 
 
 def test_the_job_stops_after_a_second_checkpoint_triggered_a_flush_interval_after_the_first(
-    tmp_path: Path, clock: list[float]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings.from_env({"ORDERSCOPE_STATE_DIR": str(tmp_path)})  # 200 ms windows, 300 ms flushes
-    probe, checkpoints = Probe(), Checkpoints(tmp_path)
-    watch = IdleWatch(settings, 5, ["raw.orders.app"], lambda _: None, probe)  # type: ignore[arg-type]
-
-    def at(seconds: float) -> bool:
-        clock[0] = 1000.0 + seconds
-        return watch.done(tmp_path)
-
-    checkpoints.trigger(1)
-    checkpoints.complete(1)
-    assert not at(0) and not at(4.9)  # idle for less than 5 s
-    assert not at(5)  # drained: the first fence is noted 1.5 s later (two windows and flushes, and a margin)
-    assert not at(6.5)  # noted: checkpoint 1, already complete, proves nothing
-    checkpoints.trigger(2)
-    assert not at(7)
-    checkpoints.complete(2)
-    assert not at(7.5)  # the first fence passed: rows reached the writers; their timers may not have fired
-    checkpoints.trigger(3)
-    checkpoints.complete(3)
-    assert not at(7.9)  # checkpoint 3 was triggered before the flush interval ran out
-    assert not at(8.3)  # the second fence notes checkpoint 3
-    checkpoints.trigger(4)
-    checkpoints.complete(4)
-    assert at(8.5)
+    watched = Watched(tmp_path, monkeypatch)  # 200 ms windows, 300 ms flushes
+    watched.checkpoint()
+    assert not watched.done_at(0) and not watched.done_at(4.9)  # idle for less than 5 s
+    assert not watched.done_at(5)  # drained: the first fence is noted 1.5 s later (two windows and flushes, a margin)
+    assert not watched.done_at(6.5)  # noted: checkpoint 1, complete already, proves nothing
+    watched.checkpoint()
+    assert not watched.done_at(7.5)  # the first fence passed: rows reached the writers; their timers may not have fired
+    watched.checkpoint()
+    assert not watched.done_at(8.2)  # checkpoint 3 was triggered before the flush interval ran out
+    assert not watched.done_at(8.3)  # the second fence notes checkpoint 3
+    watched.checkpoint()
+    assert watched.done_at(8.5)
 
 
-def test_new_input_starts_the_watch_again(tmp_path: Path, clock: list[float]) -> None:
-    settings = Settings.from_env({"ORDERSCOPE_STATE_DIR": str(tmp_path)})
-    probe, checkpoints = Probe(), Checkpoints(tmp_path)
-    watch = IdleWatch(settings, 5, ["raw.orders.app"], lambda _: None, probe)  # type: ignore[arg-type]
+def test_the_fences_follow_the_flush_interval_and_a_fence_noted_before_any_checkpoint_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watched = Watched(tmp_path, monkeypatch, ORDERSCOPE_SINK_FLUSH_INTERVAL_MS="2000")
+    assert not watched.done_at(0) and not watched.done_at(5)  # drained
+    assert not watched.done_at(9.8)  # the first fence is noted at 5 + 2 x (0.2 + 2) + 0.5 = 9.9 s
+    assert not watched.done_at(9.9)  # noted before any checkpoint was triggered
+    watched.checkpoint()
+    assert not watched.done_at(10)  # passed; the second is noted 2.5 s later
+    watched.checkpoint()
+    assert not watched.done_at(12.4) and not watched.done_at(12.5)
+    watched.checkpoint()
+    assert watched.done_at(12.6)
 
-    def at(seconds: float) -> bool:
-        clock[0] = 1000.0 + seconds
-        return watch.done(tmp_path)
 
-    assert not at(0) and not at(5) and not at(6.5)  # drained at 5, the first fence noted
-    probe.committed = {("raw.orders.app", 0): 9}  # a record read again, after a restore
-    checkpoints.trigger(1)
-    checkpoints.complete(1)
-    assert not at(7)
-    probe.committed = dict(END)
-    for checkpoint, seconds in enumerate((7.5, 9.0, 9.5, 10.0, 11.0), start=2):
-        checkpoints.trigger(checkpoint)
-        checkpoints.complete(checkpoint)
-        assert not at(seconds)  # the drain starts again at 7.5: its first fence is noted at 9.0
-    checkpoints.trigger(7)
-    checkpoints.complete(7)
-    assert at(11.5)
+def test_new_input_starts_the_watch_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    watched = Watched(tmp_path, monkeypatch)
+    assert not watched.done_at(0) and not watched.done_at(5) and not watched.done_at(6.5)  # drained, first fence noted
+    watched.probe.committed = {("raw.orders.app", 0): 9}  # a record read again, after a restore
+    watched.checkpoint()
+    assert not watched.done_at(7)
+    watched.probe.committed = dict(END)
+    for seconds in (7.5, 9.0, 9.5, 10.0, 11.0):
+        watched.checkpoint()
+        assert not watched.done_at(seconds)  # the drain starts again at 7.5: its first fence is noted at 9.0
+    watched.checkpoint()
+    assert watched.done_at(11.5)
