@@ -279,11 +279,13 @@ def lane_key(carrier: str, region_code: str, under: str = "") -> str:
 
 
 def _lane_words(lane: Lane) -> str:
+    """A lane as a support agent reads it: "zhongtong to 350203", "zhongtong to any region"."""
     carrier, region_code, under = lane
+    to = "any region" if region_code == ANY else region_code
     if not under:
-        return f"{carrier} to {region_code}"
+        return f"{'any carrier' if carrier == ANY else carrier} to {to}"
     kind, rating = under.split()
-    return f"legs to {region_code} through {CONDITION_WORDS[kind]} ({rating})"
+    return f"legs to {to} through {CONDITION_WORDS[kind]} ({rating})"
 
 
 # --- estimating -----------------------------------------------------------------------------

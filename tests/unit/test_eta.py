@@ -99,9 +99,9 @@ def test_a_lane_with_little_history_borrows_its_neighbours_and_says_so() -> None
     figures = figures_of([*uniform_legs(5, 70, 80), *uniform_legs(40, 24, 48, region="440305")])
     reached = reached_at(paid=T0, in_transit=T0)
     eta = estimate(figures, "shunfeng", SHANGHAI, reached, None, T0, SETTINGS)
-    assert eta is not None and eta.basis.startswith("shunfeng to *, from in_transit: 45 of 45 recent legs")
+    assert eta is not None and eta.basis.startswith("shunfeng to any region, from in_transit: 45 of 45 recent legs")
     pooled = estimate(figures, "yunda", SHANGHAI, reached, None, T0, SETTINGS)  # 5 to Shanghai, none by yunda
-    assert pooled is not None and pooled.basis.startswith("* to *, from in_transit: 45 of 45")
+    assert pooled is not None and pooled.basis.startswith("any carrier to any region, from in_transit: 45 of 45")
     assert estimate({}, "yunda", SHANGHAI, reached, None, T0, SETTINGS) is None  # nothing learned yet
     assert figures[lane_key(ANY, ANY)].legs(IN_TRANSIT, T0) == pytest.approx(45)
 
@@ -109,7 +109,7 @@ def test_a_lane_with_little_history_borrows_its_neighbours_and_says_so() -> None
 def test_a_lane_whose_legs_were_all_quicker_than_the_time_passed_gives_way_to_one_that_knows_slow_ones() -> None:
     figures = figures_of([*uniform_legs(30, 24, 48), *uniform_legs(1000, 24, 96, region="440305")])
     eta = estimate(figures, "shunfeng", SHANGHAI, reached_at(in_transit=T0), None, T0 + 47 * HOUR, SETTINGS)
-    assert eta is not None and eta.basis.startswith("shunfeng to *")  # 1 of Shanghai's 30 was this slow
+    assert eta is not None and eta.basis.startswith("shunfeng to any region")  # 1 of Shanghai's 30 was this slow
     assert hours_after(T0, eta.eta_ms) == pytest.approx(71.5, rel=0.04)
 
 
@@ -118,7 +118,7 @@ def test_a_lane_not_heard_from_for_weeks_gives_way_to_a_fresh_neighbour() -> Non
     fresh = uniform_legs(1000, 20, 30, region="440305", at_ms=T0 + 52 * 7 * DAY_MS)
     now = T0 + 52 * 7 * DAY_MS
     eta = estimate(figures_of([*stale, *fresh]), "shunfeng", SHANGHAI, reached_at(in_transit=now), None, now, SETTINGS)
-    assert eta is not None and eta.basis.startswith("shunfeng to *")  # a year on, Shanghai's 30 weigh nothing
+    assert eta is not None and eta.basis.startswith("shunfeng to any region")  # a year on, Shanghai's 30 weigh nothing
 
 
 def test_an_order_is_estimated_from_the_furthest_step_learned_enough() -> None:
@@ -470,7 +470,10 @@ def test_a_region_few_legs_went_to_is_usual_as_its_legs_median_spread_as_the_car
         by = estimated.usual_by_ms
         return None if by is None else (hours_after(T0, by), estimated.usual_lane)
 
-    scaled = (pytest.approx(37 * 50 / 25, abs=1.5), "shunfeng to 350203, from in_transit, scaled from shunfeng to *")
+    scaled = (
+        pytest.approx(37 * 50 / 25, abs=1.5),
+        "shunfeng to 350203, from in_transit, scaled from shunfeng to any region",
+    )
     assert usual("350203") == scaled
     assert usual("440305") == (pytest.approx(37, abs=1), "shunfeng to 440305, from in_transit")  # enough of its own
     assert usual("350203", figures_of(anywhere + few[:4])) is None  # 4 legs are fewer than a quarter of 20
