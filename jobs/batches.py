@@ -21,12 +21,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+TICK_TOPIC = ""  # the topic of the clock's beats among a micro-batch's records: no Kafka topic is named so
+
 
 class Batch(NamedTuple):
     lane: int
     last: bool  # the last element of its upstream call bound for this subtask
     upstream: str  # operator and subtask that sent it, e.g. "normalize-0"
     watermark_ms: int  # the sender's event time
+    idle: bool  # whether every source behind the sender is idle: its time holds no one back (WatermarkMerge)
     items: list[Any]
 
 
@@ -76,8 +79,10 @@ def by_lane(items: Iterable[Any], lanes: Lanes, key: Callable[[Any], str]) -> di
     return grouped
 
 
-def framed(grouped: dict[int, list[Any]], lanes: Lanes, upstream: str, watermark_ms: int) -> Iterator[Batch]:
+def framed(
+    grouped: dict[int, list[Any]], lanes: Lanes, upstream: str, watermark_ms: int, idle: bool
+) -> Iterator[Batch]:
     """One element per lane, the last one bound for each subtask marked."""
     last_lane = {lanes.owners[lane]: lane for lane in sorted(grouped)}
     for lane in sorted(grouped):
-        yield Batch(lane, last_lane[lanes.owners[lane]] == lane, upstream, watermark_ms, grouped[lane])
+        yield Batch(lane, last_lane[lanes.owners[lane]] == lane, upstream, watermark_ms, idle, grouped[lane])

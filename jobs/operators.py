@@ -18,7 +18,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, 
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
 from connectors.clickhouse import ClickHouseTarget
-from jobs.batches import Batch, Lanes, by_lane, framed
+from jobs.batches import TICK_TOPIC, Batch, Lanes, by_lane, framed
 from jobs.settings import Settings
 from jobs.sink import TableWriters
 from jobs.source_clock import KafkaInput, PartitionClock
@@ -167,6 +167,8 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         for payload, topic, partition, offset, received_at_ms in zip(
             batch.payloads, batch.topics, batch.partitions, batch.offsets, batch.received_at_ms, strict=True
         ):
+            if topic == TICK_TOPIC:
+                continue  # a beat of the clock (order_visibility.ticks_ddl): this call looks at the time
             if owned:
                 clock.read(source := split_of(topic, partition), offset, now)
             outcome = self._normalizer.normalize(topic, partition, offset, bytes(payload or b""), received_at_ms)
@@ -179,7 +181,7 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
                 if owned and (at_ms := event_time_of(event)) is not None:
                     clock.observe(source, at_ms, now)
         self._partition_clock.fetch_offsets(now)
-        watermark = clock.watermark(now)
+        watermark, idle = clock.watermark(now), clock.is_idle_everywhere(now)
         lanes = self._lanes
         orders = by_lane(routed.orders, lanes, order_key)
         context = routed.context
@@ -187,16 +189,17 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         if context or time_moved:
             for lane in lanes.keys:  # signals and legs count for every order; checks fall due in every lane
                 orders.setdefault(lane, []).extend(context)
-        yield from keyed_batches(framed(orders, lanes, self._name, watermark))
+        yield from keyed_batches(framed(orders, lanes, self._name, watermark, idle))
         # Event time travels only with batches: the stages between here and the orders hear it even when this
         # call has nothing for them, or an order lane would merge the time they last passed on (see onward).
         side_outputs = ((routed.vehicles, vehicle_of, VEHICLE_BATCHES), (routed.waybills, waybill_of, WAYBILL_BATCHES))
         for items, key, output in side_outputs:
             grouped = by_lane(items, lanes, key)
             grouped = with_time(grouped, lanes) if time_moved else grouped
-            yield from keyed_batches(framed(grouped, lanes, self._name, watermark), output)
+            yield from keyed_batches(framed(grouped, lanes, self._name, watermark, idle), output)
         if routed.customers or time_moved:  # identity resolution is one graph (merges join any two customers): one lane
-            yield CUSTOMER_BATCHES, keyed(Batch(self._lanes.keys[0], True, self._name, watermark, routed.customers))
+            customers = Batch(self._lanes.keys[0], True, self._name, watermark, idle, routed.customers)
+            yield CUSTOMER_BATCHES, keyed(customers)
         if stats := self._busy.report(now):
             rows[OPERATOR_STATS.name].extend(stats)
             rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark))
@@ -329,6 +332,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._writer_key = self._lanes.writer_keys[subtask]
         self._watermarks = WatermarkMerge(self._idleness_ms)
         self._forwarded_ms = UNKNOWN  # the event time last passed on to every downstream subtask
+        self._idle = False  # whether every upstream is idle everywhere (WatermarkMerge), as of the last batch
         self._swept_day = runtime_context.get_state(ValueStateDescriptor("swept-day", Types.LONG()))
         self._busy = Busy(self._name)
         self._states: list[MapStateDict] = []
@@ -354,7 +358,9 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, batch: Batch, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         started = time.perf_counter()
-        watermark = self._watermarks.update(batch.upstream, batch.watermark_ms, now_ms())
+        now = now_ms()
+        watermark = self._watermarks.update(batch.upstream, batch.watermark_ms, now, batch.idle)
+        self._idle = self._watermarks.is_idle_everywhere(now)
         for mapping in self._states:
             mapping.lane = batch.lane
         self.take(batch.items, watermark)
@@ -381,7 +387,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
                 if new_minute
                 else with_time(grouped, self._lanes)
             )
-        return keyed_batches(framed(grouped, self._lanes, self._name, watermark_ms))
+        return keyed_batches(framed(grouped, self._lanes, self._name, watermark_ms, self._idle))
 
     def _stats(self) -> Iterator[Any]:
         if stats := self._busy.report(now_ms()):

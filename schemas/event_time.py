@@ -126,17 +126,28 @@ class EventClock:
         """The smallest watermark of the active sources; it stands still while every source is
         idle or one with records waiting has not been read yet, and never goes back, even when an
         idle source wakes up behind it. A source read but with no event times (legs) holds no one back."""
-        active = []
+        if (holding := self._holding(now_ms)) is None:
+            return self._combined_ms
+        if holding:
+            self._combined_ms = max(self._combined_ms, min(holding))
+        return self._combined_ms
+
+    def is_idle_everywhere(self, now_ms: int) -> bool:
+        """Whether no source holds time back: each is idle or tells no time. What the sources send on then is no
+        reason for the operators after them to wait (WatermarkMerge), whatever time this clock tells."""
+        return self._holding(now_ms) == []
+
+    def _holding(self, now_ms: int) -> list[int] | None:
+        """The watermarks of the active sources that tell time; None while an active source is still unread."""
+        holding = []
         for source, clock in self.sources.items():
             if self.is_idle(source, now_ms):
                 continue
             if clock.heard_at_ms is None:
-                return self._combined_ms
+                return None
             if clock.newest_ms != UNKNOWN:
-                active.append(self.source_watermark(source))
-        if active:
-            self._combined_ms = max(self._combined_ms, min(active))
-        return self._combined_ms
+                holding.append(self.source_watermark(source))
+        return holding
 
     def _source(self, source: str, now_ms: int) -> SourceClock:
         if (clock := self.sources.get(source)) is None:
@@ -147,15 +158,25 @@ class EventClock:
 @dataclass
 class WatermarkMerge:
     """Downstream of several parallel upstream instances: time is as far as the slowest of those that
-    spoke within the idleness timeout (processing time), so a quiet upstream holds no one back."""
+    spoke within the idleness timeout (processing time) and were not idle everywhere upstream, so that
+    neither a quiet upstream nor one whose sources all are idle holds anyone back."""
 
     idleness_ms: int
-    _by_upstream: dict[str, tuple[int, int]] = field(default_factory=dict)  # watermark, heard at
+    _by_upstream: dict[str, tuple[int, int, bool]] = field(default_factory=dict)  # watermark, heard at, idle
     _combined_ms: int = UNKNOWN
 
-    def update(self, upstream: str, watermark_ms: int, now_ms: int) -> int:
-        previous = self._by_upstream.get(upstream, (UNKNOWN, now_ms))[0]
-        self._by_upstream[upstream] = (max(previous, watermark_ms), now_ms)
-        active = [mark for mark, heard in self._by_upstream.values() if now_ms - heard <= self.idleness_ms]
-        self._combined_ms = max(self._combined_ms, min(active))
+    def update(self, upstream: str, watermark_ms: int, now_ms: int, idle: bool = False) -> int:
+        previous = self._by_upstream.get(upstream, (UNKNOWN, now_ms, idle))[0]
+        self._by_upstream[upstream] = (max(previous, watermark_ms), now_ms, idle)
+        if active := self._active(now_ms):
+            self._combined_ms = max(self._combined_ms, min(active))
         return self._combined_ms
+
+    def is_idle_everywhere(self, now_ms: int) -> bool:
+        """Whether no upstream holds time back: each is quiet or idle everywhere upstream."""
+        return not self._active(now_ms)
+
+    def _active(self, now_ms: int) -> list[int]:
+        return [
+            mark for mark, heard, idle in self._by_upstream.values() if not idle and now_ms - heard <= self.idleness_ms
+        ]

@@ -28,7 +28,7 @@ def test_lanes_spread_evenly_over_the_subtasks() -> None:
 def test_the_last_element_bound_for_each_subtask_is_marked_and_only_it() -> None:
     four = lanes(4, 2)
     keys = four.keys
-    elements = list(framed({key: [str(key)] for key in keys}, four, "normalize-0", 7))
+    elements = list(framed({key: [str(key)] for key in keys}, four, "normalize-0", 7, False))
     last = {four.owners[e.lane]: e.lane for e in elements}
     assert [e.last for e in elements] == [last[four.owners[e.lane]] == e.lane for e in elements]
     assert sum(e.last for e in elements) == 2

@@ -61,6 +61,17 @@ def test_downstream_time_is_that_of_the_slowest_upstream_instance() -> None:
     assert merge.update("normalize-1", 800, now_ms=NOW) == 800
 
 
+def test_an_upstream_idle_everywhere_does_not_hold_downstream_time_back() -> None:
+    merge = WatermarkMerge(idleness_ms=10_000)
+    assert merge.update("normalize-0", UNKNOWN, now_ms=NOW, idle=True) == UNKNOWN  # it read only legs
+    assert merge.is_idle_everywhere(now_ms=NOW)
+    assert merge.update("normalize-1", 900, now_ms=NOW + 1_000) == 900
+    assert merge.update("normalize-0", UNKNOWN, now_ms=NOW + 2_000, idle=True) == 900
+    assert not merge.is_idle_everywhere(now_ms=NOW + 2_000)
+    merge.update("normalize-0", 950, now_ms=NOW + 3_000)  # reading again, and telling time
+    assert merge.update("normalize-1", 1_000, now_ms=NOW + 4_000) == 950
+
+
 def test_a_quiet_upstream_instance_does_not_hold_downstream_time_back() -> None:
     merge = WatermarkMerge(idleness_ms=10_000)
     merge.update("vehicles-0", 100, now_ms=NOW)
@@ -161,3 +172,17 @@ def test_a_partition_read_without_event_times_holds_no_one_back() -> None:
     time.read("orderscope.eta_legs/0", 41, now_ms=NOW)  # legs carry no event time of their own
     time.observe("raw.wms/0", 100 * MINUTE, now_ms=NOW)
     assert time.watermark(now_ms=NOW) == 99 * MINUTE
+
+
+def test_a_clock_is_idle_everywhere_once_no_source_that_tells_time_is_active() -> None:
+    time = clock()
+    time.expect("raw.orders.tmall/0", position=0, now_ms=NOW)
+    time.ends({"raw.orders.tmall/0": 5}, now_ms=NOW)
+    assert not time.is_idle_everywhere(now_ms=NOW)  # records wait in a partition not read yet
+    time.read("raw.orders.tmall/0", 4, now_ms=NOW + 1_000)
+    time.observe("raw.orders.tmall/0", 500 * MINUTE, now_ms=NOW + 1_000)
+    assert not time.is_idle_everywhere(now_ms=NOW + 1_000) and time.watermark(now_ms=NOW + 1_000) == 499 * MINUTE
+    time.read("orderscope.eta_legs/0", 0, now_ms=NOW + 12_000)  # legs tell no time
+    time.ends({"raw.orders.tmall/0": 5}, now_ms=NOW + 12_000)
+    assert time.is_idle_everywhere(now_ms=NOW + 12_000)
+    assert time.watermark(now_ms=NOW + 12_000) == 499 * MINUTE

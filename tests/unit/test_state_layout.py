@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.runner import LAYOUT_FILE, resumable, run
+from jobs.runner import LAYOUT_FILE, layout, resumable, run
 from jobs.settings import Settings
 from schemas.compact import compact_pickle, state_layout
 
@@ -32,8 +32,10 @@ def test_checkpoints_of_another_layout_are_refused_with_what_to_do(tmp_path: Pat
     (checkpoint / "_metadata").write_bytes(b"state")
     assert not resumable(settings)  # written before layouts were recorded
     marker = settings.checkpoints / LAYOUT_FILE
-    marker.write_text(state_layout())
+    marker.write_text(layout())
     assert resumable(settings)
+    marker.write_text(state_layout())  # the same values, another graph (GRAPH_VERSION): Flink could not map it
+    assert not resumable(settings)
     marker.write_text("0123456789abcdef")
     assert not resumable(settings)
     with pytest.raises(RuntimeError, match=r"another version of the job.*orderscope job run --fresh"):
