@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-TICK_TOPIC = ""  # the topic of the clock's beats among a micro-batch's records: no Kafka topic is named so
-
 
 class Batch(NamedTuple):
     lane: int

@@ -18,7 +18,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, 
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
 from connectors.clickhouse import ClickHouseTarget
-from jobs.batches import TICK_TOPIC, Batch, Lanes, by_lane, framed
+from jobs.batches import Batch, Lanes, by_lane, framed
 from jobs.settings import Settings
 from jobs.sink import TableWriters
 from jobs.source_clock import KafkaInput, PartitionClock
@@ -71,6 +71,7 @@ LEG_RECORDS = OutputTag("leg-records", Types.STRING())
 CONTEXT_CACHE_ENTRIES = 4096  # of all the instance's lanes: conditions, and the figures of every ETA lane
 CHECK_CACHE_ENTRIES = 1024  # the pending minutes and the minutes being filled, of all the instance's lanes
 REPORT_EVERY_MS = 5000
+TICK_TOPIC = ""  # the topic of the clock's beats in a micro-batch (order_visibility.records_view): no Kafka topic's
 
 
 @dataclass
@@ -115,6 +116,13 @@ def with_time(grouped: dict[int, list[Any]], lanes: Lanes) -> dict[int, list[Any
     return filled
 
 
+def raw_records(batch: Row) -> Iterator[tuple[bytes | None, str, int, int, int]]:
+    """A micro-batch's Kafka records (payload, topic, partition, offset, received at), without the clock's beats."""
+    for record in zip(batch.payloads, batch.topics, batch.partitions, batch.offsets, batch.received_at_ms, strict=True):
+        if record[1] != TICK_TOPIC:
+            yield record
+
+
 def keyed(batch: Batch) -> Row:
     return Row(batch.lane, batch)
 
@@ -147,11 +155,12 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         self._busy = Busy(self._name)
         self._minute = UNKNOWN
         self._heartbeat_at = UNKNOWN
+        self._idle = False  # as last sent on
 
     def process_element(self, batch: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         started = time.perf_counter()
         outputs = list(self._normalized(batch))
-        self._busy.add(len(batch.payloads), time.perf_counter() - started)
+        self._busy.add(len(batch.topics) - batch.topics.count(TICK_TOPIC), time.perf_counter() - started)
         yield from outputs
 
     def close(self) -> None:
@@ -164,11 +173,7 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         rows = routed.rows
         clock = self._clock
         owned = self._partition_clock.owns(batch.partitions[0])  # a batch holds one partition group
-        for payload, topic, partition, offset, received_at_ms in zip(
-            batch.payloads, batch.topics, batch.partitions, batch.offsets, batch.received_at_ms, strict=True
-        ):
-            if topic == TICK_TOPIC:
-                continue  # a beat of the clock (order_visibility.ticks_ddl): this call looks at the time
+        for payload, topic, partition, offset, received_at_ms in raw_records(batch):
             if owned:
                 clock.read(source := split_of(topic, partition), offset, now)
             outcome = self._normalizer.normalize(topic, partition, offset, bytes(payload or b""), received_at_ms)
@@ -181,11 +186,12 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
                 if owned and (at_ms := event_time_of(event)) is not None:
                     clock.observe(source, at_ms, now)
         self._partition_clock.fetch_offsets(now)
-        watermark, idle = clock.watermark(now), clock.is_idle_everywhere(now)
+        watermark, idle = clock.watermark(now), self._partition_clock.is_idle_everywhere(now)
         lanes = self._lanes
         orders = by_lane(routed.orders, lanes, order_key)
         context = routed.context
-        time_moved = self._is_new_minute(watermark) | self._is_heartbeat_due(now)  # both: each keeps its own time
+        # All three: each keeps its own state.
+        time_moved = self._is_new_minute(watermark) | self._is_heartbeat_due(now) | self._idleness_changed(idle)
         if context or time_moved:
             for lane in lanes.keys:  # signals and legs count for every order; checks fall due in every lane
                 orders.setdefault(lane, []).extend(context)
@@ -202,7 +208,7 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
             yield CUSTOMER_BATCHES, keyed(customers)
         if stats := self._busy.report(now):
             rows[OPERATOR_STATS.name].extend(stats)
-            rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark))
+            rows[EVENT_TIME.name].extend(self._event_time_rows(now, watermark, idle))
         if rows:
             yield WRITES, Row(self._writer_key, dict(rows))
 
@@ -224,7 +230,13 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         self._heartbeat_at = now
         return True
 
-    def _event_time_rows(self, now: int, watermark: int) -> list[TableRow]:
+    def _idleness_changed(self, idle: bool) -> bool:
+        """Whether its sources turned idle everywhere, or active again: then every lane hears it, or one that heard
+        nothing else from it would go on leaving it out (or waiting for it) meanwhile."""
+        changed, self._idle = idle != self._idle, idle
+        return changed
+
+    def _event_time_rows(self, now: int, watermark: int, idle: bool) -> list[TableRow]:
         """One row per source that has a known event time, and one ('*') for the combined watermark."""
         clock = self._clock
         known = {source: state for source, state in clock.sources.items() if state.newest_ms != UNKNOWN}
@@ -234,7 +246,7 @@ class NormalizeBatches(ProcessFunction):  # type: ignore[misc]
         ]  # fmt: skip
         if known and watermark != UNKNOWN:
             newest = max(state.newest_ms for state in known.values())
-            rows.append((self._name, "*", newest, watermark, False, now))
+            rows.append((self._name, "*", newest, watermark, idle, now))
         return rows
 
 
@@ -333,6 +345,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._watermarks = WatermarkMerge(self._idleness_ms)
         self._forwarded_ms = UNKNOWN  # the event time last passed on to every downstream subtask
         self._idle = False  # whether every upstream is idle everywhere (WatermarkMerge), as of the last batch
+        self._forwarded_idle = False  # as last passed on to every downstream subtask
         self._swept_day = runtime_context.get_state(ValueStateDescriptor("swept-day", Types.LONG()))
         self._busy = Busy(self._name)
         self._states: list[MapStateDict] = []
@@ -359,7 +372,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, batch: Batch, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         started = time.perf_counter()
         now = now_ms()
-        watermark = self._watermarks.update(batch.upstream, batch.watermark_ms, now, batch.idle)
+        watermark = self._watermarks.update(batch.upstream, batch.watermark_ms, now, idle=batch.idle)
         self._idle = self._watermarks.is_idle_everywhere(now)
         for mapping in self._states:
             mapping.lane = batch.lane
@@ -374,14 +387,16 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
     def onward(self, items: list[Any], key: Callable[[Any], str], watermark_ms: int) -> Iterator[Row]:
         """Items for the next keyed operator, one batch per lane. When event time moved, every downstream subtask
         gets a batch, empty or not: the next operator merges the time of each upstream that spoke lately, and a
-        time passed on only with items would hold it at the last one sent (for good, while still speaking). When
+        time passed on only with items would hold it at the last one sent (for good, while still speaking); so does
+        a change of whether every source behind this one is idle (WatermarkMerge leaves such an upstream out). When
         it entered a new minute and the next operator keeps checks, every lane does: a lane's checks (at whole
         minutes) fall due only in a call for that lane, and the upstream that reaches a minute last may be the
         one that moves the merged time there."""
         grouped = by_lane(items, self._lanes, key)
-        if watermark_ms > self._forwarded_ms:
-            new_minute = self.FEEDS_CHECKS and watermark_ms // MINUTE_MS > self._forwarded_ms // MINUTE_MS
-            self._forwarded_ms = watermark_ms
+        moved = watermark_ms > self._forwarded_ms
+        if moved or self._idle != self._forwarded_idle:  # an idleness changed is told to every subtask too
+            new_minute = moved and self.FEEDS_CHECKS and watermark_ms // MINUTE_MS > self._forwarded_ms // MINUTE_MS
+            self._forwarded_ms, self._forwarded_idle = max(watermark_ms, self._forwarded_ms), self._idle
             grouped = (
                 {lane: grouped.get(lane, []) for lane in self._lanes.keys}
                 if new_minute

@@ -34,7 +34,7 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
 from jobs import operators
-from jobs.batches import TICK_TOPIC, Lanes
+from jobs.batches import Lanes
 from jobs.settings import Settings
 from jobs.source_clock import KafkaInput
 from schemas import topics
@@ -45,7 +45,6 @@ from schemas.rules import load_rules
 
 JOB_NAME = "order-visibility"
 NETWORK_FLUSH_MS = 5
-TICKS_PER_SECOND = 2
 GRAPH_VERSION = 2  # raise it when the graph changes shape: Flink cannot map a checkpoint of another shape
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 
@@ -71,29 +70,30 @@ def kafka_source_ddl(settings: Settings, topics: Sequence[str]) -> str:
         )"""
 
 
-def ticks_ddl(settings: Settings) -> str:
-    """A clock beat, TICKS_PER_SECOND a second: a beat is no record, but it makes a micro-batch for every partition
-    group (micro_batches_sql), so that each normalizer looks at its partitions' clocks while nothing arrives."""
-    return f"""
-        CREATE TEMPORARY TABLE ticks (
-            beat INT,
-            `arrived` AS PROCTIME()
-        ) WITH (
-            'connector' = 'datagen',
-            'rows-per-second' = '{TICKS_PER_SECOND}',
-            'fields.beat.kind' = 'random',
-            'fields.beat.min' = '0',
-            'fields.beat.max' = '0'
-        )"""
+TICKS_DDL = """
+    CREATE TEMPORARY TABLE ticks (
+        beat INT,
+        `arrived` AS PROCTIME()
+    ) WITH (
+        'connector' = 'datagen',
+        'rows-per-second' = '1',
+        'fields.beat.kind' = 'random',
+        'fields.beat.min' = '0',
+        'fields.beat.max' = '0'
+    )"""  # a clock: each of the source's subtasks beats once a second
 
 
 def records_view(settings: Settings) -> str:
-    """The raw records and, for every partition group, the clock's beats (topic TICK_TOPIC, offset -1)."""
+    """The raw records and the clock's beats (topic operators.TICK_TOPIC, offset -1), each beat told once as if of
+    partition 0, 1, ... up to the number of lanes: every partition group gets beats (micro_batches_sql), so each
+    normalizer looks at its partitions' clocks at least once a second while no record arrives. As many arms as
+    lanes, not as partition groups: the graph's shape, and so Flink's operator ids, must not depend on the
+    parallelism, or a checkpoint could not be resumed at another."""
     beats = "".join(
         f"""
         UNION ALL
-        SELECT X'', '{TICK_TOPIC}', {group}, CAST(-1 AS BIGINT), TO_TIMESTAMP_LTZ(0, 3), arrived FROM ticks"""
-        for group in range(settings.parallelism)
+        SELECT X'', '{operators.TICK_TOPIC}', {arm}, CAST(-1 AS BIGINT), TO_TIMESTAMP_LTZ(0, 3), arrived FROM ticks"""
+        for arm in range(settings.lanes)
     )
     return f"""
         CREATE TEMPORARY VIEW records AS
@@ -104,7 +104,7 @@ def micro_batches_sql(settings: Settings, routes: Sequence[int]) -> str:
     """One row per window and partition group (a partition's number modulo the parallelism): the records
     of that window, as parallel arrays. Each group is grouped by its route, a key that Flink's hashing
     sends to a subtask of its own, and the normalizer after it reads that group's partitions and no other.
-    Each group also gets the clock's beats (TICK_TOPIC, offset -1): a window with no record would not fire.
+    Each group also gets the clock's beats (records_view): a window with no record would not fire.
 
     A processing-time window fires on its own clock, so a batch waits at most one window."""
     window = f"INTERVAL '{settings.batch_window_ms / 1000:.3f}' SECOND"
@@ -187,7 +187,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     table_env = StreamTableEnvironment.create(env)
     source_topics = tuple(sorted(ADAPTERS))
     table_env.execute_sql(kafka_source_ddl(settings, source_topics))
-    table_env.execute_sql(ticks_ddl(settings))
+    table_env.execute_sql(TICKS_DDL)
     table_env.execute_sql(records_view(settings))
     routes = PartitionRoutes.of(settings)
     batches = table_env.to_data_stream(table_env.sql_query(micro_batches_sql(settings, routes.keys)))

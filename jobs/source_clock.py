@@ -56,6 +56,11 @@ class PartitionClock:
         another parallelism) is normalized but tells this clock nothing."""
         return partition % len(self.source.group_of_subtask) == self._group
 
+    def is_idle_everywhere(self, now_ms: int) -> bool:
+        """Whether every partition it reads is idle or tells no time (EventClock.is_idle_everywhere); never before
+        it knows its partitions: a reader that could not ask Kafka yet may have a backlog waiting."""
+        return self._started and self.clock.is_idle_everywhere(now_ms)
+
     def fetch_offsets(self, now_ms: int) -> None:
         """Where its partitions start (until known) and end, if that could tell one idle; at most once a second."""
         if not self._started:

@@ -165,7 +165,7 @@ class WatermarkMerge:
     _by_upstream: dict[str, tuple[int, int, bool]] = field(default_factory=dict)  # watermark, heard at, idle
     _combined_ms: int = UNKNOWN
 
-    def update(self, upstream: str, watermark_ms: int, now_ms: int, idle: bool = False) -> int:
+    def update(self, upstream: str, watermark_ms: int, now_ms: int, *, idle: bool) -> int:
         previous = self._by_upstream.get(upstream, (UNKNOWN, now_ms, idle))[0]
         self._by_upstream[upstream] = (max(previous, watermark_ms), now_ms, idle)
         if active := self._active(now_ms):

@@ -1,8 +1,12 @@
-"""Micro-batches between operators: lanes, their owners, and the marked last element per subtask."""
+"""Micro-batches: the Kafka records in one, and between operators lanes, their owners, and the marked last element
+per subtask."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from jobs.batches import Lanes, by_lane, framed
+from jobs.operators import TICK_TOPIC, raw_records
 
 MAX_PARALLELISM = 128
 
@@ -47,3 +51,11 @@ def test_an_entity_always_lands_in_the_same_lane() -> None:
     assert sum(map(len, grouped.values())) == 3
     assert any(items.count("order-1") == 2 for items in grouped.values())
     assert set(grouped) <= set(four.keys)
+
+
+def test_the_clocks_beats_are_not_records() -> None:
+    beat = (b"", TICK_TOPIC, 3, -1, 0)
+    record = (b"{}", "raw.wms", 1, 41, 1_700_000_000_000)
+    batch = SimpleNamespace(**dict(zip(("payloads", "topics", "partitions", "offsets", "received_at_ms"),
+                                       map(list, zip(beat, record, beat, strict=True)), strict=True)))  # fmt: skip
+    assert list(raw_records(batch)) == [record]

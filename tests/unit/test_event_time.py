@@ -55,28 +55,28 @@ def test_time_stands_still_while_every_source_is_idle() -> None:
 
 def test_downstream_time_is_that_of_the_slowest_upstream_instance() -> None:
     merge = WatermarkMerge(idleness_ms=10_000)
-    assert merge.update("normalize-0", 500, now_ms=NOW) == 500
-    assert merge.update("normalize-1", 300, now_ms=NOW) == 500  # never back
-    assert merge.update("normalize-0", 900, now_ms=NOW) == 500
-    assert merge.update("normalize-1", 800, now_ms=NOW) == 800
+    assert merge.update("normalize-0", 500, now_ms=NOW, idle=False) == 500
+    assert merge.update("normalize-1", 300, now_ms=NOW, idle=False) == 500  # never back
+    assert merge.update("normalize-0", 900, now_ms=NOW, idle=False) == 500
+    assert merge.update("normalize-1", 800, now_ms=NOW, idle=False) == 800
 
 
 def test_an_upstream_idle_everywhere_does_not_hold_downstream_time_back() -> None:
     merge = WatermarkMerge(idleness_ms=10_000)
     assert merge.update("normalize-0", UNKNOWN, now_ms=NOW, idle=True) == UNKNOWN  # it read only legs
     assert merge.is_idle_everywhere(now_ms=NOW)
-    assert merge.update("normalize-1", 900, now_ms=NOW + 1_000) == 900
+    assert merge.update("normalize-1", 900, now_ms=NOW + 1_000, idle=False) == 900
     assert merge.update("normalize-0", UNKNOWN, now_ms=NOW + 2_000, idle=True) == 900
     assert not merge.is_idle_everywhere(now_ms=NOW + 2_000)
-    merge.update("normalize-0", 950, now_ms=NOW + 3_000)  # reading again, and telling time
-    assert merge.update("normalize-1", 1_000, now_ms=NOW + 4_000) == 950
+    merge.update("normalize-0", 950, now_ms=NOW + 3_000, idle=False)  # reading again, and telling time
+    assert merge.update("normalize-1", 1_000, now_ms=NOW + 4_000, idle=False) == 950
 
 
 def test_a_quiet_upstream_instance_does_not_hold_downstream_time_back() -> None:
     merge = WatermarkMerge(idleness_ms=10_000)
-    merge.update("vehicles-0", 100, now_ms=NOW)
-    assert merge.update("normalize-0", 900, now_ms=NOW + 1_000) == 100
-    assert merge.update("normalize-0", 950, now_ms=NOW + 20_000) == 950
+    merge.update("vehicles-0", 100, now_ms=NOW, idle=False)
+    assert merge.update("normalize-0", 900, now_ms=NOW + 1_000, idle=False) == 100
+    assert merge.update("normalize-0", 950, now_ms=NOW + 20_000, idle=False) == 950
 
 
 def test_a_partition_expected_but_not_read_yet_holds_time_back_until_it_is_read() -> None:

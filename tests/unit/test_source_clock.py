@@ -89,3 +89,18 @@ def test_kafka_not_answering_leaves_silence_to_decide_and_is_asked_again_a_secon
     clock.fetch_offsets(NOW + 14_000)
     assert not clock.clock.is_idle("raw.orders.tmall/1", NOW + 14_000)
     assert "again" in caplog.records[-1].message
+
+
+def test_a_reader_is_idle_everywhere_only_once_kafka_told_it_its_partitions_and_they_are_read() -> None:
+    probe = StandInProbe()
+    probe.down = True
+    clock = reader(probe)
+    clock.fetch_offsets(NOW)
+    assert not clock.clock.sources and not clock.is_idle_everywhere(NOW)  # a backlog may wait where it cannot see
+    probe.down = False
+    clock.fetch_offsets(NOW + 2_000)
+    assert not clock.is_idle_everywhere(NOW + 2_000)  # 10 records wait in each of its partitions
+    for partition in ("raw.orders.tmall/1", "raw.wms/1"):
+        clock.clock.read(partition, 9, NOW + 3_000)
+    clock.fetch_offsets(NOW + 14_000)
+    assert clock.is_idle_everywhere(NOW + 14_000)
