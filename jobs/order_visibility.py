@@ -45,7 +45,7 @@ from schemas.rules import load_rules
 
 JOB_NAME = "order-visibility"
 NETWORK_FLUSH_MS = 5
-GRAPH_VERSION = 2  # raise it when the graph changes shape: Flink cannot map a checkpoint of another shape
+GRAPH_VERSION = 3  # raise it when the graph changes shape: Flink cannot map a checkpoint of another shape
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 
 
@@ -80,13 +80,13 @@ TICKS_DDL = """
         'fields.beat.kind' = 'random',
         'fields.beat.min' = '0',
         'fields.beat.max' = '0'
-    )"""  # a clock: each of the source's subtasks beats once a second
+    )"""  # a clock: at least one beat a second (Flink 2.2's datagen: one per source subtask)
 
 
 def records_view(settings: Settings) -> str:
     """The raw records and the clock's beats (topic operators.TICK_TOPIC, offset -1), each beat told once as if of
-    partition 0, 1, ... up to the number of lanes: every partition group gets beats (micro_batches_sql), so each
-    normalizer looks at its partitions' clocks at least once a second while no record arrives. As many arms as
+    partition 0, 1, ... LANES - 1: every partition group gets each beat (micro_batches_sql), so each normalizer
+    looks at its partitions' clocks at least once a second while no record arrives. As many arms as
     lanes, not as partition groups: the graph's shape, and so Flink's operator ids, must not depend on the
     parallelism, or a checkpoint could not be resumed at another."""
     beats = "".join(

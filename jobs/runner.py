@@ -151,17 +151,18 @@ def _newest_checkpoint_id(job_checkpoints: Path, completed: bool) -> int:
     return max(ids, default=0)
 
 
-def layout() -> str:
+def layout(settings: Settings) -> str:
     """The layout of the job's state: its values' (schemas/compact.py) and its graph's shape, on which Flink's
-    operator ids depend (the micro-batch query's operators have no uid)."""
-    return f"{state_layout()} graph {order_visibility.GRAPH_VERSION}"
+    operator ids depend (the micro-batch query's operators have no uid): its version, and the lanes it has a
+    clock's arm for (order_visibility.records_view)."""
+    return f"{state_layout()} graph {order_visibility.GRAPH_VERSION} lanes {settings.lanes}"
 
 
 def resumable(settings: Settings) -> bool:
     """Whether the checkpoints (if any) hold state of this version's layout."""
     marker = settings.checkpoints / LAYOUT_FILE
     return latest_checkpoint(settings.checkpoints) is None or (
-        marker.exists() and marker.read_text().strip() == layout()
+        marker.exists() and marker.read_text().strip() == layout(settings)
     )
 
 
@@ -178,7 +179,7 @@ def run(settings: Settings, *, until_idle_s: float | None, fresh: bool, report: 
         # Offsets committed by an earlier run would make a fresh run look caught up before it read anything.
         kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
     settings.checkpoints.mkdir(parents=True, exist_ok=True)
-    (settings.checkpoints / LAYOUT_FILE).write_text(layout())
+    (settings.checkpoints / LAYOUT_FILE).write_text(layout(settings))
     restore_from = None if fresh else latest_checkpoint(settings.checkpoints)
     report(f"resuming from {restore_from}" if restore_from else f"starting from the {settings.start_from} offsets")
     _prepare_jvm_environment(settings)

@@ -48,6 +48,7 @@ class PartitionClock:
         self._connect = connect or partial(OffsetProbe, timeout_ms=ASK_TIMEOUT_MS)
         self._probe: OffsetProbe | None = None
         self._started = False
+        self._first_asked_ms = UNKNOWN
         self._asked_at_ms = UNKNOWN
         self._failing = False
 
@@ -57,12 +58,18 @@ class PartitionClock:
         return partition % len(self.source.group_of_subtask) == self._group
 
     def is_idle_everywhere(self, now_ms: int) -> bool:
-        """Whether every partition it reads is idle or tells no time (EventClock.is_idle_everywhere); never before
-        it knows its partitions: a reader that could not ask Kafka yet may have a backlog waiting."""
-        return self._started and self.clock.is_idle_everywhere(now_ms)
+        """Whether every partition it reads is idle or tells no time (EventClock.is_idle_everywhere); not before it
+        knows its partitions, as a backlog may wait in one, unless Kafka has not told them for the clock's stall
+        timeout (then silence alone decides, as it does for a stuck reader)."""
+        known = self._started or (
+            self._first_asked_ms != UNKNOWN and now_ms - self._first_asked_ms > self.clock.stall_ms
+        )
+        return known and self.clock.is_idle_everywhere(now_ms)
 
     def fetch_offsets(self, now_ms: int) -> None:
         """Where its partitions start (until known) and end, if that could tell one idle; at most once a second."""
+        if self._first_asked_ms == UNKNOWN:
+            self._first_asked_ms = now_ms
         if not self._started:
             self._start(now_ms)
         elif self.clock.wants_ends(now_ms) and (offsets := self._ask(now_ms, self._ends)) is not None:

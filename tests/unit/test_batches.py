@@ -6,7 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from jobs.batches import Lanes, by_lane, framed
-from jobs.operators import TICK_TOPIC, raw_records
+from jobs.operators import TICK_TOPIC, LaneOperator, raw_records
+from schemas.event_time import UNKNOWN
 
 MAX_PARALLELISM = 128
 
@@ -59,3 +60,23 @@ def test_the_clocks_beats_are_not_records() -> None:
     batch = SimpleNamespace(**dict(zip(("payloads", "topics", "partitions", "offsets", "received_at_ms"),
                                        map(list, zip(beat, record, beat, strict=True)), strict=True)))  # fmt: skip
     assert list(raw_records(batch)) == [record]
+
+
+def passing_on(lanes: Lanes) -> LaneOperator:
+    """A lane operator as open() leaves it, for its onward() alone."""
+    operator = LaneOperator(lanes, cache_entries=0, idleness_ms=10_000)
+    operator._name, operator._forwarded_ms = "vehicles-0", UNKNOWN
+    operator._forwarded_idle = operator._idle = False
+    return operator
+
+
+def test_a_change_of_idleness_is_told_to_every_subtask_and_only_the_change() -> None:
+    four = lanes(16, 4)
+    operator = passing_on(four)
+    subtasks = {four.owners[batch.lane] for batch in (row[1] for row in operator.onward([], str, 60_000))}
+    assert subtasks == {0, 1, 2, 3}  # time moved
+    assert list(operator.onward([], str, 60_000)) == []  # nothing new
+    operator._idle = True  # every upstream went idle: downstream must stop waiting for this one
+    told = [row[1] for row in operator.onward([], str, 60_000)]
+    assert {four.owners[batch.lane] for batch in told} == {0, 1, 2, 3} and all(batch.idle for batch in told)
+    assert list(operator.onward([], str, 60_000)) == []

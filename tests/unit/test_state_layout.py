@@ -32,8 +32,10 @@ def test_checkpoints_of_another_layout_are_refused_with_what_to_do(tmp_path: Pat
     (checkpoint / "_metadata").write_bytes(b"state")
     assert not resumable(settings)  # written before layouts were recorded
     marker = settings.checkpoints / LAYOUT_FILE
-    marker.write_text(layout())
+    marker.write_text(layout(settings))
     assert resumable(settings)
+    marker.write_text(layout(Settings.from_env({"ORDERSCOPE_STATE_DIR": str(tmp_path), "ORDERSCOPE_LANES": "32"})))
+    assert not resumable(settings)  # another number of lanes: another graph
     marker.write_text(state_layout())  # the same values, another graph (GRAPH_VERSION): Flink could not map it
     assert not resumable(settings)
     marker.write_text("0123456789abcdef")
