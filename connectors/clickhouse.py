@@ -112,6 +112,24 @@ def migrate(target: ClickHouseTarget, folder: Path, report: Callable[[str], None
     return done
 
 
+EVENTS_TABLE = "order_events"
+
+
+def keep_events_for(target: ClickHouseTarget, days: int, report: Callable[[str], None] = log.info) -> None:
+    """Sets how many days of event time the canonical events table keeps (its TTL), unless it already does:
+    a TTL change makes ClickHouse recompute every part's expiry."""
+    ttl = f"toDateTime(at) + toIntervalDay({days})"
+    client = target.connect()
+    [(engine,)] = client.query(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+        parameters={"name": EVENTS_TABLE},
+    ).result_rows
+    if f"TTL {ttl} " in f"{engine} ":
+        return
+    report(f"{EVENTS_TABLE} keeps {days} days of events from now on")
+    client.command(f"ALTER TABLE {EVENTS_TABLE} MODIFY TTL {ttl}")
+
+
 # ClickHouse error codes that speak of the rows, not of the server: cannot parse, type mismatch,
 # argument or value out of range, cannot convert, incorrect data, string too large, NULL in a
 # non-Nullable column. A batch refused with one of them is split until the row is found.

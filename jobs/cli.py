@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors import kafka
-from connectors.clickhouse import ClickHouseTarget, migrate
+from connectors.clickhouse import ClickHouseTarget, keep_events_for, migrate
 from connectors.local import FLINK_JARS_DIR
 from connectors.local.flink_cluster import FlinkCluster, FlinkSession, PythonJob
 from connectors.local.process import StartupError
@@ -46,6 +46,14 @@ def local_stack(settings: Settings) -> LocalStack:
 
 def clickhouse(settings: Settings) -> ClickHouseTarget:
     return settings.clickhouse
+
+
+def prepare_database(settings: Settings, report: Callable[[str], None] = say) -> int:
+    """Applies the migrations not applied yet and the events' retention; returns how many were applied."""
+    target = clickhouse(settings)
+    applied = migrate(target, SQL_DIR, report=report)
+    keep_events_for(target, settings.events_ttl_days, report=report)
+    return len(applied)
 
 
 def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
@@ -120,8 +128,8 @@ def cmd_job(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    applied = migrate(clickhouse(settings), SQL_DIR, report=say)
-    say(f"applied {len(applied)} migration(s); database {settings.clickhouse_database} is up to date")
+    applied = prepare_database(settings)
+    say(f"applied {applied} migration(s); database {settings.clickhouse_database} is up to date")
     return 0
 
 

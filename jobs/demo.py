@@ -12,9 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors import kafka
-from connectors.clickhouse import migrate
 from connectors.simulator.simulation import simulate
-from jobs.cli import SQL_DIR, clickhouse, local_stack
+from jobs.cli import clickhouse, local_stack, prepare_database
 from jobs.settings import Settings
 
 Report = Callable[[str], None]
@@ -45,7 +44,7 @@ def run_demo(settings: Settings, recording: Path, report: Report) -> int:
     report("== 1/5 local stack: a Kafka broker (KRaft) and ClickHouse (embedded chDB server)")
     stack.up(fresh=False, report=report)
     report("== 2/5 ClickHouse schema")
-    migrate(clickhouse(settings), SQL_DIR, report=report)
+    prepare_database(settings, report)
     report("== 3/5 the order-visibility job on a local Flink runtime (thread mode, checkpoints on)")
     job_log = settings.state_dir / "job.log"
     job = _start_job(job_log, report, fresh=not _resumable(settings, report))

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from connectors import kafka
-from connectors.clickhouse import migrate
 from connectors.simulator import payloads
 from connectors.simulator.scenarios import DELAYING
 from connectors.simulator.simulation import Message, Simulation, simulate
@@ -157,7 +156,7 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 
 def evaluate(scenario: str, seed: int, orders: int, out: Path | None, report: Report) -> dict[str, Any]:
-    from jobs.cli import SQL_DIR, clickhouse, local_stack
+    from jobs.cli import clickhouse, local_stack, prepare_database
 
     with tempfile.TemporaryDirectory(prefix="orderscope-evaluate-") as state_dir:
         env = isolated_env(Path(state_dir))
@@ -166,7 +165,7 @@ def evaluate(scenario: str, seed: int, orders: int, out: Path | None, report: Re
         report("== 1/4 a local stack of its own (Kafka, ClickHouse)")
         stack.up(fresh=True, report=report)
         try:
-            migrate(clickhouse(settings), SQL_DIR, report=report)
+            prepare_database(settings, report)
             before, times = WARM_UP
             warm_up = simulate(orders * times, seed + 1, DAY_START - before, "baseline")
             day = simulate(orders, seed, DAY_START, scenario)

@@ -44,6 +44,8 @@ class Settings:
     clickhouse_user: str = "default"
     clickhouse_password: str = ""
     clickhouse_database: str = "orderscope"
+    # Days of event time the canonical events (table order_events) are kept; milestones stay in order_journey.
+    events_ttl_days: int = 180
     # Flink
     parallelism: int = 1
     # State is split into this many lanes, fixed for the life of a job's checkpoints; parallelism may not exceed it.
@@ -97,7 +99,7 @@ class Settings:
         if self.environment not in ENVIRONMENTS:
             raise SettingsError(f"{ENV_PREFIX}ENVIRONMENT={self.environment!r} is neither {' nor '.join(ENVIRONMENTS)}")
         for spec in dataclasses.fields(self):
-            if spec.name.endswith("_retention_days") and getattr(self, spec.name) < 1:
+            if spec.name.endswith(("_retention_days", "_ttl_days")) and getattr(self, spec.name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{spec.name.upper()} must be at least 1 (day)")
 
     @property

@@ -38,7 +38,7 @@ Stamped = tuple[int, Any]  # (event time, value): the newest wins, the larger va
 Mark = ServiceMessage | OrderModification  # what else is said about an order, kept for its health
 SCANNING_SOURCES = frozenset({RAW_WMS, RAW_CARRIER})
 NOT_REACHED = (0,) * len(LIFECYCLE)
-DELIVERED_RANK, COMPLETED_RANK = Status.DELIVERED.rank, Status.COMPLETED.rank
+PAID_RANK, DELIVERED_RANK, COMPLETED_RANK = Status.PAID.rank, Status.DELIVERED.rank, Status.COMPLETED.rank
 NOT_ARRIVING = frozenset({Status.CANCELLED, Status.RETURNING, Status.RETURNED})
 # A step or scan more than this after the event time an order is assessed at was read ahead of the other
 # sources (a replay): it is not yet news to health or the arrival estimate, and the order is assessed again
@@ -369,7 +369,15 @@ class OrderView:
             self.version,
             *((place[1], place[2], place[0]) if place else (None, None, None)),
             *self.health_columns(),
+            self.carrier_name or "",
+            *self.milestone_columns(),
         )
+
+    def milestone_columns(self) -> Row:
+        """paid_at, first_update_at (the first step past payment reached) and delivered_at; None if not reached."""
+        reached = self.reached
+        first_update = min((at for at in reached[PAID_RANK + 1 :] if at), default=0)
+        return tuple(at or None for at in (reached[PAID_RANK], first_update, reached[DELIVERED_RANK]))
 
     def health_columns(self) -> Row:
         """health_score, health_color, health_reasons, health_at, health_config, the ETA's columns, then the

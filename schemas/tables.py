@@ -48,7 +48,10 @@ def _journey_row(identified: tuple[str, OrderEvent]) -> Row:
     event_id, event = identified
     status = event.status.value if event.status else ""
     order = event.order
-    return (order.channel, order.order_id, event.at_ms, event_id, status, event.source, event.detail)
+    return (
+        order.channel, order.order_id, event.at_ms, event_id, status, event.source, event.detail,
+        event.amount_fen, event.region_code or "", event.carrier,
+    )  # fmt: skip
 
 
 def _customer_link_row(link: CustomerLink) -> Row:
@@ -180,6 +183,10 @@ ORDERS_CURRENT = Table(
         ),  # no health until an order has a status
         *ETA_COLUMNS,
         *RULE_COLUMNS,
+        ("carrier", "LowCardinality(String)"),  # as the tracking aggregator names it; '' until a scan tells it
+        ("paid_at", f"Nullable({TIME})"),  # when these lifecycle steps were first reached
+        ("first_update_at", f"Nullable({TIME})"),  # the first step past payment
+        ("delivered_at", f"Nullable({TIME})"),
     ),
     ("channel", "order_id"),
     _given,
@@ -244,6 +251,9 @@ ORDER_EVENTS = Table(
         ("status", "LowCardinality(String)"),
         ("source", "LowCardinality(String)"),
         ("detail", "String"),
+        ("amount_fen", "Nullable(Int64)"),
+        ("region_code", "LowCardinality(String)"),  # '' where the event told none; so is carrier
+        ("carrier", "LowCardinality(String)"),
     ),
     ("channel", "order_id", "at", "event_id"),
     _journey_row,

@@ -1,0 +1,35 @@
+-- How recently, how often and how much does each customer buy, and which segment
+-- are they in? Paid orders up to a moment, across all channels (one customer
+-- across channels). R, F and M are terciles (3 = most recent, most orders, most
+-- spent); ties go by customer id, so the same data always gives the same answer.
+-- Parameters: as_of (UTC).
+WITH per_customer AS
+(
+    SELECT
+        customer_id,
+        dateDiff('day', max(paid_at), {as_of:DateTime64(3, 'UTC')}) AS recency_days,
+        count() AS orders,
+        sum(ifNull(amount_fen, 0)) AS spent_fen,
+        uniqExact(channel) AS channels
+    FROM orders
+    WHERE paid_at <= {as_of:DateTime64(3, 'UTC')} AND status != 'cancelled' AND customer_id != ''
+    GROUP BY customer_id
+)
+SELECT
+    customer_id,
+    recency_days,
+    orders,
+    spent_fen,
+    channels,
+    ntile(3) OVER (ORDER BY recency_days DESC, customer_id) AS r,
+    ntile(3) OVER (ORDER BY orders, customer_id) AS f,
+    ntile(3) OVER (ORDER BY spent_fen, customer_id) AS m,
+    multiIf(
+        r = 3 AND f = 3, 'champion',
+        r = 3 AND orders = 1, 'new',
+        r = 1 AND orders > 1, 'slipping away',
+        f >= 2, 'loyal',
+        'occasional'
+    ) AS segment
+FROM per_customer
+ORDER BY customer_id;
