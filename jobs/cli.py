@@ -163,10 +163,19 @@ def cmd_baseline(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     output_format = args.format or READABLE_FORMAT
-    result = clickhouse(settings).connect().raw_query(args.query, fmt=output_format)
+    query = Path(args.query).read_text(encoding="utf-8") if args.query.endswith(".sql") else args.query
+    parameters = dict(_parameter(text) for text in args.param)
+    result = clickhouse(settings).connect().raw_query(query, parameters=parameters, fmt=output_format)
     sys.stdout.buffer.write(result)
     sys.stdout.flush()
     return 0
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals:
+        raise ValueError(f"--param {text!r}: write it as name=value, as in --param since=2026-11-20")
+    return name, value
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -278,7 +287,10 @@ def parser() -> argparse.ArgumentParser:
     baseline.set_defaults(handler=cmd_baseline)
 
     sql = commands.add_parser("sql", help="run a query against ClickHouse and print the result")
-    sql.add_argument("query")
+    sql.add_argument("query", help="a query, or a .sql file such as one of the cookbook's in sql/queries/")
+    sql.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="a value for the query's {NAME:Type}"
+    )
     sql.add_argument("--format", help=f"any ClickHouse output format (default: {READABLE_FORMAT})")
     sql.set_defaults(handler=cmd_sql)
 

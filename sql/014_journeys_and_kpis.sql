@@ -161,8 +161,8 @@ SELECT
     uniqExactMerge(paid) AS orders_paid,
     minMapMerge(first_update_s).2 AS seconds,
     length(seconds) AS orders_updated,
-    round(arrayReduce('quantileExactInclusive(0.5)', seconds) / 60, 1) AS p50_min,
-    round(arrayReduce('quantileExactInclusive(0.95)', seconds) / 60, 1) AS p95_min,
+    round(arrayReduce('quantileExactInclusiveOrNull(0.5)', seconds) / 60, 1) AS p50_min,
+    round(arrayReduce('quantileExactInclusiveOrNull(0.95)', seconds) / 60, 1) AS p95_min,
     round(arrayCount(s -> s > 15 * 60, seconds) / nullIf(orders_updated, 0), 4) AS over_15_min_rate
 FROM kpi_channel_day
 WHERE day >= {since:Date}
@@ -178,8 +178,8 @@ SELECT
     uniqExactMerge(on_time) AS delivered_on_time,
     round(delivered_on_time / nullIf(with_promise, 0), 4) AS on_time_rate,
     minMapMerge(transit_h).2 AS hours,
-    round(arrayReduce('quantileExactInclusive(0.5)', hours), 1) AS transit_p50_h,
-    round(arrayReduce('quantileExactInclusive(0.9)', hours), 1) AS transit_p90_h
+    round(arrayReduce('quantileExactInclusiveOrNull(0.5)', hours), 1) AS transit_p50_h,
+    round(arrayReduce('quantileExactInclusiveOrNull(0.9)', hours), 1) AS transit_p90_h
 FROM kpi_carrier_day
 WHERE day >= {since:Date}
 GROUP BY carrier;

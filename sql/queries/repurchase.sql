@@ -21,7 +21,7 @@ WITH
     (
         SELECT
             customer_id,
-            any(first_channel) AS first_channel,
+            first_channel,
             countIf(p.paid_at > first_paid AND p.paid_at <= first_paid + toIntervalDay({within_days:UInt32})) > 0
                 AS again,
             countIf(
@@ -30,7 +30,7 @@ WITH
             ) > 0 AS again_elsewhere
         FROM firsts
         INNER JOIN paid AS p USING (customer_id)
-        GROUP BY customer_id
+        GROUP BY customer_id, first_channel
     )
 SELECT
     first_channel,

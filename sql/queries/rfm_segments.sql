@@ -2,6 +2,8 @@
 -- are they in? Paid orders up to a moment, across all channels (one customer
 -- across channels). R, F and M are terciles (3 = most recent, most orders, most
 -- spent); ties go by customer id, so the same data always gives the same answer.
+-- Segments: champion (R and F 3), new (one order, R 3), one-off (one order),
+-- slipping away (repeat buyer, R 1), loyal (any other repeat buyer).
 -- Parameters: as_of (UTC).
 WITH per_customer AS
 (
@@ -26,10 +28,10 @@ SELECT
     ntile(3) OVER (ORDER BY spent_fen, customer_id) AS m,
     multiIf(
         r = 3 AND f = 3, 'champion',
-        r = 3 AND orders = 1, 'new',
-        r = 1 AND orders > 1, 'slipping away',
-        f >= 2, 'loyal',
-        'occasional'
+        orders = 1 AND r = 3, 'new',
+        orders = 1, 'one-off',
+        r = 1, 'slipping away',
+        'loyal'
     ) AS segment
 FROM per_customer
 ORDER BY customer_id;
