@@ -3,7 +3,6 @@ ClickHouse server, the whole local stack) for the integration and chaos tests.""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from connectors.clickhouse import ClickHouseTarget, migrate
-from connectors.local.process import ManagedProcess, free_ports
+from connectors.local.process import free_ports
+from connectors.local.stack import clickhouse_process
 from jobs.cli import SQL_DIR, clickhouse, local_stack
 from jobs.settings import Settings, isolated_env
 from schemas.privacy import Pseudonymizer
@@ -37,12 +37,7 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clic
     """The embedded ClickHouse HTTP server as its own process, as `orderscope stack up` runs it."""
     run_dir: Path = tmp_path_factory.mktemp("clickhouse")
     [port] = free_ports(1)
-    server = ManagedProcess(
-        "clickhouse",
-        [sys.executable, "-m", "connectors.chdb_server", "--data-dir", str(run_dir / "data"), "--port", str(port),
-         "--password", PASSWORD],
-        run_dir,
-    )  # fmt: skip
+    server = clickhouse_process(run_dir, port, "default", PASSWORD)
     server.start()
     target = ClickHouseTarget(f"http://127.0.0.1:{port}", password=PASSWORD)
     try:

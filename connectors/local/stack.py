@@ -59,14 +59,9 @@ class LocalStack:
         return KafkaBroker(self.state_dir, self.kafka_port, self.kafka_controller_port, self.kafka_partitions)
 
     def _clickhouse(self) -> ManagedProcess:
-        command = [
-            sys.executable, "-m", "connectors.chdb_server",
-            "--data-dir", str(self.state_dir / "clickhouse" / "data"),
-            "--port", str(self.clickhouse_port),
-            "--user", self.clickhouse_user,
-            "--password", self.clickhouse_password,
-        ]  # fmt: skip
-        return ManagedProcess("clickhouse", command, self.state_dir / "clickhouse")
+        return clickhouse_process(
+            self.state_dir / "clickhouse", self.clickhouse_port, self.clickhouse_user, self.clickhouse_password
+        )
 
     def _parts(self) -> Iterable[Part]:
         broker = self._kafka()
@@ -105,3 +100,12 @@ class LocalStack:
             ready = pid is not None and part.is_ready()
             statuses.append(PartStatus(part.process.name, pid, ready, part.address, part.process.log_file))
         return statuses
+
+
+def clickhouse_process(run_dir: Path, port: int, user: str, password: str) -> ManagedProcess:
+    """The embedded ClickHouse HTTP server (connectors/chdb_server.py), its data in run_dir/data."""
+    command = [
+        sys.executable, "-m", "connectors.chdb_server",
+        "--data-dir", str(run_dir / "data"), "--port", str(port), "--user", user, "--password", password,
+    ]  # fmt: skip
+    return ManagedProcess("clickhouse", command, run_dir)
