@@ -2,11 +2,11 @@
 -- dashboards read (R3, R11, R13). docs/data-dictionary.md names every column.
 --
 -- Replays: the job writes a row again after a restore, and a source may tell a fact
--- twice. A materialized view sees every insert, so each KPI table keeps only states
--- that a repeated row cannot change: sets of order keys (uniqExact) and per-order
--- maps (maxMap, minMap keyed by order id). A replayed row adds a key already there,
--- so nothing is ever counted twice, before or after merges. The last statements of
--- this file feed the tables by replaying what is already stored, the same way.
+-- twice. A materialized view sees every insert, so each KPI table keeps only what a
+-- repeated row cannot change: sets of order keys (uniqExact), a per-order map
+-- (maxMap keyed by order id), or one row per order whose values merge by min or max.
+-- A replayed row adds nothing, before or after merges. The last statements of this
+-- file feed the tables by replaying what is already stored, the same way.
 
 -- order_journey: every milestone (an event that tells a lifecycle status) of every
 -- order, with no retention limit: what journeys, RFM and repurchase questions read
@@ -79,61 +79,57 @@ FROM modifications
 GROUP BY minute, channel;
 
 -- kpi_channel_day: per channel and day of payment (China time, the business's day),
--- the orders paid and, per order, the seconds from payment to its first logistics
--- update. minMap: an earlier fact read late lowers an order's figure, never adds one.
+-- one row per paid order (order_key: cityHash64(channel, order_id)) with the seconds
+-- from payment to its first logistics update, NULL until there is one. Rows of the
+-- same order merge into one keeping the least (an earlier fact read late lowers it);
+-- read with FINAL, which merges what is not merged yet. A per-order grain keeps exact
+-- percentiles cheap: the 7-day range is a range of the primary key.
 CREATE TABLE IF NOT EXISTS kpi_channel_day
 (
     day            Date,
     channel        LowCardinality(String),
-    paid           AggregateFunction(uniqExact, String),
-    first_update_s AggregateFunction(minMap, Array(String), Array(Int64))
+    order_key      UInt64,
+    first_update_s SimpleAggregateFunction(min, Nullable(Int64))
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (day, channel);
+ORDER BY (day, channel, order_key);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS kpi_channel_day_feed TO kpi_channel_day AS
 SELECT
-    toDate(paid_at, 'Asia/Shanghai') AS day,
+    toDate(assumeNotNull(paid_at), 'Asia/Shanghai') AS day,
     channel,
-    uniqExactState(order_id) AS paid,
-    minMapStateIf(
-        [order_id], [dateDiff('second', assumeNotNull(paid_at), assumeNotNull(first_update_at))],
-        first_update_at IS NOT NULL
-    ) AS first_update_s
+    cityHash64(channel, order_id) AS order_key,
+    if(first_update_at IS NULL, NULL, dateDiff('second', assumeNotNull(paid_at), assumeNotNull(first_update_at)))
+        AS first_update_s
 FROM orders_current
-WHERE paid_at IS NOT NULL
-GROUP BY day, channel;
+WHERE paid_at IS NOT NULL;
 
--- kpi_carrier_day: per carrier and day of delivery (China time), the orders
--- delivered, those with a promise, those delivered by it, and per order the hours
--- from payment to delivery. Keys are 'channel|order_id'.
+-- kpi_carrier_day: per carrier and day of delivery (China time), one row per
+-- delivered order: whether it had a promise, whether it was delivered by it, and
+-- the hours from payment to delivery (NULL if its payment was never told).
 CREATE TABLE IF NOT EXISTS kpi_carrier_day
 (
-    day         Date,
-    carrier     LowCardinality(String),
-    delivered   AggregateFunction(uniqExact, String),
-    promised    AggregateFunction(uniqExact, String),
-    on_time     AggregateFunction(uniqExact, String),
-    transit_h   AggregateFunction(minMap, Array(String), Array(Float64))
+    day       Date,
+    carrier   LowCardinality(String),
+    order_key UInt64,
+    promised  SimpleAggregateFunction(max, UInt8),
+    on_time   SimpleAggregateFunction(max, UInt8),
+    transit_h SimpleAggregateFunction(min, Nullable(Float64))
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (day, carrier);
+ORDER BY (day, carrier, order_key);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS kpi_carrier_day_feed TO kpi_carrier_day AS
 SELECT
-    toDate(delivered_at, 'Asia/Shanghai') AS day,
+    toDate(assumeNotNull(delivered_at), 'Asia/Shanghai') AS day,
     carrier,
-    uniqExactState(concat(channel, '|', order_id)) AS delivered,
-    uniqExactIfState(concat(channel, '|', order_id), promised_at IS NOT NULL) AS promised,
-    uniqExactIfState(concat(channel, '|', order_id), ifNull(delivered_at <= promised_at, 0)) AS on_time,
-    minMapStateIf(
-        [concat(channel, '|', order_id)],
-        [dateDiff('second', assumeNotNull(paid_at), assumeNotNull(delivered_at)) / 3600],
-        paid_at IS NOT NULL
-    ) AS transit_h
+    cityHash64(channel, order_id) AS order_key,
+    toUInt8(promised_at IS NOT NULL) AS promised,
+    toUInt8(ifNull(delivered_at <= promised_at, 0)) AS on_time,
+    if(paid_at IS NULL, NULL, dateDiff('second', assumeNotNull(paid_at), assumeNotNull(delivered_at)) / 3600)
+        AS transit_h
 FROM orders_current
-WHERE delivered_at IS NOT NULL AND carrier != ''
-GROUP BY day, carrier;
+WHERE delivered_at IS NOT NULL AND carrier != '';
 
 -- What dashboards read. Rates are NULL where nothing was there to measure.
 CREATE VIEW IF NOT EXISTS channel_kpis_per_minute AS
@@ -158,13 +154,12 @@ GROUP BY minute, channel;
 CREATE VIEW IF NOT EXISTS channel_first_update AS
 SELECT
     channel,
-    uniqExactMerge(paid) AS orders_paid,
-    minMapMerge(first_update_s).2 AS seconds,
-    length(seconds) AS orders_updated,
-    round(arrayReduce('quantileExactInclusiveOrNull(0.5)', seconds) / 60, 1) AS p50_min,
-    round(arrayReduce('quantileExactInclusiveOrNull(0.95)', seconds) / 60, 1) AS p95_min,
-    round(arrayCount(s -> s > 15 * 60, seconds) / nullIf(orders_updated, 0), 4) AS over_15_min_rate
-FROM kpi_channel_day
+    count() AS orders_paid,
+    count(first_update_s) AS orders_updated,
+    round(quantileExactInclusive(0.5)(first_update_s) / 60, 1) AS p50_min,
+    round(quantileExactInclusive(0.95)(first_update_s) / 60, 1) AS p95_min,
+    round(countIf(first_update_s > 15 * 60) / nullIf(orders_updated, 0), 4) AS over_15_min_rate
+FROM kpi_channel_day FINAL
 WHERE day >= {since:Date}
 GROUP BY channel;
 
@@ -173,14 +168,13 @@ GROUP BY channel;
 CREATE VIEW IF NOT EXISTS carrier_scorecard AS
 SELECT
     carrier,
-    uniqExactMerge(delivered) AS orders_delivered,
-    uniqExactMerge(promised) AS with_promise,
-    uniqExactMerge(on_time) AS delivered_on_time,
+    count() AS orders_delivered,
+    sum(promised) AS with_promise,
+    sum(on_time) AS delivered_on_time,
     round(delivered_on_time / nullIf(with_promise, 0), 4) AS on_time_rate,
-    minMapMerge(transit_h).2 AS hours,
-    round(arrayReduce('quantileExactInclusiveOrNull(0.5)', hours), 1) AS transit_p50_h,
-    round(arrayReduce('quantileExactInclusiveOrNull(0.9)', hours), 1) AS transit_p90_h
-FROM kpi_carrier_day
+    round(quantileExactInclusive(0.5)(transit_h), 1) AS transit_p50_h,
+    round(quantileExactInclusive(0.9)(transit_h), 1) AS transit_p90_h
+FROM kpi_carrier_day FINAL
 WHERE day >= {since:Date}
 GROUP BY carrier;
 

@@ -157,8 +157,8 @@ def views() -> dict[str, tuple[str, dict[str, Any]]]:
     week = {"since": (END - timedelta(days=7)).date()}
     return {
         "channel KPIs, last hour": (
-            "SELECT * FROM channel_kpis_per_minute WHERE minute >= {since:DateTime} ORDER BY minute, channel",
-            {"since": END - timedelta(hours=1)},
+            "SELECT * FROM channel_kpis_per_minute WHERE minute >= {since:DateTime} AND minute < {until:DateTime}",
+            {"since": END - timedelta(hours=1), "until": END},
         ),
         "first update per channel, 7 days": ("SELECT * FROM channel_first_update(since = {since:Date})", week),
         "carrier scorecard, 7 days": ("SELECT * FROM carrier_scorecard(since = {since:Date})", week),
