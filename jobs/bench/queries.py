@@ -57,7 +57,7 @@ STUCK = "no carrier scan for 40 h while in transit (red after 36 h)"
 @dataclass(frozen=True)
 class Timing:
     name: str
-    kind: str  # point, view or cookbook
+    kind: str  # point, view, cookbook, or alternative (a way not taken, timed for comparison)
     phase: str  # as written, or merged
     runs: int
     p50_ms: float
@@ -66,12 +66,21 @@ class Timing:
     rows: int
 
     @property
-    def target_ms(self) -> int:
-        return {"point": TARGET_POINT_P99_MS, "view": TARGET_VIEW_MS}.get(self.kind, TARGET_COOKBOOK_MS)
+    def target_ms(self) -> int | None:
+        return {"point": TARGET_POINT_P99_MS, "view": TARGET_VIEW_MS, "cookbook": TARGET_COOKBOOK_MS}.get(self.kind)
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        if self.target_ms is None:
+            return None
         return (self.p99_ms if self.kind == "point" else self.max_ms) < self.target_ms
+
+    @property
+    def verdict(self) -> str:
+        if self.met is None:
+            return "comparison only"
+        measured = "p99" if self.kind == "point" else "every run"
+        return f"< {self.target_ms} ms ({measured}): {'met' if self.met else '**missed**'}"
 
 
 # --- the data: generated in the server, shaped as the job writes it ---------------------------------
@@ -170,16 +179,21 @@ def views() -> dict[str, tuple[str, dict[str, Any]]]:
         "carrier scorecard, 7 days": ("SELECT * FROM carrier_scorecard(since = {since:Date})", week),
         "at-risk orders, first 100": ("SELECT * FROM at_risk_orders LIMIT 100", {}),
         "at-risk by region": ("SELECT * FROM at_risk_by_region", {}),
-        "at-risk by region, argMax instead of FINAL": (
-            """SELECT region_code, countIf(color = 'red') AS red, countIf(color = 'yellow') AS yellow FROM (
+    }
+
+
+# The same question as at_risk_by_region, the newest version of each order found by argMax instead of FINAL.
+ALTERNATIVES: dict[str, tuple[str, dict[str, Any]]] = {
+    "at-risk by region, argMax instead of FINAL": (
+        """SELECT region_code, countIf(color = 'red') AS red, countIf(color = 'yellow') AS yellow FROM (
                 SELECT argMax(ifNull(region_code, ''), version) AS region_code, argMax(health_color, version) AS color,
                     argMax(status, version) AS status
                 FROM orders_current GROUP BY channel, order_id)
                WHERE color IN ('yellow', 'red') AND status NOT IN ('delivered', 'completed', 'cancelled', 'returned')
                GROUP BY region_code ORDER BY red DESC, yellow DESC""",
-            {},
-        ),
-    }
+        {},
+    ),
+}
 
 
 def cookbook(orders: int) -> dict[str, dict[str, Any]]:
@@ -191,7 +205,7 @@ def cookbook(orders: int) -> dict[str, dict[str, Any]]:
         "customer_journey": {"customer_id": f"c{orders // 3 * 7919 % 400000}"},  # the customer of B{orders // 3}
         "rfm_segments": {"as_of": END},
         "repurchase": {"since": START.date(), "until": (START + timedelta(days=14)).date(), "within_days": 14},
-        "quiet_after_high_value": {"min_fen": 150_000, "quiet_days": 14, "as_of": END},
+        "quiet_after_high_value": {"min_fen": 150_000, "quiet_days": 7, "as_of": END},
     }
 
 
@@ -215,7 +229,7 @@ def timing(name: str, kind: str, phase: str, times: list[float], rows: int) -> T
 
 def measure(client: Any, orders: int, runs: int, phase: str, report: Callable[[str], None]) -> list[Timing]:
     def done(found: Timing) -> Timing:
-        verdict = "ok" if found.met else f"OVER {found.target_ms} ms"
+        verdict = {True: "ok", False: f"OVER {found.target_ms} ms", None: "(comparison)"}[found.met]
         report(
             f"  {found.kind:<8} {found.name:<44} p50 {found.p50_ms:7.1f} ms  p99 {found.p99_ms:7.1f}  "
             f"max {found.max_ms:7.1f}  ({found.rows} rows) {verdict}"
@@ -229,8 +243,9 @@ def measure(client: Any, orders: int, runs: int, phase: str, report: Callable[[s
         client.query(point, parameters={"channel": CHANNELS[n % len(CHANNELS)], "order_id": f"B{n}"})
         times.append((time.perf_counter() - started) * 1000)
     timings = [done(timing("one order by channel and id", "point", phase, times, 1))]
-    for name, (query, parameters) in views().items():
-        timings.append(done(timing(name, "view", phase, *timed(client, query, parameters, runs))))
+    for kind, questions in (("view", views()), ("alternative", ALTERNATIVES)):
+        for name, (query, parameters) in questions.items():
+            timings.append(done(timing(name, kind, phase, *timed(client, query, parameters, runs))))
     for name, parameters in cookbook(orders).items():
         query = (QUERIES_DIR / f"{name}.sql").read_text(encoding="utf-8")
         timings.append(done(timing(name, "cookbook", phase, *timed(client, query, parameters, max(runs // 4, 3)))))
@@ -266,10 +281,9 @@ def markdown(facts: Mapping[str, Any], timings: list[Timing]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for t in timings:
-        verdict = "met" if t.met else "**missed**"
         lines.append(
             f"| {t.phase} | {t.kind} | {t.name} | {t.p50_ms:.1f} | {t.p99_ms:.1f} | {t.max_ms:.1f} | {t.rows} | "
-            f"< {t.target_ms} ms ({'p99' if t.kind == 'point' else 'every run'}): {verdict} |"
+            f"{t.verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -306,8 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({**facts, "timings": [asdict(t) for t in timings]}, indent=1, default=str)
     )
     (args.out / "queries.md").write_text(markdown(facts, timings))
-    missed = [t for t in timings if not t.met]
-    say(f"== {len(timings) - len(missed)} of {len(timings)} within target; written to {args.out}/queries.md")
+    judged = [t for t in timings if t.met is not None]
+    met = sum(1 for t in judged if t.met)
+    say(f"== {met} of {len(judged)} within target; written to {args.out}/queries.md")
     return 0
 
 

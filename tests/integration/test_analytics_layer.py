@@ -8,6 +8,7 @@ Every figure must be the same exact answer both ways.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from connectors.clickhouse import EVENTS_TABLE, ClickHouseTarget, keep_events_for, migrate
+from jobs import cli
 from jobs.cli import SQL_DIR
 
 pytestmark = pytest.mark.integration
@@ -315,3 +317,16 @@ def test_events_expire_by_day_while_their_milestones_stay(
     ).result_rows
     assert "TTL toDateTime(at) + toIntervalDay(30)" in engine
     assert "PARTITION BY toDate(at)" in engine
+
+
+def test_orderscope_sql_runs_a_cookbook_file_with_its_parameters(
+    world: ClickHouseTarget, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in (("URL", world.url), ("PASSWORD", world.password), ("DATABASE", world.database)):
+        monkeypatch.setenv(f"ORDERSCOPE_CLICKHOUSE_{name}", value)
+    query = str(QUERIES / "carrier_on_time_ranking.sql")
+    assert cli.main(["sql", query, "--param", "since=2026-11-20", "--format", "JSONEachRow"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["carrier"], row["on_time_rate"]) == ("zto", 0.5)
+    assert cli.main(["sql", query, "--param", "since"]) == 1
+    assert "write it as name=value" in capsys.readouterr().out
