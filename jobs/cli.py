@@ -163,7 +163,7 @@ def cmd_baseline(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     output_format = args.format or READABLE_FORMAT
-    query = Path(args.query).read_text(encoding="utf-8") if args.query.endswith(".sql") else args.query
+    query = Path(args.query).read_text(encoding="utf-8") if Path(args.query).is_file() else args.query
     parameters = dict(_parameter(text) for text in args.param)
     result = clickhouse(settings).connect().raw_query(query, parameters=parameters, fmt=output_format)
     sys.stdout.buffer.write(result)

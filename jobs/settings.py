@@ -178,4 +178,6 @@ def isolated_env(state_dir: Path) -> dict[str, str]:
         f"{ENV_PREFIX}KAFKA_PORT": str(kafka_port),
         f"{ENV_PREFIX}KAFKA_CONTROLLER_PORT": str(controller_port),
         f"{ENV_PREFIX}CLICKHOUSE_PORT": str(clickhouse_port),
+        # Their replays are of fixed dates (the simulator's 2026-11-21): no retention may expire them.
+        f"{ENV_PREFIX}EVENTS_TTL_DAYS": str(100 * 365),
     }

@@ -374,10 +374,13 @@ class OrderView:
         )
 
     def milestone_columns(self) -> Row:
-        """paid_at, first_update_at (the first step past payment reached) and delivered_at; None if not reached."""
-        reached = self.reached
-        first_update = min((at for at in reached[PAID_RANK + 1 :] if at), default=0)
-        return tuple(at or None for at in (reached[PAID_RANK], first_update, reached[DELIVERED_RANK]))
+        """schemas/tables.py MILESTONES, each the first time the step was reached (None if not): payment as told;
+        purchase (payment, or for a sale that told none, as a POS sale, its first later step); the first logistics
+        update after a told payment (its first later step, never before it); delivery."""
+        paid, later = self.reached[PAID_RANK], [at for at in self.reached[PAID_RANK + 1 :] if at]
+        first_later = min(later, default=0)
+        first_update = max(first_later, paid) if paid and first_later else 0
+        return tuple(at or None for at in (paid, paid or first_later, first_update, self.reached[DELIVERED_RANK]))
 
     def health_columns(self) -> Row:
         """health_score, health_color, health_reasons, health_at, health_config, the ETA's columns, then the

@@ -138,6 +138,7 @@ def dead_letter_json(letter: DeadLetter) -> str:
 
 
 TIME = "DateTime64(3, 'UTC')"
+MILESTONES = ("paid_at", "purchased_at", "first_update_at", "delivered_at")
 COLOR = "Enum8('green' = 1, 'yellow' = 2, 'red' = 3)"
 HEALTH_COLUMNS = (
     ("health_score", "UInt8"),
@@ -184,9 +185,7 @@ ORDERS_CURRENT = Table(
         *ETA_COLUMNS,
         *RULE_COLUMNS,
         ("carrier", "LowCardinality(String)"),  # as the tracking aggregator names it; '' until a scan tells it
-        ("paid_at", f"Nullable({TIME})"),  # when these lifecycle steps were first reached
-        ("first_update_at", f"Nullable({TIME})"),  # the first step past payment
-        ("delivered_at", f"Nullable({TIME})"),
+        *((name, f"Nullable({TIME})") for name in MILESTONES),  # schemas/order_view.py milestone_columns
     ),
     ("channel", "order_id"),
     _given,

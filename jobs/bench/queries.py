@@ -3,8 +3,9 @@
 Fills a fresh database of its own server with generated rows, as the job would write them (every order
 in three versions, canonical events in batches, so the tables hold many parts and materialized views
 fire on every insert), then times over HTTP, as a dashboard asks: a point lookup of one order, each view
-dashboards read, and each cookbook query (sql/queries/). Twice: as written (merges still pending, the
-hard case for FINAL) and after the orders table is merged. Writes bench-results/queries.{json,md}.
+dashboards read, and each cookbook query (sql/queries/). Twice: as written, with merges stopped while
+filling (every insert still its own part: the hard case for FINAL, as after a backlog written faster than
+merges), and after every table is merged. Writes bench-results/queries.{json,md}.
 
     python -m jobs.bench.queries [--orders 1000000] [--events-per-order 10] [--runs 20]
 """
@@ -98,13 +99,13 @@ def _order_rows(version: int, first: int, count: int, ms: int) -> str:
     return f"""
         INSERT INTO orders_current (channel, order_id, customer_id, status, status_at, updated_at, waybills,
             amount_fen, region_code, promised_at, version, health_score, health_color, health_reasons, health_at,
-            health_config, eta_basis, carrier, paid_at, first_update_at, delivered_at)
+            health_config, eta_basis, carrier, paid_at, purchased_at, first_update_at, delivered_at)
         SELECT {_sql(CHANNEL, n, ms)}, concat('B', toString({n})), {_sql(CUSTOMER, n, ms)}, {status},
             {paid} + toIntervalHour({version}) AS changed_at, changed_at, [concat('W', toString({n}))],
             {_sql(AMOUNT_FEN, n, ms)}, {_sql(REGION, n, ms)}, {paid} + toIntervalHour(72), {version},
             multiIf({color} = 'red', 20, {color} = 'yellow', 60, 100), {color},
             if({color} = 'green', [], ['{STUCK}']), changed_at, '2026-12-03.2', '',
-            if({version} = 1, '', {_sql(CARRIER, n, ms)}), {paid},
+            if({version} = 1, '', {_sql(CARRIER, n, ms)}), {paid}, {paid},
             if({version} = 1, NULL, {paid} + toIntervalSecond(300 + {n} * 37 % 3600)),
             if({version} = 3 AND {n} % 10 < 7, {paid} + toIntervalHour(20 + {n} % 60), NULL)
         FROM numbers({first}, {count})
@@ -171,9 +172,13 @@ def stored(client: Any, tables: tuple[str, ...]) -> dict[str, tuple[int, int]]:
 def views() -> dict[str, tuple[str, dict[str, Any]]]:
     week = {"since": (END - timedelta(days=7)).date()}
     return {
-        "channel KPIs, last hour": (
-            "SELECT * FROM channel_kpis_per_minute WHERE minute >= {since:DateTime} AND minute < {until:DateTime}",
+        "channel KPIs, last hour per minute": (
+            "SELECT * FROM channel_kpis(since = {since:DateTime}, until = {until:DateTime}, step_min = 1)",
             {"since": END - timedelta(hours=1), "until": END},
+        ),
+        "channel KPIs, last 24 hours as one": (
+            "SELECT * FROM channel_kpis(since = {since:DateTime}, until = {until:DateTime}, step_min = 0)",
+            {"since": END - timedelta(days=1), "until": END},
         ),
         "first update per channel, 7 days": ("SELECT * FROM channel_first_update(since = {since:Date})", week),
         "carrier scorecard, 7 days": ("SELECT * FROM carrier_scorecard(since = {since:Date})", week),
@@ -189,7 +194,8 @@ ALTERNATIVES: dict[str, tuple[str, dict[str, Any]]] = {
                 SELECT argMax(ifNull(region_code, ''), version) AS region_code, argMax(health_color, version) AS color,
                     argMax(status, version) AS status
                 FROM orders_current GROUP BY channel, order_id)
-               WHERE color IN ('yellow', 'red') AND status NOT IN ('delivered', 'completed', 'cancelled', 'returned')
+               WHERE color IN ('yellow', 'red')
+                   AND status NOT IN ('delivered', 'completed', 'cancelled', 'returning', 'returned')
                GROUP BY region_code ORDER BY red DESC, yellow DESC""",
         {},
     ),
@@ -303,14 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     ):
         migrate(target, SQL_DIR, report=lambda line: None)
         client = target.connect(send_receive_timeout=3600)
-        say(f"== filling {DATABASE}: {args.orders:,} orders, {facts['events']:,} events")
+        say(f"== filling {DATABASE}: {args.orders:,} orders, {facts['events']:,} events (merges stopped)")
+        client.command("SYSTEM STOP MERGES")
         started = time.monotonic()
         facts["rows"] = fill(client, args.orders, args.events_per_order, say)
         facts["fill_s"] = time.monotonic() - started
         facts["parts"] = {"as written": {table: parts for table, (_, parts) in stored(client, MERGED).items()}}
-        say(f"== timing, as written (merges pending; parts: {facts['parts']['as written']})")
+        say(f"== timing, as written (no merge yet; parts: {facts['parts']['as written']})")
         timings = measure(client, args.orders, args.runs, "as written", say)
         say("== merging every table, as background merges do in time; then timing again")
+        client.command("SYSTEM START MERGES")
         for table in MERGED:
             client.command(f"OPTIMIZE TABLE {table} FINAL")
         facts["parts"]["merged"] = {table: parts for table, (_, parts) in stored(client, MERGED).items()}

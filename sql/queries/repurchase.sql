@@ -4,32 +4,31 @@
 -- Parameters: since and until (days, China time, of the first purchase),
 -- within_days.
 WITH
-    paid AS
+    purchases AS
     (
-        SELECT customer_id, channel, paid_at
+        SELECT customer_id, channel, purchased_at
         FROM orders
-        WHERE paid_at IS NOT NULL AND status != 'cancelled' AND customer_id != ''
+        WHERE purchased_at IS NOT NULL AND status != 'cancelled' AND customer_id != ''
     ),
     firsts AS
     (
-        SELECT customer_id, argMin(channel, paid_at) AS first_channel, min(paid_at) AS first_paid
-        FROM paid
+        SELECT customer_id, argMin(channel, purchased_at) AS first_channel, min(purchased_at) AS first_purchase
+        FROM purchases
         GROUP BY customer_id
-        HAVING toDate(first_paid, 'Asia/Shanghai') BETWEEN {since:Date} AND {until:Date}
+        HAVING toDate(first_purchase, 'Asia/Shanghai') BETWEEN {since:Date} AND {until:Date}
     ),
     per_customer AS
     (
+        WITH
+            p.purchased_at > first_purchase
+                AND p.purchased_at <= first_purchase + toIntervalDay({within_days:UInt32}) AS within
         SELECT
             customer_id,
             first_channel,
-            countIf(p.paid_at > first_paid AND p.paid_at <= first_paid + toIntervalDay({within_days:UInt32})) > 0
-                AS again,
-            countIf(
-                p.paid_at > first_paid AND p.paid_at <= first_paid + toIntervalDay({within_days:UInt32})
-                AND p.channel != first_channel
-            ) > 0 AS again_elsewhere
+            countIf(within) > 0 AS again,
+            countIf(within AND p.channel != first_channel) > 0 AS again_elsewhere
         FROM firsts
-        INNER JOIN paid AS p USING (customer_id)
+        INNER JOIN purchases AS p USING (customer_id)
         GROUP BY customer_id, first_channel
     )
 SELECT

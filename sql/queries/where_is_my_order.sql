@@ -23,13 +23,12 @@ SELECT
 FROM orders AS o
 LEFT JOIN
 (
-    SELECT channel, order_id, groupArray((at, status, source, detail)) AS milestones
+    SELECT channel, order_id, arraySort(groupArray((at, status, source, detail))) AS milestones
     FROM
     (
         SELECT channel, order_id, at, status, source, detail
         FROM order_journey
         WHERE order_id = {order_id:String} AND ({channel:String} = '' OR channel = {channel:String})
-        ORDER BY at, event_id
         LIMIT 1 BY event_id
     )
     GROUP BY channel, order_id

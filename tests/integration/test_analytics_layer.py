@@ -34,7 +34,9 @@ def at(text: str) -> datetime:
 
 
 def order(channel: str, order_id: str, version: int, **columns: Any) -> dict[str, Any]:
-    return {"channel": channel, "order_id": order_id, "version": version, **columns}
+    """An orders_current row; purchased when paid unless told otherwise."""
+    purchased = {"purchased_at": columns["paid_at"]} if "paid_at" in columns else {}
+    return {"channel": channel, "order_id": order_id, "version": version, **purchased, **columns}
 
 
 def event(channel: str, order_id: str, when: str, status: str, event_id: str, **columns: Any) -> dict[str, Any]:
@@ -44,9 +46,10 @@ def event(channel: str, order_id: str, when: str, status: str, event_id: str, **
     }  # fmt: skip
 
 
-# Ann buys on Tmall (on time with zto), then on Douyin (stuck, red); Bo on WeChat (late with zto) and a
-# cancelled Tmall order; Cy a high-priced app order never updated (yellow); Dee a high-priced order, then
-# a message to customer service only days ago.
+# Ann buys on Tmall (on time with zto; an earlier payment fact read late moves her payment), then on
+# Douyin (shipped as told twice, stuck, red); Bo on WeChat (handed from sf to zto, late) and in a store,
+# and a cancelled Tmall order; Cy a high-priced app order never updated (yellow); Dee a high-priced
+# order, then a message to customer service only days ago.
 ANN_T1 = {
     "customer_id": "c-ann",
     "amount_fen": 120_000,
@@ -60,6 +63,7 @@ ANN_D1 = {
     "promised_at": at("2026-11-27T00:00:00"),
 }
 BO_W1 = {"customer_id": "c-bo", "amount_fen": 80_000, "region_code": "440300", "promised_at": at("2026-11-22T00:00:00")}
+BO_P1 = {"customer_id": "c-bo", "amount_fen": 3_000}
 BO_T2 = {"customer_id": "c-bo", "amount_fen": 999_999, "region_code": "440300"}
 CY_A1 = {"customer_id": "c-cy", "amount_fen": 300_000, "region_code": "440300"}
 DEE_X1 = {"customer_id": "c-dee", "amount_fen": 200_000, "region_code": "110000"}
@@ -67,8 +71,8 @@ STUCK = "no carrier scan for 40 h while in transit (red after 36 h)"
 FIRST_UPDATE_LATE = "no logistics update 2 h 5 min after payment"
 
 ORDERS = [
-    order("tmall", "T1", 1, **ANN_T1, status="paid", status_at=at("2026-11-20T02:00:00"),
-          updated_at=at("2026-11-20T02:00:00"), paid_at=at("2026-11-20T02:00:00"), health_color="green",
+    order("tmall", "T1", 1, **ANN_T1, status="paid", status_at=at("2026-11-20T02:00:30"),
+          updated_at=at("2026-11-20T02:00:30"), paid_at=at("2026-11-20T02:00:30"), health_color="green",
           health_score=100),
     order("tmall", "T1", 2, **ANN_T1, status="delivered", status_at=at("2026-11-21T02:00:00"),
           updated_at=at("2026-11-21T02:00:00"), paid_at=at("2026-11-20T02:00:00"),
@@ -83,7 +87,7 @@ ORDERS = [
           health_reasons=[STUCK]),
     order("wechat", "W1", 1, **BO_W1, status="delivered", status_at=at("2026-11-23T04:00:00"),
           updated_at=at("2026-11-23T04:00:00"), paid_at=at("2026-11-20T04:00:00"),
-          first_update_at=at("2026-11-20T04:20:00"), delivered_at=at("2026-11-23T04:00:00"), carrier="zto",
+          first_update_at=at("2026-11-20T04:20:00"), delivered_at=at("2026-11-23T04:00:00"), carrier="sf",
           health_color="green", health_score=90),
     order("wechat", "W1", 2, **BO_W1, status="completed", status_at=at("2026-11-24T04:00:00"),
           updated_at=at("2026-11-24T04:00:00"), paid_at=at("2026-11-20T04:00:00"),
@@ -95,21 +99,25 @@ ORDERS = [
     order("app", "A1", 1, **CY_A1, status="paid", status_at=at("2026-11-21T05:00:00"),
           updated_at=at("2026-11-21T07:05:00"), paid_at=at("2026-11-21T05:00:00"), health_color="yellow",
           health_score=60, health_reasons=[FIRST_UPDATE_LATE]),
+    order("pos", "P1", 1, **BO_P1, status="completed", status_at=at("2026-11-26T08:00:00"),
+          updated_at=at("2026-11-26T08:00:00"), purchased_at=at("2026-11-26T08:00:00"), health_color="green",
+          health_score=100),
     order("app", "X1", 1, **DEE_X1, status="completed", status_at=at("2026-11-19T08:00:00"),
           updated_at=at("2026-11-19T08:00:00"), paid_at=at("2026-11-18T08:00:00"), health_color="green",
           health_score=100),
 ]  # fmt: skip
 EVENTS = [
     event("tmall", "T1", "2026-11-20T01:59:30", "created", "t1-created", amount_fen=120_000),
-    event("tmall", "T1", "2026-11-20T02:00:10", "paid", "t1-paid", amount_fen=120_000),
-    # the same payment told again by another push: another fact, the same order and amount
-    event("tmall", "T1", "2026-11-20T02:00:20", "paid", "t1-paid-again", amount_fen=120_000),
-    event("tmall", "T2", "2026-11-20T02:00:40", "paid", "t2-paid", amount_fen=999_999),
+    event("tmall", "T1", "2026-11-20T02:00:10", "paid", "t1-paid"),  # Tmall tells the amount when created only
+    event("tmall", "T1", "2026-11-20T02:00:20", "paid", "t1-paid-again"),  # the same payment told again
+    event("tmall", "T2", "2026-11-20T02:00:40", "paid", "t2-paid"),
     event("tmall", "T2", "2026-11-20T03:00:00", "cancelled", "t2-cancelled"),
     event("tmall", "T1", "2026-11-20T02:10:00", "allocated", "t1-allocated", source="raw.wms"),
     event("tmall", "T1", "2026-11-20T20:00:00", "", "t1-scan-without-step", source="raw.carrier"),
     event("tmall", "T1", "2026-11-21T02:00:00", "delivered", "t1-delivered", carrier="zto", source="raw.carrier"),
     event("douyin", "D1", "2026-11-25T03:00:00", "paid", "d1-paid", amount_fen=5_000),
+    event("douyin", "D1", "2026-11-25T05:00:00", "shipped", "d1-outbound", source="raw.wms"),
+    event("douyin", "D1", "2026-11-25T05:07:00", "shipped", "d1-shipped"),
     event("douyin", "D1", "2026-11-25T09:00:00", "in_transit", "d1-transit", detail="Hangzhou hub", carrier="sf"),
     event("douyin", "D1", "2026-11-25T10:00:00", "exception", "d1-exception", detail="address unclear"),
 ]  # fmt: skip
@@ -183,13 +191,17 @@ def cookbook(target: ClickHouseTarget, name: str, **parameters: Any) -> list[dic
     return named_rows(target, (QUERIES / f"{name}.sql").read_text(encoding="utf-8"), **parameters)
 
 
+def channel_kpis(target: ClickHouseTarget, since: str, until: str, step_min: int) -> dict[tuple[str, str], Any]:
+    query = "SELECT * FROM channel_kpis(since = {since:DateTime}, until = {until:DateTime}, step_min = {step:UInt32})"
+    rows = named_rows(target, query, since=since, until=until, step=step_min)
+    return {(row["channel"], row["bucket"].strftime("%d %H:%M")): row for row in rows}
+
+
 def test_channel_kpis_per_minute_count_each_order_and_request_once(world: ClickHouseTarget) -> None:
-    kpis = {
-        (row["channel"], row["minute"].strftime("%d %H:%M")): row
-        for row in named_rows(world, "SELECT * FROM channel_kpis_per_minute")
-    }
-    tmall_payments = kpis["tmall", "20 02:00"]
-    assert (tmall_payments["orders_paid"], tmall_payments["gmv_fen"]) == (2, 120_000 + 999_999)
+    kpis = channel_kpis(world, "2026-11-19 00:00:00", "2026-11-27 00:00:00", step_min=1)
+    tmall_payments = kpis["tmall", "20 02:00"]  # amounts as the orders tell them, not their paid events
+    assert (tmall_payments["orders_purchased"], tmall_payments["gmv_fen"]) == (2, 120_000 + 999_999)
+    assert (kpis["pos", "26 08:00"]["orders_purchased"], kpis["pos", "26 08:00"]["gmv_fen"]) == (1, 3_000)
     assert kpis["tmall", "20 01:59"]["orders_created"] == 1
     assert kpis["tmall", "20 03:00"]["orders_cancelled"] == 1
     assert kpis["douyin", "25 10:00"]["orders_with_exception"] == 1
@@ -197,6 +209,14 @@ def test_channel_kpis_per_minute_count_each_order_and_request_once(world: ClickH
     assert (failed["modifications"], failed["failed_modifications"], failed["modification_failure_rate"]) == (1, 1, 1)
     assert (succeeded["modifications"], succeeded["modification_failure_rate"]) == (1, 0)
     assert kpis["douyin", "25 03:00"]["modification_failure_rate"] is None  # nothing asked for: no rate
+    assert kpis["douyin", "25 05:00"]["orders_shipped"] == kpis["douyin", "25 05:07"]["orders_shipped"] == 1
+
+
+def test_channel_kpis_over_a_range_count_an_order_told_twice_once(world: ClickHouseTarget) -> None:
+    [((channel, bucket), hour)] = channel_kpis(world, "2026-11-25 05:00:00", "2026-11-25 06:00:00", 0).items()
+    assert (channel, bucket, hour["orders_shipped"]) == ("douyin", "25 05:00", 1)
+    day = channel_kpis(world, "2026-11-20 00:00:00", "2026-11-21 00:00:00", 0)
+    assert (day["tmall", "20 00:00"]["orders_purchased"], day["tmall", "20 00:00"]["gmv_fen"]) == (2, 1_119_999)
 
 
 def test_first_update_latency_per_channel_is_measured_once_per_paid_order(world: ClickHouseTarget) -> None:
@@ -206,15 +226,15 @@ def test_first_update_latency_per_channel_is_measured_once_per_paid_order(world:
     ] == [
         ("douyin", 1, 1, 40.0, 1.0),
         ("wechat", 1, 1, 20.0, 1.0),
-        ("tmall", 2, 1, 10.0, 0.0),  # T2 was paid, then cancelled before any update
-        ("app", 1, 0, None, None),  # sorted last: nothing measured yet
+        ("tmall", 2, 1, 10.0, 0.0),  # T1 from its earliest payment; T2 cancelled before any update
+        ("app", 1, 0, None, 1.0),  # sorted last: no update measured, and still waiting is late
     ]
     assert [r["channel"] for r in cookbook(world, "channel_first_update_latency", since="2026-11-22")] == ["douyin"]
 
 
 def test_carrier_ranking_weighs_each_delivery_once(world: ClickHouseTarget) -> None:
     [zto] = cookbook(world, "carrier_on_time_ranking", since="2026-11-20")
-    # T1 delivered in 24 h, a day early; W1 in 72 h, a day late. Two versions of W1 after its delivery.
+    # T1 delivered in 24 h, a day early; W1 in 72 h, a day late, counted for zto that it was handed to.
     assert (zto["rank"], zto["carrier"], zto["orders_delivered"], zto["with_promise"]) == (1, "zto", 2, 2)
     assert (zto["delivered_on_time"], zto["on_time_rate"]) == (1, 0.5)
     assert (zto["transit_p50_h"], zto["transit_p90_h"]) == (48.0, 67.2)
@@ -228,6 +248,8 @@ def test_where_is_my_order_tells_state_reasons_and_journey(world: ClickHouseTarg
     )  # fmt: skip
     assert [(when.strftime("%d %H:%M"), status, detail) for when, status, _, detail in d1["milestones"]] == [
         ("25 03:00", "paid", ""),
+        ("25 05:00", "shipped", ""),
+        ("25 05:07", "shipped", ""),
         ("25 09:00", "in_transit", "Hangzhou hub"),
         ("25 10:00", "exception", "address unclear"),
     ]
@@ -259,6 +281,8 @@ def test_customer_journey_spans_channels_in_time_order(world: ClickHouseTarget) 
         ("25 03:00", "douyin", "D1", "paid"),
         ("25 03:30", "douyin", "D1", "address_change failed"),
         ("25 03:31", "douyin", "D1", "expedite succeeded"),
+        ("25 05:00", "douyin", "D1", "shipped"),
+        ("25 05:07", "douyin", "D1", "shipped"),
         ("25 09:00", "douyin", "D1", "in_transit"),
         ("25 10:00", "douyin", "D1", "exception"),
         ("26 01:00", "douyin", "D1", "message"),
@@ -271,12 +295,13 @@ def test_rfm_segments_each_customer_across_channels(world: ClickHouseTarget) -> 
     assert [
         (r["customer_id"], r["recency_days"], r["orders"], r["spent_fen"], r["channels"], r["segment"]) for r in rows
     ] == [
-        ("c-ann", 5, 2, 125_000, 2, "champion"),
-        ("c-bo", 10, 1, 80_000, 1, "one-off"),  # the cancelled order counts for nothing
+        ("c-ann", 5, 2, 125_000, 2, "loyal"),
+        ("c-bo", 4, 2, 83_000, 2, "loyal"),  # the store sale counts, the cancelled order does not
         ("c-cy", 9, 1, 300_000, 1, "one-off"),
         ("c-dee", 12, 1, 200_000, 1, "one-off"),
     ]
-    assert [(r["r"], r["f"], r["m"]) for r in rows] == [(3, 3, 1), (1, 1, 1), (2, 1, 3), (1, 2, 2)]
+    # Customers alike share a tier: Ann and Bo by orders, Cy and Dee by orders and recency.
+    assert [(r["r"], r["f"], r["m"]) for r in rows] == [(2, 2, 1), (3, 2, 1), (1, 1, 3), (1, 1, 2)]
 
 
 def test_repurchase_counts_a_second_order_on_another_channel(world: ClickHouseTarget) -> None:
@@ -284,7 +309,7 @@ def test_repurchase_counts_a_second_order_on_another_channel(world: ClickHouseTa
     assert [tuple(r.values()) for r in rows] == [
         ("app", 1, 0, 0.0, 0),
         ("tmall", 1, 1, 1.0, 1),
-        ("wechat", 1, 0, 0.0, 0),
+        ("wechat", 1, 1, 1.0, 1),  # Bo came back in a store
     ]  # Dee's first order (the 18th) is before the period
 
 
@@ -310,13 +335,42 @@ def test_events_expire_by_day_while_their_milestones_stay(
     client.command(f"OPTIMIZE TABLE {EVENTS_TABLE} FINAL")
     assert client.query(f"SELECT order_id FROM {EVENTS_TABLE}").result_rows == [("NEW",)]
     assert sorted(client.query("SELECT order_id FROM order_journey").result_rows) == [("NEW",), ("OLD",)]
-    keep_events_for(target, 30)
-    [(engine,)] = client.query(
-        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
-        parameters={"name": EVENTS_TABLE},
-    ).result_rows
-    assert "TTL toDateTime(at) + toIntervalDay(30)" in engine
-    assert "PARTITION BY toDate(at)" in engine
+    altered: list[str] = []
+    for _ in range(2):  # the same again: no ALTER, which would recompute every part's expiry
+        keep_events_for(target, 30, report=altered.append)
+    assert "TTL toDateTime(at) + toIntervalDay(30)" in engine_of(target, EVENTS_TABLE)
+    assert altered == [f"{EVENTS_TABLE} keeps 30 days of events from now on"]
+
+
+def engine_of(target: ClickHouseTarget, table: str) -> str:
+    [(engine,)] = (
+        target.connect()
+        .query(
+            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+            parameters={"name": table},
+        )
+        .result_rows
+    )
+    return str(engine)
+
+
+def test_events_of_before_are_rebuilt_by_day_and_replayed_into_the_journey(
+    clickhouse_server: ClickHouseTarget, tmp_path: Path
+) -> None:
+    target = dataclasses.replace(clickhouse_server, database="analytics_upgrade")
+    migrate(target, migrations_before("013", tmp_path / "sql"))
+    client = target.connect()
+    client.command(
+        f"INSERT INTO {EVENTS_TABLE} SELECT 'app', toString(number % 40), toDateTime64('2026-01-01', 3, 'UTC') "
+        "+ toIntervalHour(number * 12), toString(number), ['paid', ''][number % 2 + 1], 'raw.orders.app', '' "
+        "FROM numbers(300)"
+    )  # 150 days: more partitions than one insert may make by default
+    migrate(target, SQL_DIR)
+    assert "PARTITION BY toDate(at)" in engine_of(target, EVENTS_TABLE)
+    counts = "SELECT count(), uniqExact(toDate(at)) FROM {table:Identifier} FINAL"
+    assert client.query(counts, parameters={"table": EVENTS_TABLE}).result_rows == [(300, 150)]
+    assert client.query(counts, parameters={"table": "order_journey"}).result_rows == [(150, 150)]
+    client.command(f"DROP DATABASE {target.database}")
 
 
 def test_orderscope_sql_runs_a_cookbook_file_with_its_parameters(
