@@ -117,18 +117,22 @@ _TTL_DAYS = re.compile(r"\bTTL toDateTime\(at\) \+ toIntervalDay\((\d+)\)")
 
 
 def keep_events_for(target: ClickHouseTarget, days: int, report: Callable[[str], None] = log.info) -> None:
-    """Sets how many days of event time the canonical events table keeps (its TTL), unless it already does:
-    a TTL change makes ClickHouse recompute every part's expiry."""
+    """Sets how many days of event time the canonical events table keeps (its TTL; 0: all), unless it already
+    does: a TTL change makes ClickHouse recompute every part's expiry."""
     client = target.connect()
     [(engine,)] = client.query(
         "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
         parameters={"name": EVENTS_TABLE},
     ).result_rows
     kept = _TTL_DAYS.search(engine)
-    if kept and int(kept.group(1)) == days:
+    if (int(kept.group(1)) if kept else 0) == days:
         return
-    report(f"{EVENTS_TABLE} keeps {days} days of events from now on")
-    client.command(f"ALTER TABLE {EVENTS_TABLE} MODIFY TTL toDateTime(at) + toIntervalDay({days})")
+    if days:
+        report(f"{EVENTS_TABLE} keeps {days} days of events from now on")
+        client.command(f"ALTER TABLE {EVENTS_TABLE} MODIFY TTL toDateTime(at) + toIntervalDay({days})")
+    else:
+        report(f"{EVENTS_TABLE} keeps every event from now on")
+        client.command(f"ALTER TABLE {EVENTS_TABLE} REMOVE TTL")
 
 
 # ClickHouse error codes that speak of the rows, not of the server: cannot parse, type mismatch,
@@ -223,9 +227,8 @@ class BatchWriter:
     def _connection(self) -> Client:
         if self._client is None:
             # A replay's batch may hold events of more than 100 days: the day-partitioned events take them all.
-            self._client = self._target.connect(
-                autogenerate_session_id=False, settings={"max_partitions_per_insert_block": 0}
-            )
+            unlimited = {"max_partitions_per_insert_block": 0} if self._table == EVENTS_TABLE else {}
+            self._client = self._target.connect(autogenerate_session_id=False, settings=unlimited)
         return self._client
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from schemas.stages import DAY_MS, Retention
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "ORDERSCOPE_"
 DEVELOPMENT_PII_KEY = "orderscope-local-development-key"
+MAX_EVENTS_TTL_DAYS = 3650  # ClickHouse's DateTime, which a TTL is, ends in 2106
 ENVIRONMENTS = ("development", "production")
 
 
@@ -44,7 +45,8 @@ class Settings:
     clickhouse_user: str = "default"
     clickhouse_password: str = ""
     clickhouse_database: str = "orderscope"
-    # Days of event time the canonical events (table order_events) are kept; milestones stay in order_journey.
+    # Days of event time the canonical events (table order_events) are kept, at most MAX_EVENTS_TTL_DAYS; 0: all.
+    # Milestones stay in order_journey.
     events_ttl_days: int = 180
     # Flink
     parallelism: int = 1
@@ -99,8 +101,12 @@ class Settings:
         if self.environment not in ENVIRONMENTS:
             raise SettingsError(f"{ENV_PREFIX}ENVIRONMENT={self.environment!r} is neither {' nor '.join(ENVIRONMENTS)}")
         for spec in dataclasses.fields(self):
-            if spec.name.endswith(("_retention_days", "_ttl_days")) and getattr(self, spec.name) < 1:
+            if spec.name.endswith("_retention_days") and getattr(self, spec.name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{spec.name.upper()} must be at least 1 (day)")
+
+        if not 0 <= self.events_ttl_days <= MAX_EVENTS_TTL_DAYS:
+            days = f"{ENV_PREFIX}EVENTS_TTL_DAYS={self.events_ttl_days}"
+            raise SettingsError(f"{days}: give 1 to {MAX_EVENTS_TTL_DAYS} days, or 0 to keep every event")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -179,5 +185,5 @@ def isolated_env(state_dir: Path) -> dict[str, str]:
         f"{ENV_PREFIX}KAFKA_CONTROLLER_PORT": str(controller_port),
         f"{ENV_PREFIX}CLICKHOUSE_PORT": str(clickhouse_port),
         # Their replays are of fixed dates (the simulator's 2026-11-21): no retention may expire them.
-        f"{ENV_PREFIX}EVENTS_TTL_DAYS": str(100 * 365),
+        f"{ENV_PREFIX}EVENTS_TTL_DAYS": "0",
     }

@@ -1,8 +1,8 @@
 -- How recently, how often and how much does each customer buy, and which segment
 -- are they in? Purchases up to a moment (paid orders, and sales that told no
 -- payment, as a POS sale), across all channels (one customer across channels).
--- R, F and M are terciles by rank (3 = most recent, most orders, most spent):
--- customers alike share a tier.
+-- R, F and M are terciles (3 = most recent, most orders, most spent) by the share of
+-- customers at or below each one: customers alike share a tier, the higher one.
 -- Segments: champion (R and F 3, more than one order), new (one order, R 3), one-off (one order),
 -- slipping away (repeat buyer, R 1), loyal (any other repeat buyer).
 -- Parameters: as_of (UTC).
@@ -25,9 +25,9 @@ SELECT
     spent_fen,
     channels,
     count() OVER () AS customers,
-    1 + intDiv(3 * (rank() OVER (ORDER BY recency_days DESC) - 1), customers) AS r,
-    1 + intDiv(3 * (rank() OVER (ORDER BY orders) - 1), customers) AS f,
-    1 + intDiv(3 * (rank() OVER (ORDER BY spent_fen) - 1), customers) AS m,
+    toUInt8(ceil(3 * count() OVER (ORDER BY recency_days DESC RANGE UNBOUNDED PRECEDING) / customers)) AS r,
+    toUInt8(ceil(3 * count() OVER (ORDER BY orders RANGE UNBOUNDED PRECEDING) / customers)) AS f,
+    toUInt8(ceil(3 * count() OVER (ORDER BY spent_fen RANGE UNBOUNDED PRECEDING) / customers)) AS m,
     multiIf(
         r = 3 AND f = 3 AND orders > 1, 'champion',
         orders = 1 AND r = 3, 'new',

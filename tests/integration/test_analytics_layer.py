@@ -102,6 +102,19 @@ ORDERS = [
     order("pos", "P1", 1, **BO_P1, status="completed", status_at=at("2026-11-26T08:00:00"),
           updated_at=at("2026-11-26T08:00:00"), purchased_at=at("2026-11-26T08:00:00"), health_color="green",
           health_score=100),
+    # No customer told: a Xiaohongshu parcel whose payment and delivery, read late, move across midnight in
+    # China (to the 21st and the 23rd), handed from sf to yto; an app parcel no scan named a carrier for.
+    order("xiaohongshu", "R1", 1, status="delivered", status_at=at("2026-11-23T16:05:00"),
+          updated_at=at("2026-11-23T16:05:00"), paid_at=at("2026-11-21T16:05:00"),
+          delivered_at=at("2026-11-23T16:05:00"), carrier="sf", health_color="green", health_score=100),
+    order("xiaohongshu", "R1", 2, status="delivered", status_at=at("2026-11-23T15:55:00"),
+          updated_at=at("2026-11-23T16:05:00"), paid_at=at("2026-11-21T15:55:00"),
+          first_update_at=at("2026-11-21T16:20:00"), delivered_at=at("2026-11-23T15:55:00"), carrier="yto",
+          promised_at=at("2026-11-24T00:00:00"), health_color="green", health_score=100),
+    order("app", "N1", 1, status="delivered", status_at=at("2026-11-22T06:00:00"),
+          updated_at=at("2026-11-22T06:00:00"), paid_at=at("2026-11-21T06:00:00"),
+          first_update_at=at("2026-11-21T06:05:00"), delivered_at=at("2026-11-22T06:00:00"), health_color="green",
+          health_score=100),
     order("app", "X1", 1, **DEE_X1, status="completed", status_at=at("2026-11-19T08:00:00"),
           updated_at=at("2026-11-19T08:00:00"), paid_at=at("2026-11-18T08:00:00"), health_color="green",
           health_score=100),
@@ -225,19 +238,25 @@ def test_first_update_latency_per_channel_is_measured_once_per_paid_order(world:
         (r["channel"], r["orders_paid"], r["orders_updated"], r["p50_min"], r["over_15_min_rate"]) for r in rows
     ] == [
         ("douyin", 1, 1, 40.0, 1.0),
+        ("xiaohongshu", 1, 1, 25.0, 1.0),  # once, from its earliest payment (the 21st in China)
         ("wechat", 1, 1, 20.0, 1.0),
-        ("tmall", 2, 1, 10.0, 0.0),  # T1 from its earliest payment; T2 cancelled before any update
-        ("app", 1, 0, None, 1.0),  # sorted last: no update measured, and still waiting is late
+        ("tmall", 2, 1, 10.0, 0.0),  # T1 from its earliest payment; T2 cancelled before any update: not known
+        ("app", 2, 1, 5.0, 0.5),  # A1 still waiting: late
     ]
     assert [r["channel"] for r in cookbook(world, "channel_first_update_latency", since="2026-11-22")] == ["douyin"]
 
 
 def test_carrier_ranking_weighs_each_delivery_once(world: ClickHouseTarget) -> None:
-    [zto] = cookbook(world, "carrier_on_time_ranking", since="2026-11-20")
+    yto, zto = cookbook(world, "carrier_on_time_ranking", since="2026-11-20")
     # T1 delivered in 24 h, a day early; W1 in 72 h, a day late, counted for zto that it was handed to.
-    assert (zto["rank"], zto["carrier"], zto["orders_delivered"], zto["with_promise"]) == (1, "zto", 2, 2)
+    assert (zto["rank"], zto["carrier"], zto["orders_delivered"], zto["with_promise"]) == (2, "zto", 2, 2)
     assert (zto["delivered_on_time"], zto["on_time_rate"]) == (1, 0.5)
     assert (zto["transit_p50_h"], zto["transit_p90_h"]) == (48.0, 67.2)
+    # R1 once, for yto, from its earliest payment to its earliest delivery; N1 named no carrier.
+    assert [(yto[k]) for k in ("rank", "carrier", "orders_delivered", "on_time_rate", "transit_p50_h")] == [
+        1, "yto", 1, 1.0, 48.0
+    ]  # fmt: skip
+    assert [r["carrier"] for r in cookbook(world, "carrier_on_time_ranking", since="2026-11-23")] == ["yto", "zto"]
     assert cookbook(world, "carrier_on_time_ranking", since="2026-11-24") == []
 
 
@@ -295,13 +314,13 @@ def test_rfm_segments_each_customer_across_channels(world: ClickHouseTarget) -> 
     assert [
         (r["customer_id"], r["recency_days"], r["orders"], r["spent_fen"], r["channels"], r["segment"]) for r in rows
     ] == [
-        ("c-ann", 5, 2, 125_000, 2, "loyal"),
-        ("c-bo", 4, 2, 83_000, 2, "loyal"),  # the store sale counts, the cancelled order does not
+        ("c-ann", 5, 2, 125_000, 2, "champion"),
+        ("c-bo", 4, 2, 83_000, 2, "champion"),  # the store sale counts, the cancelled order does not
         ("c-cy", 9, 1, 300_000, 1, "one-off"),
         ("c-dee", 12, 1, 200_000, 1, "one-off"),
     ]
-    # Customers alike share a tier: Ann and Bo by orders, Cy and Dee by orders and recency.
-    assert [(r["r"], r["f"], r["m"]) for r in rows] == [(2, 2, 1), (3, 2, 1), (1, 1, 3), (1, 1, 2)]
+    # Customers alike share the higher tier: Ann and Bo by orders, Cy and Dee by orders.
+    assert [(r["r"], r["f"], r["m"]) for r in rows] == [(3, 3, 2), (3, 3, 1), (2, 2, 3), (1, 2, 3)]
 
 
 def test_repurchase_counts_a_second_order_on_another_channel(world: ClickHouseTarget) -> None:
@@ -380,7 +399,7 @@ def test_orderscope_sql_runs_a_cookbook_file_with_its_parameters(
         monkeypatch.setenv(f"ORDERSCOPE_CLICKHOUSE_{name}", value)
     query = str(QUERIES / "carrier_on_time_ranking.sql")
     assert cli.main(["sql", query, "--param", "since=2026-11-20", "--format", "JSONEachRow"]) == 0
-    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert (row["carrier"], row["on_time_rate"]) == ("zto", 0.5)
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["carrier"], row["on_time_rate"]) for row in rows] == [("yto", 1.0), ("zto", 0.5)]
     assert cli.main(["sql", query, "--param", "since"]) == 1
     assert "write it as name=value" in capsys.readouterr().out

@@ -38,6 +38,12 @@ def test_retention_is_configured_in_days_and_reaches_the_stages_in_milliseconds(
         Settings.from_env({"ORDERSCOPE_VEHICLE_RETENTION_DAYS": "0"})
 
 
+def test_events_are_kept_for_a_number_of_days_a_clickhouse_ttl_can_reach_or_for_good() -> None:
+    assert Settings.from_env({"ORDERSCOPE_EVENTS_TTL_DAYS": "0"}).events_ttl_days == 0
+    with pytest.raises(SettingsError, match="ORDERSCOPE_EVENTS_TTL_DAYS=36500: give 1 to 3650 days"):
+        Settings.from_env({"ORDERSCOPE_EVENTS_TTL_DAYS": "36500"})
+
+
 def test_production_refuses_the_development_pseudonymization_key() -> None:
     settings = Settings.from_env({"ORDERSCOPE_ENVIRONMENT": "production"})
     with pytest.raises(SettingsError, match="production with the development pseudonymization key"):
