@@ -35,7 +35,7 @@ unit: setup
 bench: setup
 	$(BIN)/python -m jobs.bench $(BENCH_ARGS)
 
-# How fast analysts and dashboards are answered: 10 million events, a million orders (about 10 minutes).
+# How fast analysts and dashboards are answered: 10 million events, a million orders (about 5 minutes).
 bench-queries: setup
 	$(BIN)/python -m jobs.bench.queries $(BENCH_ARGS)
 
