@@ -28,6 +28,7 @@ from schemas.events import (
 )
 from schemas.health import MINUTE_MS, HealthPolicy
 from schemas.identity import IdentityRules, IdentityState
+from schemas.kpi import KpiOutput, KpiSettings, KpiWindows
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 from schemas.rules import PublishedRules
@@ -49,6 +50,7 @@ from schemas.stages import (
     waybill_of,
 )
 from schemas.tables import (
+    ALERTS,
     DEAD_LETTERS,
     EVENT_TIME,
     OPERATOR_STATS,
@@ -68,8 +70,12 @@ WRITES = OutputTag("writes", KEYED)
 DEAD_LETTER_RECORDS = OutputTag("dead-letter-records", Types.STRING())
 ALERT_RECORDS = OutputTag("alert-records", Types.STRING())
 LEG_RECORDS = OutputTag("leg-records", Types.STRING())
+KPI_FACT_BATCHES = OutputTag("kpi-fact-batches", KEYED)
+BREAKER_RECORDS = OutputTag("breaker-records", Types.STRING())
 CONTEXT_CACHE_ENTRIES = 4096  # of all the instance's lanes: conditions, and the figures of every ETA lane
 CHECK_CACHE_ENTRIES = 1024  # the pending minutes and the minutes being filled, of all the instance's lanes
+WINDOW_CACHE_ENTRIES = 64  # the KPI minutes still open to late facts, and the breakers
+KPI_LANE = "kpis"  # every KPI fact goes to the lane of this key: windows count facts of every order
 REPORT_EVERY_MS = 5000
 TICK_TOPIC = ""  # the topic of the clock's beats in a micro-batch (order_visibility.records_view): no Kafka topic's
 
@@ -351,7 +357,7 @@ class LaneOperator(KeyedProcessFunction):  # type: ignore[misc]
         self._states: list[MapStateDict] = []
         self.stage = self.make_stage(runtime_context)
 
-    def make_stage(self, runtime_context: RuntimeContext) -> Stage[Any] | CustomerStage:
+    def make_stage(self, runtime_context: RuntimeContext) -> Stage[Any] | CustomerStage | KpiWindows:
         raise NotImplementedError
 
     def entities(self, runtime_context: RuntimeContext, name: str) -> MapStateDict:
@@ -536,11 +542,48 @@ class TrackOrders(LaneOperator):
             yield ALERT_RECORDS, step.json()
         for leg in rows.legs:
             yield LEG_RECORDS, leg.json()
+        for batch in self.onward(rows.facts, lambda _: KPI_LANE, watermark_ms):
+            yield KPI_FACT_BATCHES, batch
         if tables := rows.by_table():
             yield self.to_writer(tables)
 
     def to_writer(self, rows: dict[str, list[TableRow]]) -> Row:
         return Row(self._writer_key, rows)
+
+
+class CountKpis(LaneOperator):
+    """The KPI windows and the channels' breakers (schemas/kpi.py), in one lane: a window counts facts of every
+    order. Facts arrive pre-counted by the order lanes' calls, so this is one small call per such call."""
+
+    NAME = "kpis"
+
+    def __init__(self, lanes: Lanes, idleness_ms: int, settings: KpiSettings) -> None:
+        super().__init__(lanes, WINDOW_CACHE_ENTRIES, idleness_ms)
+        self._settings = settings
+
+    def make_stage(self, runtime_context: RuntimeContext) -> KpiWindows:
+        self._out = KpiOutput()
+        return KpiWindows(self.entities(runtime_context, "windows"), self._settings)
+
+    def take(self, items: list[Any], watermark_ms: int) -> None:
+        assert isinstance(self.stage, KpiWindows)
+        out = self.stage.apply(items, watermark_ms)
+        for table, rows in out.rows.items():
+            self._out.rows[table].extend(rows)
+        self._out.alerts.extend(out.alerts)
+        self._out.breakers.extend(out.breakers)
+
+    def release(self, watermark_ms: int) -> Iterator[Any]:
+        out, self._out = self._out, KpiOutput()
+        for step in out.alerts:
+            yield ALERT_RECORDS, step.json()
+        for record in out.breakers:
+            yield BREAKER_RECORDS, record
+        rows = dict(out.rows)
+        if out.alerts:
+            rows[ALERTS.name] = [step.row() for step in out.alerts]
+        if rows:
+            yield self.to_writer(rows)
 
 
 class ClickHouseWriter(KeyedProcessFunction):  # type: ignore[misc]

@@ -7,8 +7,11 @@
                         ├─ buyer identifiers ─► resolve customers ─────────────────────┼─► track orders ─► alerts
                         │                            └─ customer_links ──┐              │    (health, ETA,  ─► legs ─┐
                         │                                                │              │     checks)                │
-                        ├─ legs read back (orderscope.eta_legs) ─────────┼──────────────┤ (to every lane)  ◄─────────┘
-                        ├─ modifications, service messages, signals ────────────────────┤ (also to track orders)
+                        ├─ legs, breakers read back ─────────────────────┼──────────────┤ (to every lane)  ◄─────────┤
+                        ├─ modifications, service messages, signals ────────────────────┤ (also to track orders)    │
+                        │                                                │   KPI facts ─► count kpis ─► alerts,      │
+                        │                                                │               (windows,     breakers ─────┘
+                        │                                                │                breakers)
                         ├─ their rows, dead letters, event-time reports ─┴─────────────┴─► ClickHouse writer
                         └─ dead letters ─► orderscope.dead_letters
 
@@ -41,11 +44,12 @@ from schemas import topics
 from schemas.adapters import ADAPTERS
 from schemas.health import load_health_policy
 from schemas.identity import load_identity_rules
+from schemas.kpi import load_kpi_settings
 from schemas.rules import load_rules
 
 JOB_NAME = "order-visibility"
 NETWORK_FLUSH_MS = 5
-GRAPH_VERSION = 3  # raise it when the graph changes shape: Flink cannot map a checkpoint of another shape
+GRAPH_VERSION = 4  # raise it when the graph changes shape: Flink cannot map a checkpoint of another shape
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 
 
@@ -216,16 +220,29 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         operators.TrackOrders(lanes, cache, idle, retention, load_health_policy(), load_rules()),
         "track orders",
     )
+    kpis = _keyed(
+        order_rows.get_side_output(operators.KPI_FACT_BATCHES),
+        operators.CountKpis(lanes, idle, load_kpi_settings()),
+        "count kpis",
+    )
     writes = order_rows.union(
-        *(stream.get_side_output(operators.WRITES) for stream in (normalized, positions, waybill_events, customers))
+        *(
+            stream.get_side_output(operators.WRITES)
+            for stream in (normalized, positions, waybill_events, customers, kpis)
+        )
     )
     target = settings.clickhouse
     writer = operators.ClickHouseWriter(target, settings.sink_flush_interval_ms, settings.sink_max_batch_rows)
     (keyed_by_key(writes).process(writer).name("clickhouse writer").uid("clickhouse-writer"))
     for records, topic, uid in (
         (normalized.get_side_output(operators.DEAD_LETTER_RECORDS), topics.DEAD_LETTERS, "kafka-dead-letters"),
-        (order_rows.get_side_output(operators.ALERT_RECORDS), topics.ALERTS, "kafka-alerts"),
+        (
+            order_rows.get_side_output(operators.ALERT_RECORDS).union(kpis.get_side_output(operators.ALERT_RECORDS)),
+            topics.ALERTS,
+            "kafka-alerts",
+        ),
         (order_rows.get_side_output(operators.LEG_RECORDS), topics.ETA_LEGS, "kafka-eta-legs"),
+        (kpis.get_side_output(operators.BREAKER_RECORDS), topics.BREAKERS, "kafka-breakers"),
     ):
         records.sink_to(_kafka_topic(settings, topic)).name(f"kafka {topic}").uid(uid)
 

@@ -106,15 +106,20 @@ class Facts:
                      self.position, arrival)  # fmt: skip
 
 
+BREAKER_SIGNAL = "channel_breaker"  # the job's own: a channel's breaker, read back (schemas/kpi.py)
+SLIDING_WINDOW_MIN = 5  # the KPI windows that slide by a minute, whose failure rate trips a breaker, are this long
+
+
 def is_condition(signal: Signal) -> bool:
     """Whether health reads the signal."""
-    return signal.kind.startswith("weather_") or signal.kind in ("port_congestion", "traffic_incident")
+    return signal.kind.startswith("weather_") or signal.kind in ("port_congestion", "traffic_incident", BREAKER_SIGNAL)
 
 
 WeatherWarning = tuple[int, str, str, int | None]  # issued at, level, phenomenon, until
 # Reported at, severity (1..4), where (lat, lon), the delay it announces in minutes: the road is held up until
 # then, or until a later report of the road says otherwise.
 TrafficReport = tuple[int, int, float, float, int]
+BreakerSpan = tuple[int, int | None, str]  # opened at, closed at (None while open), failed/modifications when opened
 
 
 @compact_pickle
@@ -132,6 +137,7 @@ class Conditions:
     # end of a parcel's way (traffic_on_way).
     places: Mapping[str, tuple[int, Point]]
     traffic_until_ms: int = 0  # when the last report known ends: no traffic counts from then on
+    breakers: Mapping[str, tuple[BreakerSpan, ...]] = field(default_factory=dict)  # channel -> its latest, by opening
 
     @classmethod
     def none(cls) -> Conditions:
@@ -151,7 +157,19 @@ class Conditions:
             report = (signal.at_ms, int(signal.level), signal.lat, signal.lon, signal.delay_min or 0)
             reports = _latest(self.traffic.get(signal.subject, ()), report)
             return self if reports is None else self._with_traffic(signal.subject, reports)
+        if signal.kind == BREAKER_SIGNAL:
+            return self._with_breaker(signal.subject, (signal.at_ms, signal.until_ms, signal.level))
         return self
+
+    def _with_breaker(self, channel: str, span: BreakerSpan) -> Conditions:
+        """The conditions with a breaker's opening or closing (a closing, read before or after it, wins)."""
+        spans = {opened: (opened, until, level) for opened, until, level in self.breakers.get(channel, ())}
+        known = spans.get(span[0])
+        if known == span or (known is not None and known[1] is not None and span[1] is None):
+            return self
+        spans[span[0]] = span
+        kept = tuple(sorted(spans.values(), key=lambda told: told[0]))[-KEPT_PER_SUBJECT:]
+        return replace(self, breakers={**self.breakers, channel: kept})
 
     def _with_traffic(self, road: str, reports: tuple[TrafficReport, ...]) -> Conditions:
         """The conditions with a road's reports, without the roads whose last report ended KEPT_MS before the newest
@@ -407,6 +425,24 @@ def modification_failed(factor: Factor, facts: Facts, now_ms: int, conditions: C
     return factor.finding(severity, words, since), later
 
 
+def channel_breaker(factor: Factor, facts: Facts, now_ms: int, conditions: Conditions) -> Assessed:
+    """The order's channel had its breaker open (R9): too many of its order changes failed lately, so they go to
+    manual review; a rough time for every order of the channel."""
+    spans = conditions.breakers.get(facts.channel)
+    if not spans:
+        return None, None
+    in_force = [span for span in spans if span[0] <= now_ms and (span[1] is None or now_ms < span[1])]
+    changes = [at for opened, until, _ in spans for at in (opened, until) if at is not None and at > now_ms]
+    next_change = min(changes, default=None)
+    if not in_force:
+        return None, next_change
+    opened, _, level = in_force[-1]
+    failed, modifications = level.split("/")
+    reason = (f"{facts.channel}'s order changes go to manual review: {failed} of {modifications} failed in "
+              f"{SLIDING_WINDOW_MIN} min (breaker open since {china_time(opened)})")  # fmt: skip
+    return factor.finding(Severity.YELLOW, reason, opened), next_change
+
+
 def warned_region(policy: HealthPolicy, conditions: Conditions, signal: Signal) -> str | None:
     """The region whose orders a weather warning (kept in conditions) changes at once, not at their next event
     (OrderStage): one the weather factor rates, or one that lowers or ends a warning it rated there."""
@@ -635,7 +671,7 @@ Rule = Callable[[Factor, Facts, int, Conditions], Assessed]
 RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
     first_update_late, warehouse_dwell, no_pickup, gps_stale, scans_stale, delivery_dwell, promise,
     slower_than_usual, carrier_exception, service_intents, modification_failed, weather, port_congestion,
-    traffic_on_way,
+    traffic_on_way, channel_breaker,
 )}  # fmt: skip
 
 

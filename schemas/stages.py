@@ -42,6 +42,7 @@ from schemas.events import (
 )
 from schemas.geo import Point
 from schemas.health import (
+    BREAKER_SIGNAL,
     MINUTE_MS,
     Conditions,
     HealthPolicy,
@@ -52,6 +53,7 @@ from schemas.health import (
     warned_region,
 )
 from schemas.identity import IdentityGraph, IdentityRules, IdentityState, customer_rank, identifier_kind
+from schemas.kpi import KpiFact, order_facts
 from schemas.order_view import Mark, OrderView, is_passed_on_position
 from schemas.rules import NO_RULES, PublishedRules, RuleError, RuleSet, Subject
 from schemas.tables import (
@@ -208,11 +210,11 @@ class Routed:
 
 
 def event_time_of(event: CanonicalEvent | Leg | PublishedRules) -> int | None:
-    """None for what tells no time of the sources: a leg is the job's own record, read back; a rule set
-    is control."""
+    """None for what tells no time of the sources: a leg or a breaker is the job's own record, read back; a rule
+    set is control."""
     if isinstance(event, VehicleLoad):
         return event.departed_at_ms
-    if isinstance(event, Leg | PublishedRules):
+    if isinstance(event, Leg | PublishedRules) or (isinstance(event, Signal) and event.kind == BREAKER_SIGNAL):
         return None
     return getattr(event, "at_ms", None)
 
@@ -445,6 +447,7 @@ class OrderRows:
     health: list[Row] = field(default_factory=list)  # order_health_history
     alerts: list[AlertStep] = field(default_factory=list)
     legs: list[Leg] = field(default_factory=list)  # orders delivered: to eta_legs, and back to every lane
+    facts: list[KpiFact] = field(default_factory=list)  # for the KPI windows (schemas/kpi.py)
 
     def extend(self, other: OrderRows) -> None:
         self.current += other.current
@@ -452,6 +455,7 @@ class OrderRows:
         self.health += other.health
         self.alerts += other.alerts
         self.legs += other.legs
+        self.facts += other.facts
 
     def by_table(self) -> dict[str, list[Row]]:
         tables = {
@@ -569,7 +573,7 @@ class OrderStage(Stage[OrderView]):
                 adopted |= self._adopt(item)
             else:
                 changes.append(item)
-        warned = self._observe(signals, watermark_ms)
+        warned, tripped = self._observe(signals, watermark_ms)
         if legs := [leg for leg in legs if watermark_ms == UNKNOWN or leg.delivered_at_ms <= watermark_ms + DAY_MS]:
             learn(self._context, legs, self._policy.eta)  # a leg from beyond tomorrow is a clock gone wrong
             self._keep(self._conditions().with_places(_delivery_places(legs)))
@@ -580,6 +584,7 @@ class OrderStage(Stage[OrderView]):
             view = self._merged(before or OrderView(order_changes[0].order), order_changes, rows)
             if view is before:
                 continue
+            rows.facts += order_facts(before, view)
             now = max(watermark_ms, view.assessed_at_ms)  # never back: see version
             if view.track.current is not None and not self._moved_quietly(before, view, order_changes, now, conditions):
                 if now <= 0:  # no event time yet, nor an earlier assessment: nothing can be found overdue
@@ -593,8 +598,9 @@ class OrderStage(Stage[OrderView]):
                 rows.current.append(row)
         if adopted:
             self._assess_all(watermark_ms, conditions, rules, rows)
-        elif warned:
-            self._assess_all(watermark_ms, conditions, rules, rows, partial(_heading_into, warned, assessed))
+        elif warned or tripped:
+            concerned = partial(_concerned_by, warned, tripped, assessed)
+            self._assess_all(watermark_ms, conditions, rules, rows, concerned)
         self._checks.flush()
         return rows
 
@@ -781,20 +787,25 @@ class OrderStage(Stage[OrderView]):
         conditions: Conditions = self._context.get(self.CONDITIONS, NO_CONDITIONS)
         return conditions
 
-    def _observe(self, signals: list[Signal], watermark_ms: int) -> set[str]:
+    def _observe(self, signals: list[Signal], watermark_ms: int) -> tuple[set[str], set[str]]:
         """Keep the signals among the conditions; the regions whose orders a weather warning new to them, not ended
-        by the watermark, changes at once (health.warned_region)."""
+        by the watermark, changes at once (health.warned_region); the channels whose breaker opened or closed."""
         warned: set[str] = set()
+        tripped: set[str] = set()
         for signal in signals:
             before = self._conditions()
             after = before.observe(signal)
             if after is before:
                 continue
             self._keep(after)
+            if signal.kind == BREAKER_SIGNAL:
+                if "channel_breaker" in self._policy.factors:
+                    tripped.add(signal.subject)
+                continue
             ended = signal.until_ms is not None and signal.until_ms <= watermark_ms
             if not ended and (region := warned_region(self._policy, after, signal)) is not None:
                 warned.add(region)
-        return warned
+        return warned, tripped
 
     def _keep(self, conditions: Conditions) -> None:
         if conditions is not self._conditions():
@@ -810,10 +821,11 @@ def _delivery_places(legs: list[Leg]) -> dict[str, tuple[int, Point]]:
     return {region: (at, point) for at, point, region in told}
 
 
-def _heading_into(regions: set[str], assessed: set[str], view: OrderView) -> bool:
-    """Whether the order is on its way to one of the regions, not settled, and not assessed already."""
+def _concerned_by(regions: set[str], channels: set[str], assessed: set[str], view: OrderView) -> bool:
+    """Whether the order is on its way to one of the regions or of one of the channels, not settled, and not
+    assessed already."""
     current = view.track.current
-    if view.destination not in regions or view.order.key in assessed:
+    if (view.destination not in regions and view.order.channel not in channels) or view.order.key in assessed:
         return False
     return not is_settled(current[0] if current else None, view.reached)
 

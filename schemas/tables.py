@@ -361,8 +361,62 @@ OPERATOR_STATS = Table(
     ("operator",),
     _given,
 )
+KPI_WINDOWS = Table(  # schemas/kpi.py Cell.row
+    "kpi_windows",
+    (
+        ("window", "Enum8('1m' = 1, '5m' = 5)"),
+        ("window_start", TIME),
+        ("window_end", TIME),
+        ("dimension", "Enum8('channel' = 1, 'carrier' = 2, 'region' = 3)"),
+        ("key", "LowCardinality(String)"),
+        ("orders", "UInt32"),
+        ("gmv_fen", "Int64"),
+        ("first_updates", "UInt32"),
+        ("first_update_p50_ms", "Nullable(Int64)"),
+        ("first_update_p95_ms", "Nullable(Int64)"),
+        ("shipped", "UInt32"),
+        ("exceptions", "UInt32"),
+        ("delivered", "UInt32"),
+        ("delivered_with_promise", "UInt32"),
+        ("on_time", "UInt32"),
+        ("modifications", "UInt32"),
+        ("modifications_failed", "UInt32"),
+        ("dwell_ms", "Map(LowCardinality(String), Int64)"),
+        ("facts", "UInt32"),
+    ),
+    ("dimension", "key", "window", "window_start"),
+    _given,
+)
+KPI_LATE_FACTS = Table(
+    "kpi_late_facts",
+    (
+        ("dimension", "Enum8('channel' = 1, 'carrier' = 2, 'region' = 3)"),
+        ("key", "LowCardinality(String)"),
+        ("day", TIME),
+        ("facts", "UInt64"),
+    ),
+    ("dimension", "key", "day"),
+    _given,
+)
+CHANNEL_BREAKERS = Table(
+    "channel_breakers",
+    (
+        ("channel", "LowCardinality(String)"),
+        ("opened_at", TIME),
+        ("closed_at", f"Nullable({TIME})"),
+        ("failure_rate", "Float64"),
+        ("modifications", "UInt32"),
+        ("failed", "UInt32"),
+        ("open_above_rate", "Float64"),
+        ("min_modifications", "UInt32"),
+        ("config_version", "LowCardinality(String)"),
+        ("updated_at", TIME),
+    ),
+    ("channel", "opened_at"),
+    _given,
+)
 TABLES = {table.name: table for table in (
     ORDERS_CURRENT, ORDER_HEALTH_HISTORY, ALERTS, ETA_LEGS, RULE_SETS, ORDER_EVENTS, CUSTOMER_LINKS,
     DEGENERATE_IDENTIFIERS, MODIFICATIONS, SERVICE_MESSAGES, SIGNALS,
-    DEAD_LETTERS, EVENT_TIME, OPERATOR_STATS,
+    DEAD_LETTERS, EVENT_TIME, OPERATOR_STATS, KPI_WINDOWS, KPI_LATE_FACTS, CHANNEL_BREAKERS,
 )}  # fmt: skip

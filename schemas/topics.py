@@ -44,4 +44,8 @@ ETA_LEGS = "orderscope.eta_legs"
 # Business rule sets (schemas/rules.py), published by `orderscope rules publish`: the last one is in force.
 RULES = "orderscope.rules"
 
-ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS, ALERTS, ETA_LEGS, RULES)
+# Every opening and closing of a channel's breaker (schemas/kpi.py), read back by the job: every lane's orders of
+# that channel carry it in their health.
+BREAKERS = "orderscope.breakers"
+
+ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, DEAD_LETTERS, ALERTS, ETA_LEGS, RULES, BREAKERS)

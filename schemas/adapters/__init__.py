@@ -15,11 +15,12 @@ from typing import Any, Protocol
 from schemas.adapters import carrier, logistics, service, signals
 from schemas.eta import read_leg
 from schemas.events import CanonicalEvent
+from schemas.kpi import read_breaker
 from schemas.mapping import SOURCES_DIR, MappingError, SpecChecker, read_spec
 from schemas.privacy import Pseudonymizer
 from schemas.recent import RecentScans
 from schemas.rules import read_published
-from schemas.topics import ETA_LEGS, RULES
+from schemas.topics import BREAKERS, ETA_LEGS, RULES
 
 Adapter = Callable[[str, Pseudonymizer, str, RecentScans], list[CanonicalEvent]]
 
@@ -60,6 +61,6 @@ def load_adapters(folder: Path = SOURCES_DIR) -> dict[str, Adapter]:
     return adapters
 
 
-# The sources' topics, the job's own legs read back (each lane learns arrivals from every delivery), and
-# the business rule sets published to it.
-ADAPTERS = {**load_adapters(), ETA_LEGS: read_leg, RULES: read_published}
+# The sources' topics, the job's own legs read back (each lane learns arrivals from every delivery) and breakers
+# (each lane's orders of the channel carry it), and the business rule sets published to it.
+ADAPTERS = {**load_adapters(), ETA_LEGS: read_leg, RULES: read_published, BREAKERS: read_breaker}

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from connectors.simulator import payloads
 from jobs.cli import clickhouse
 from jobs.settings import Settings
 from schemas import topics
@@ -178,18 +179,41 @@ def test_every_delivered_order_comes_back_as_one_leg_and_the_lanes_figures_count
     assert all(18 < lat < 54 and 73 < lon < 135 for _, lat, lon in places)  # in China
 
 
+STORM_PER_MINUTE = 25  # douyin's order changes, one in five failing, from the storm's start to the end of the replay
+
+
+def storm_start(day_start_ms: int) -> int:
+    return -(-(day_start_ms + 9 * HOUR_MS) // 60_000) * 60_000  # a whole minute
+
+
+def modification_storm(start_ms: int) -> list[dict[str, Any]]:
+    """Raw modifications (of orders of their own: the day's orders keep their health) failing far above the
+    breaker's 5%, for the last hour of the replay."""
+    records = []
+    for n in range(60 * STORM_PER_MINUTE):
+        at = start_ms + n * 60_000 // STORM_PER_MINUTE
+        change = {"channel": "douyin", "order_id": f"storm-{n}", "kind": "address_change", "ts": payloads.iso_utc(at)}
+        change |= {"result": "failed", "error": "SYSTEM_LOCKED"} if n % 5 == 0 else {"result": "succeeded"}
+        records.append({"topic": topics.RAW_MODIFICATIONS, "key": None, "value": json.dumps(change), "ts_ms": at})
+    return records
+
+
 @pytest.fixture(scope="module")
 def next_day(quiet_parcels: tuple[dict[str, Any], Any, dict[str, str]]) -> tuple[dict[str, Any], int, Any]:
     """The first ten hours of a later day, read by the job that learned from the first day's deliveries
-    (none of the later day's orders is delivered within ten hours, so nothing new is learned)."""
+    (none of the later day's orders is delivered within ten hours, so nothing new is learned); in its last hour,
+    a storm of failing modifications on douyin."""
     _, client, env = quiet_parcels
     start = client.query("SELECT toUnixTimestamp64Milli(max(updated_at)) FROM orders").result_rows[0][0] + 3 * DAY_MS
     recording = Path(env["ORDERSCOPE_STATE_DIR"]) / "next_day.jsonl"
     orderscope(env, "simulate", "--orders", "400", "--seed", "9", "--out", str(recording),
                "--start", datetime.fromtimestamp(start / 1000, UTC).isoformat())  # fmt: skip
     first_hours = recording.with_name("next_day_first_hours.jsonl")
-    with recording.open(encoding="utf-8") as day, first_hours.open("w", encoding="utf-8") as kept:
-        kept.writelines(line for line in day if json.loads(line)["ts_ms"] < start + 10 * HOUR_MS)
+    with recording.open(encoding="utf-8") as day:
+        lines = [line for line in day if json.loads(line)["ts_ms"] < start + 10 * HOUR_MS]
+    lines += [json.dumps(record) + "\n" for record in modification_storm(storm_start(start))]
+    with first_hours.open("w", encoding="utf-8") as kept:  # in time order, as sources tell them
+        kept.writelines(sorted(lines, key=lambda line: json.loads(line)["ts_ms"]))
     orderscope(env, "replay", str(first_hours))
     # Every order lane hears each new minute of event time, so all assess their orders up to where it stops.
     orderscope(env, "job", "run", "--until-idle", "5")
@@ -229,3 +253,56 @@ def test_orders_of_a_later_day_are_estimated_from_what_the_first_day_taught(
     learned_later = client.query("SELECT count() FROM eta_legs FINAL WHERE toUnixTimestamp64Milli(delivered_at) >= "
                                  f"{start}").result_rows  # fmt: skip
     assert learned_later == [(0,)]
+
+
+def test_a_storm_of_failing_changes_opens_the_channels_breaker_once_for_its_orders_and_its_changes(
+    next_day: tuple[dict[str, Any], int, Any], stack_env: dict[str, str]
+) -> None:
+    _, start, client = next_day
+    storm = storm_start(start)
+    # The window to the storm's first minute holds 25 changes, 5 failed (20%): the breaker opens at its end.
+    opened = storm + 60_000
+    breakers = client.query("SELECT channel, toUnixTimestamp64Milli(opened_at), closed_at, failed, modifications "
+                            "FROM channel_breakers FINAL").result_rows  # fmt: skip
+    assert [row[:3] for row in breakers] == [("douyin", opened, None)]  # still failing when the replay ends
+    assert breakers[0][3] >= 5 and breakers[0][3] / breakers[0][4] > 0.05
+    alerts = client.query("SELECT channel, order_id, severity, toUnixTimestamp64Milli(opened_at), resolved_at, step "
+                          "FROM alerts FINAL WHERE alert_type = 'channel_breaker_open'").result_rows  # fmt: skip
+    assert alerts == [("douyin", "", "red", opened, None, "opened")]
+    told = [step for step in records_on(topics.ALERTS, Settings.from_env(stack_env).bootstrap_servers)
+            if step["alert_type"] == "channel_breaker_open"]  # fmt: skip
+    assert {step["idempotency_key"] for step in told} == {f"douyin||channel_breaker_open|{opened}#1"}
+
+    carrying = client.query(
+        "SELECT channel, countIf(arrayExists(r -> r LIKE '%go to manual review%', health_reasons)), count() "
+        f"FROM orders WHERE health_at >= fromUnixTimestamp64Milli({opened}) "
+        "AND status NOT IN ('delivered', 'completed', 'cancelled', 'returning', 'returned') GROUP BY channel"
+    ).result_rows
+    by_channel = {channel: (with_reason, of) for channel, with_reason, of in carrying}
+    assert by_channel["douyin"][0] == by_channel["douyin"][1] > 0, by_channel  # every open douyin order, at once
+    assert all(with_reason == 0 for channel, (with_reason, _) in by_channel.items() if channel != "douyin")
+
+    review = client.query("SELECT channel, order_id FROM modifications_for_review").result_rows
+    storm_ids = {f"storm-{n}": storm + n * 60_000 // STORM_PER_MINUTE for n in range(60 * STORM_PER_MINUTE)}
+    reviewed = {order_id for channel, order_id in review if channel == "douyin"}
+    assert {order_id for order_id, at in storm_ids.items() if at // 1000 * 1000 >= opened} <= reviewed
+    assert not {order_id for order_id, at in storm_ids.items() if at < opened} & reviewed
+    assert {channel for channel, _ in review} == {"douyin"}
+
+
+def test_the_jobs_minute_windows_count_each_modification_once_as_clickhouse_counts_them(
+    next_day: tuple[dict[str, Any], int, Any],
+) -> None:
+    _, _, client = next_day
+    windows = dict(client.query(
+        "SELECT (key, toUnixTimestamp64Milli(window_start)), (modifications, modifications_failed) "
+        "FROM kpi_windows FINAL WHERE window = '1m' AND dimension = 'channel' AND modifications > 0"
+    ).result_rows)  # fmt: skip
+    last = max(start for _, start in windows)
+    stored = dict(client.query(
+        "SELECT (channel, toUnixTimestamp64Milli(toStartOfMinute(at))) AS minute, (count(), countIf(NOT succeeded)) "
+        f"FROM modifications FINAL WHERE at <= fromUnixTimestamp64Milli({last}) + INTERVAL 1 MINUTE GROUP BY minute"
+    ).result_rows)  # fmt: skip
+    assert windows == stored
+    late = client.query("SELECT sum(facts) FROM kpi_late_facts FINAL").result_rows
+    assert late == [(0,)]  # every source read in step: nothing came after its window's lateness
