@@ -309,16 +309,17 @@ class KpiWindows:
     def _count(self, facts: Iterable[KpiFact], watermark_ms: int, out: KpiOutput) -> set[int]:
         """The minutes the facts counted in (written back); too-late facts counted apart."""
         touched: dict[int, Minute] = {}
-        late: dict[tuple[str, str, int], int] | None = None
+        late: dict[tuple[str, str, int], tuple[int, int]] | None = None  # -> (facts, the most behind, ms)
         lateness = self._settings.lateness_ms
         for fact in facts:
             minute = fact.at_ms // MINUTE_MS
             if watermark_ms != UNKNOWN and (minute + 1) * MINUTE_MS + lateness <= watermark_ms:
                 late = late if late is not None else dict(self._state.get(self.LATE, {}))
-                day = fact.at_ms // DAY_MS * DAY_MS
+                day, behind = fact.at_ms // DAY_MS * DAY_MS, watermark_ms - fact.at_ms
                 for dimension, key in fact.counted_in():
-                    late[dimension, key, day] = late.get((dimension, key, day), 0) + 1
-                    out.rows[KPI_LATE_FACTS.name].append((dimension, key, day, late[dimension, key, day]))
+                    counted, most = late.get((dimension, key, day), (0, 0))
+                    late[dimension, key, day] = (counted + 1, max(most, behind))
+                    out.rows[KPI_LATE_FACTS.name].append((dimension, key, day, *late[dimension, key, day]))
                 continue
             cells = touched.get(minute)
             if cells is None:
@@ -424,7 +425,7 @@ class KpiWindows:
                 if minute <= horizon:
                     del self._state[_minute_key(minute)]
             self._state[MINUTES] = tuple(minute for minute in minutes if minute > horizon)
-        late: dict[tuple[str, str, int], int] = self._state.get(self.LATE, {})
+        late: dict[tuple[str, str, int], tuple[int, int]] = self._state.get(self.LATE, {})
         oldest = watermark_ms - LATE_DAYS_KEPT * DAY_MS
         if any(day < oldest for _, _, day in late):
             self._state[self.LATE] = {counted: n for counted, n in late.items() if counted[2] >= oldest}

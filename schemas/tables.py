@@ -394,6 +394,7 @@ KPI_LATE_FACTS = Table(
         ("key", "LowCardinality(String)"),
         ("day", TIME),
         ("facts", "UInt64"),
+        ("max_behind_ms", "Int64"),
     ),
     ("dimension", "key", "day"),
     _given,

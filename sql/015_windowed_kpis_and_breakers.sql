@@ -39,10 +39,11 @@ ORDER BY (dimension, key, window, window_start);
 -- far: ReplacingMergeTree(facts) keeps the highest.
 CREATE TABLE IF NOT EXISTS kpi_late_facts
 (
-    dimension Enum8('channel' = 1, 'carrier' = 2, 'region' = 3),
-    key       LowCardinality(String),
-    day       DateTime64(3, 'UTC'),
-    facts     UInt64
+    dimension     Enum8('channel' = 1, 'carrier' = 2, 'region' = 3),
+    key           LowCardinality(String),
+    day           DateTime64(3, 'UTC'),
+    facts         UInt64,
+    max_behind_ms Int64    -- the furthest behind the watermark one of them was: how much more lateness would take them
 )
 ENGINE = ReplacingMergeTree(facts)
 ORDER BY (dimension, key, day);
@@ -80,14 +81,10 @@ FROM kpi_windows FINAL;
 
 -- channel_breaker_state: each channel's latest breaker, open or closed.
 CREATE VIEW IF NOT EXISTS channel_breaker_state AS
-SELECT
-    channel,
-    max(opened_at) AS opened_at,
-    argMax(closed_at, opened_at) AS closed_at,
-    closed_at IS NULL AS is_open,
-    argMax(failure_rate, opened_at) AS failure_rate
+SELECT channel, opened_at, closed_at, closed_at IS NULL AS is_open, failure_rate
 FROM channel_breakers FINAL
-GROUP BY channel;
+ORDER BY channel, opened_at DESC
+LIMIT 1 BY channel;
 
 -- modifications_for_review: the modifications requested while their channel's
 -- breaker was open, for manual review (R9).

@@ -180,17 +180,18 @@ def test_every_delivered_order_comes_back_as_one_leg_and_the_lanes_figures_count
 
 
 STORM_PER_MINUTE = 25  # douyin's order changes, one in five failing, from the storm's start to the end of the replay
+STORM_MINUTES = 5 * 60
 
 
 def storm_start(day_start_ms: int) -> int:
-    return -(-(day_start_ms + 9 * HOUR_MS) // 60_000) * 60_000  # a whole minute
+    return -(-(day_start_ms + 5 * HOUR_MS) // 60_000) * 60_000  # a whole minute
 
 
 def modification_storm(start_ms: int) -> list[dict[str, Any]]:
     """Raw modifications (of orders of their own: the day's orders keep their health) failing far above the
-    breaker's 5%, for the last hour of the replay."""
+    breaker's 5%, for the last five hours of the replay (its event time ends about an hour before its end)."""
     records = []
-    for n in range(60 * STORM_PER_MINUTE):
+    for n in range(STORM_MINUTES * STORM_PER_MINUTE):
         at = start_ms + n * 60_000 // STORM_PER_MINUTE
         change = {"channel": "douyin", "order_id": f"storm-{n}", "kind": "address_change", "ts": payloads.iso_utc(at)}
         change |= {"result": "failed", "error": "SYSTEM_LOCKED"} if n % 5 == 0 else {"result": "succeeded"}
@@ -239,7 +240,8 @@ def test_orders_of_a_later_day_are_estimated_from_what_the_first_day_taught(
         row for row in estimates if row[:2] in arrival and paid.get(row[:2], assessed_to) < assessed_to - HOUR_MS // 2
     ]
     assert len(rows) >= 10, f"the later day's first hours should hold paid orders (event time {assessed_to})"
-    assert all(p10 is not None and p10 <= eta <= p90 and basis for _, _, eta, p10, p90, _, basis in rows), rows
+    unsure = [row for row in rows if not (row[3] is not None and row[3] <= row[2] <= row[4] and row[6])]
+    assert unsure == [], unsure
     covered = [p10 <= arrival[(c, o)] <= p90 for c, o, _, p10, p90, _, _ in rows]
     assert sum(covered) >= 0.6 * len(rows), f"{sum(covered)} of {len(rows)} arrived within p10..p90"
     promised = [(eta, promise, arrival[(c, o)]) for c, o, eta, _, _, promise, _ in rows if promise is not None]
@@ -264,7 +266,12 @@ def test_a_storm_of_failing_changes_opens_the_channels_breaker_once_for_its_orde
     opened = storm + 60_000
     breakers = client.query("SELECT channel, toUnixTimestamp64Milli(opened_at), closed_at, failed, modifications "
                             "FROM channel_breakers FINAL").result_rows  # fmt: skip
-    assert [row[:3] for row in breakers] == [("douyin", opened, None)]  # still failing when the replay ends
+    windows = client.query("SELECT window, dimension, count(), max(window_end), sum(modifications) FROM kpi_windows "
+                           "GROUP BY window, dimension").result_rows  # fmt: skip
+    clocks = client.query("SELECT operator, source, watermark FROM event_time FINAL WHERE source = '*'").result_rows
+    stats = client.query("SELECT operator, calls, items FROM operator_stats FINAL").result_rows
+    mods = client.query("SELECT channel, count(), min(at), max(at) FROM modifications GROUP BY channel").result_rows
+    assert [row[:3] for row in breakers] == [("douyin", opened, None)], (storm, windows, clocks, stats, mods)
     assert breakers[0][3] >= 5 and breakers[0][3] / breakers[0][4] > 0.05
     alerts = client.query("SELECT channel, order_id, severity, toUnixTimestamp64Milli(opened_at), resolved_at, step "
                           "FROM alerts FINAL WHERE alert_type = 'channel_breaker_open'").result_rows  # fmt: skip
@@ -283,7 +290,7 @@ def test_a_storm_of_failing_changes_opens_the_channels_breaker_once_for_its_orde
     assert all(with_reason == 0 for channel, (with_reason, _) in by_channel.items() if channel != "douyin")
 
     review = client.query("SELECT channel, order_id FROM modifications_for_review").result_rows
-    storm_ids = {f"storm-{n}": storm + n * 60_000 // STORM_PER_MINUTE for n in range(60 * STORM_PER_MINUTE)}
+    storm_ids = {f"storm-{n}": storm + n * 60_000 // STORM_PER_MINUTE for n in range(STORM_MINUTES * STORM_PER_MINUTE)}
     reviewed = {order_id for channel, order_id in review if channel == "douyin"}
     assert {order_id for order_id, at in storm_ids.items() if at // 1000 * 1000 >= opened} <= reviewed
     assert not {order_id for order_id, at in storm_ids.items() if at < opened} & reviewed
@@ -300,7 +307,7 @@ def test_the_jobs_minute_windows_count_each_modification_once_as_clickhouse_coun
     ).result_rows)  # fmt: skip
     last = max(start for _, start in windows)
     stored = dict(client.query(
-        "SELECT (channel, toUnixTimestamp64Milli(toStartOfMinute(at))) AS minute, (count(), countIf(NOT succeeded)) "
+        "SELECT (channel, toUnixTimestamp(toStartOfMinute(at)) * 1000) AS minute, (count(), countIf(NOT succeeded)) "
         f"FROM modifications FINAL WHERE at <= fromUnixTimestamp64Milli({last}) + INTERVAL 1 MINUTE GROUP BY minute"
     ).result_rows)  # fmt: skip
     assert windows == stored

@@ -125,9 +125,10 @@ def test_a_late_fact_updates_its_windows_within_the_lateness_and_is_counted_apar
     assert sliding == dict.fromkeys(range(-4, 1), 2)  # every sliding window holding minute 0 that was emitted
     too_late = kpis.apply([fact(0.7)], T0 + 11 * MINUTE_MS)
     assert windows(too_late) == {}
-    assert too_late.rows[KPI_LATE_FACTS.name][0] == ("channel", "douyin", T0 // DAY_MS * DAY_MS, 1)
+    day = T0 // DAY_MS * DAY_MS
+    assert too_late.rows[KPI_LATE_FACTS.name][0] == ("channel", "douyin", day, 1, 11 * MINUTE_MS - 42_000)
     again = kpis.apply([fact(0.8)], T0 + 12 * MINUTE_MS)
-    assert ("channel", "douyin", T0 // DAY_MS * DAY_MS, 2) in again.rows[KPI_LATE_FACTS.name]
+    assert ("channel", "douyin", day, 2, 12 * MINUTE_MS - 48_000) in again.rows[KPI_LATE_FACTS.name]
 
 
 def test_minutes_past_every_window_and_its_lateness_are_forgotten() -> None:
