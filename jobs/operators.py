@@ -28,7 +28,7 @@ from schemas.events import (
 )
 from schemas.health import MINUTE_MS, HealthPolicy
 from schemas.identity import IdentityRules, IdentityState
-from schemas.kpi import KpiOutput, KpiSettings, KpiWindows
+from schemas.kpi import KpiFact, KpiOutput, KpiSettings, KpiWindows
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 from schemas.rules import PublishedRules
@@ -521,6 +521,8 @@ class TrackOrders(LaneOperator):
 
     def make_stage(self, runtime_context: RuntimeContext) -> OrderStage:
         self._rows = OrderRows()
+        self._kpi_lane = self._lanes.of(KPI_LANE)
+        self._kpis_told = (UNKNOWN, False)  # the event time and idleness last told the KPI lane
         state = OrderState(
             self.entities(runtime_context, "orders"),
             self.state(runtime_context, "expiry"),
@@ -542,13 +544,21 @@ class TrackOrders(LaneOperator):
             yield ALERT_RECORDS, step.json()
         for leg in rows.legs:
             yield LEG_RECORDS, leg.json()
-        for batch in self.onward(rows.facts, lambda _: KPI_LANE, watermark_ms):
-            yield KPI_FACT_BATCHES, batch
+        yield from self._to_kpis(rows.facts, watermark_ms)
         if tables := rows.by_table():
             yield self.to_writer(tables)
 
     def to_writer(self, rows: dict[str, list[TableRow]]) -> Row:
         return Row(self._writer_key, rows)
+
+    def _to_kpis(self, facts: list[KpiFact], watermark_ms: int) -> Iterator[Any]:
+        """The facts for the KPI lane, and event time whenever it moved: its windows close on time alone, so
+        that lane itself must hear it (not only its subtask, as onward would tell it with an empty batch of
+        another lane)."""
+        told_ms, told_idle = self._kpis_told
+        if facts or watermark_ms > told_ms or self._idle != told_idle:
+            self._kpis_told = (max(watermark_ms, told_ms), self._idle)
+            yield KPI_FACT_BATCHES, keyed(Batch(self._kpi_lane, True, self._name, watermark_ms, self._idle, facts))
 
 
 class CountKpis(LaneOperator):

