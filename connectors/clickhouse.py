@@ -116,15 +116,20 @@ EVENTS_TABLE = "order_events"
 _TTL_DAYS = re.compile(r"\bTTL toDateTime\(at\) \+ toIntervalDay\((\d+)\)")
 
 
+def table_engine(client: Client, table: str) -> str:
+    """The table's engine clause as ClickHouse shows it (engine, keys, partitioning, TTL, settings)."""
+    [(engine,)] = client.query(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+        parameters={"name": table},
+    ).result_rows
+    return str(engine)
+
+
 def keep_events_for(target: ClickHouseTarget, days: int, report: Callable[[str], None] = log.info) -> None:
     """Sets how many days of event time the canonical events table keeps (its TTL; 0: all), unless it already
     does: a TTL change makes ClickHouse recompute every part's expiry."""
     client = target.connect()
-    [(engine,)] = client.query(
-        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
-        parameters={"name": EVENTS_TABLE},
-    ).result_rows
-    kept = _TTL_DAYS.search(engine)
+    kept = _TTL_DAYS.search(table_engine(client, EVENTS_TABLE))
     if (int(kept.group(1)) if kept else 0) == days:
         return
     if days:

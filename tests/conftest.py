@@ -4,15 +4,13 @@ ClickHouse server, the whole local stack) for the integration and chaos tests.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from connectors.clickhouse import ClickHouseTarget, migrate
-from connectors.local.process import free_ports
-from connectors.local.stack import clickhouse_process
+from connectors.local.stack import embedded_clickhouse
 from jobs.cli import SQL_DIR, clickhouse, local_stack
 from jobs.settings import Settings, isolated_env
 from schemas.privacy import Pseudonymizer
@@ -35,16 +33,8 @@ PASSWORD = "conformance-secret"
 @pytest.fixture(scope="session")
 def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseTarget]:
     """The embedded ClickHouse HTTP server as its own process, as `orderscope stack up` runs it."""
-    run_dir: Path = tmp_path_factory.mktemp("clickhouse")
-    [port] = free_ports(1)
-    server = clickhouse_process(run_dir, port, "default", PASSWORD)
-    server.start()
-    target = ClickHouseTarget(f"http://127.0.0.1:{port}", password=PASSWORD)
-    try:
-        server.wait_ready(target.is_reachable, 60, print)
+    with embedded_clickhouse(tmp_path_factory.mktemp("clickhouse"), PASSWORD, 60, print) as target:
         yield target
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors import kafka
 from connectors.clickhouse import ClickHouseTarget
 from connectors.local.kafka_broker import KafkaBroker
-from connectors.local.process import ManagedProcess
+from connectors.local.process import ManagedProcess, free_ports
 
 Report = Callable[[str], None]
 READY_TIMEOUT_S = 120.0
@@ -109,3 +110,19 @@ def clickhouse_process(run_dir: Path, port: int, user: str, password: str) -> Ma
         "--data-dir", str(run_dir / "data"), "--port", str(port), "--user", user, "--password", password,
     ]  # fmt: skip
     return ManagedProcess("clickhouse", command, run_dir)
+
+
+@contextmanager
+def embedded_clickhouse(
+    run_dir: Path, password: str, ready_within_s: float, report: Report, database: str = "default"
+) -> Iterator[ClickHouseTarget]:
+    """A fresh embedded ClickHouse server of its own, on a free port, for as long as the block runs."""
+    [port] = free_ports(1)
+    server = clickhouse_process(run_dir, port, "default", password)
+    server.start()
+    target = ClickHouseTarget(f"http://127.0.0.1:{port}", password=password, database=database)
+    try:
+        server.wait_ready(target.is_reachable, ready_within_s, report)
+        yield target
+    finally:
+        server.stop()

@@ -18,16 +18,14 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors.clickhouse import ClickHouseTarget, migrate
-from connectors.local.process import free_ports
-from connectors.local.stack import clickhouse_process
+from connectors.clickhouse import migrate
+from connectors.local.stack import READY_TIMEOUT_S, embedded_clickhouse
 from jobs.bench.results import git_facts, machine_facts
 from jobs.cli import SQL_DIR, say
 
@@ -41,9 +39,11 @@ END = START + timedelta(days=DAYS)
 TARGET_POINT_P99_MS, TARGET_VIEW_MS, TARGET_COOKBOOK_MS = 50, 100, 1_000
 
 # The generated world, as SQL over an order's number {n}; orders are paid every {ms} milliseconds from START.
-PAID_AT = "toDateTime64('2026-10-24 00:00:00', 3, 'UTC') + toIntervalMillisecond(toUInt64({n} * {ms}))"
+PAID_AT = f"toDateTime64('{START:%Y-%m-%d %H:%M:%S}', 3, 'UTC') + toIntervalMillisecond(toUInt64({{n}} * {{ms}}))"
 AMOUNT_FEN = "1000 + cityHash64({n}) % 200000"  # 10 to 2,010 yuan
-CUSTOMER = "concat('c', toString({n} * 7919 % 400000))"  # about 2.5 orders each
+CUSTOMERS, SPREAD = 400_000, 7919  # about 2.5 orders each; a prime scatters an order's customer
+CUSTOMER_OF = f"{{n}} * {SPREAD} % {CUSTOMERS}"  # the customer of order {n}, as a number
+CUSTOMER = f"concat('c', toString({CUSTOMER_OF}))"
 CHANNELS = ("douyin", "tmall", "xiaohongshu", "wechat", "app", "pos")
 CHANNEL = f"{list(CHANNELS)}[{{n}} % {len(CHANNELS)} + 1]"
 CARRIER = "['zhongtong', 'yuantong', 'shunfeng', 'jd', 'ems'][{n} % 5 + 1]"
@@ -131,11 +131,11 @@ def _side_rows(orders: int, ms: int) -> list[str]:
         f"""INSERT INTO modifications SELECT {_sql(CHANNEL, "number * 10", ms)}, concat('B', toString(number * 10)),
             {_sql(PAID_AT, "number * 10", ms)} + toIntervalMinute(30), ['address_change', 'expedite'][number % 2 + 1],
             number % 17 != 0, '' FROM numbers({orders // 10})""",
-        """INSERT INTO customer_links SELECT concat('i', toString(number)), 'phone', concat('c', toString(number)),
-            true, 1 FROM numbers(400000)""",
+        f"""INSERT INTO customer_links SELECT concat('i', toString(number)), 'phone', concat('c', toString(number)),
+            true, 1 FROM numbers({CUSTOMERS})""",
         f"""INSERT INTO service_messages SELECT {_sql(CHANNEL, "number * 5", ms)}, concat('B', toString(number * 5)),
-            concat('i', toString(number * 5 * 7919 % 400000)), {_sql(PAID_AT, "number * 5", ms)} + toIntervalHour(2),
-            ['chase'] FROM numbers({orders // 5})""",
+            concat('i', toString({_sql(CUSTOMER_OF, "number * 5", ms)})),
+            {_sql(PAID_AT, "number * 5", ms)} + toIntervalHour(2), ['chase'] FROM numbers({orders // 5})""",
     ]
 
 
@@ -208,7 +208,7 @@ def cookbook(orders: int) -> dict[str, dict[str, Any]]:
         "at_risk_by_region": {},
         "channel_first_update_latency": {"since": (END - timedelta(days=7)).date()},
         "carrier_on_time_ranking": {"since": (END - timedelta(days=7)).date()},
-        "customer_journey": {"customer_id": f"c{orders // 3 * 7919 % 400000}"},  # the customer of B{orders // 3}
+        "customer_journey": {"customer_id": f"c{orders // 3 * SPREAD % CUSTOMERS}"},  # the customer of B{orders // 3}
         "rfm_segments": {"as_of": END},
         "repurchase": {"since": START.date(), "until": (START + timedelta(days=14)).date(), "within_days": 14},
         "quiet_after_high_value": {"min_fen": 150_000, "quiet_days": 7, "as_of": END},
@@ -261,19 +261,6 @@ def measure(client: Any, orders: int, runs: int, phase: str, report: Callable[[s
 # --- running it ---------------------------------------------------------------------------------------
 
 
-@contextmanager
-def embedded_server(run_dir: Path, report: Callable[[str], None]) -> Iterator[ClickHouseTarget]:
-    [port] = free_ports(1)
-    server = clickhouse_process(run_dir, port, "default", PASSWORD)
-    server.start()
-    target = ClickHouseTarget(f"http://127.0.0.1:{port}", password=PASSWORD, database=DATABASE)
-    try:
-        server.wait_ready(target.is_reachable, 120, report)
-        yield target
-    finally:
-        server.stop()
-
-
 def markdown(facts: Mapping[str, Any], timings: list[Timing]) -> str:
     lines = [
         "# Query bench", "",
@@ -305,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                              "events": args.orders * args.events_per_order}  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="orderscope-bench-queries-") as run_dir,
-        embedded_server(Path(run_dir), say) as target,
+        embedded_clickhouse(Path(run_dir), PASSWORD, READY_TIMEOUT_S, say, DATABASE) as target,
     ):
         migrate(target, SQL_DIR, report=lambda line: None)
         client = target.connect(send_receive_timeout=3600)

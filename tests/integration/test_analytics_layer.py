@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from connectors.clickhouse import EVENTS_TABLE, ClickHouseTarget, keep_events_for, migrate
+from connectors.clickhouse import EVENTS_TABLE, ClickHouseTarget, keep_events_for, migrate, table_engine
 from jobs import cli
 from jobs.cli import SQL_DIR
 
@@ -357,20 +357,8 @@ def test_events_expire_by_day_while_their_milestones_stay(
     altered: list[str] = []
     for _ in range(2):  # the same again: no ALTER, which would recompute every part's expiry
         keep_events_for(target, 30, report=altered.append)
-    assert "TTL toDateTime(at) + toIntervalDay(30)" in engine_of(target, EVENTS_TABLE)
+    assert "TTL toDateTime(at) + toIntervalDay(30)" in table_engine(target.connect(), EVENTS_TABLE)
     assert altered == [f"{EVENTS_TABLE} keeps 30 days of events from now on"]
-
-
-def engine_of(target: ClickHouseTarget, table: str) -> str:
-    [(engine,)] = (
-        target.connect()
-        .query(
-            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
-            parameters={"name": table},
-        )
-        .result_rows
-    )
-    return str(engine)
 
 
 def test_events_of_before_are_rebuilt_by_day_and_replayed_into_the_journey(
@@ -385,7 +373,7 @@ def test_events_of_before_are_rebuilt_by_day_and_replayed_into_the_journey(
         "FROM numbers(300)"
     )  # 150 days: more partitions than one insert may make by default
     migrate(target, SQL_DIR)
-    assert "PARTITION BY toDate(at)" in engine_of(target, EVENTS_TABLE)
+    assert "PARTITION BY toDate(at)" in table_engine(target.connect(), EVENTS_TABLE)
     counts = "SELECT count(), uniqExact(toDate(at)) FROM {table:Identifier} FINAL"
     assert client.query(counts, parameters={"table": EVENTS_TABLE}).result_rows == [(300, 150)]
     assert client.query(counts, parameters={"table": "order_journey"}).result_rows == [(150, 150)]
