@@ -47,15 +47,20 @@ class OrderEvent:
     detail: str = ""  # what the journey shows beside the status, e.g. a scan's location
     position: tuple[float, float] | None = None  # (lat, lon) of the vehicle carrying the order
     carrier: str = ""  # the carrier of the order's parcel, as the tracking aggregator names it
+    warehouse: str = ""  # the warehouse that fulfils it, as the WMS names it
 
     @property
     def event_id(self) -> str:
         """Deterministic identity: the same fact told twice has the same id, and events that differ in
         anything an order's view takes from them differ (so a view never depends on arrival order)."""
         fact = (
-            f"{self.source}|{self.order.key}|{self.status}|{self.at_ms}|{self.detail}|{self.waybills}|"
-            f"{self.amount_fen}|{self.region_code}|{self.promised_at_ms}|{self.position}"
-        ) + (f"|{self.carrier}" if self.carrier else "")
+            (
+                f"{self.source}|{self.order.key}|{self.status}|{self.at_ms}|{self.detail}|{self.waybills}|"
+                f"{self.amount_fen}|{self.region_code}|{self.promised_at_ms}|{self.position}"
+            )
+            + (f"|{self.carrier}" if self.carrier else "")
+            + (f"|wh:{self.warehouse}" if self.warehouse else "")
+        )
         return hashlib.blake2b(fact.encode(), digest_size=12).hexdigest()
 
     @property

@@ -7,7 +7,7 @@ it kept the promise, a carrier exception, a modification and whether it failed.
 Each is counted at its own event time, once: a fact is derived from an order's
 view before and after its news, so a replayed or repeated event makes none.
 
-`KpiWindows` counts the facts per channel, carrier and destination region in
+`KpiWindows` counts the facts per channel, carrier, warehouse and destination region in
 1-minute tumbling windows and 5-minute windows sliding by a minute. A window is
 emitted once the watermark passes its end; a fact that comes later, but within the
 allowed lateness, updates its windows, which are emitted again (kpi_windows keeps
@@ -46,7 +46,6 @@ KPI_CONFIG = Path(__file__).with_name("kpi.yaml")
 DAY_MS = 86_400_000
 SLIDE_MINUTES = SLIDING_WINDOW_MIN  # the sliding window's length, in its 1-minute slides
 LATE_DAYS_KEPT = 7  # too-late facts are counted per day of their event time, for this many days
-DIMENSIONS = ("channel", "carrier", "region")
 BREAKER_ALERT = "channel_breaker_open"
 
 # Measures: a fact's value is 1 unless said.
@@ -68,14 +67,17 @@ DWELL = "dwell:"  # dwell:<step>, value: how long the order stayed at the step b
 class KpiFact:
     at_ms: int
     channel: str
-    carrier: str  # '' until a scan names it; so is region until an event tells it
+    carrier: str  # '' until a scan names it; so are the warehouse and region until an event tells them
+    warehouse: str
     region: str
     measure: str
     value: int = 1
 
     def counted_in(self) -> tuple[tuple[str, str], ...]:
         """(dimension, key) of each window it counts in."""
-        return ("channel", self.channel), ("carrier", self.carrier), ("region", self.region)
+        return (
+            ("channel", self.channel), ("carrier", self.carrier), ("warehouse", self.warehouse), ("region", self.region)
+        )  # fmt: skip
 
 
 NO_MILESTONES = (None, None, None, None)
@@ -84,10 +86,10 @@ NO_MILESTONES = (None, None, None, None)
 def order_facts(before: OrderView | None, after: OrderView) -> list[KpiFact]:
     """The facts an order's news made: what the view after it knows and the view before did not."""
     order, facts = after.order, []
-    carrier, region = after.carrier_name or "", after.destination or ""
+    carrier, warehouse, region = after.carrier_name or "", after.warehouse_name or "", after.destination or ""
 
     def fact(at_ms: int, measure: str, value: int = 1) -> None:
-        facts.append(KpiFact(at_ms, order.channel, carrier, region, measure, value))
+        facts.append(KpiFact(at_ms, order.channel, carrier, warehouse, region, measure, value))
 
     paid, purchased, first_update, delivered = after.milestone_columns()
     was = before.milestone_columns() if before is not None else NO_MILESTONES

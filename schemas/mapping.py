@@ -41,7 +41,7 @@ TIME_PARSERS: dict[str, Callable[[Any, str], int]] = {
     "epoch_seconds": lambda value, name: epoch_ms(value, name, unit_ms=1000),
     "epoch_milliseconds": lambda value, name: epoch_ms(value, name, unit_ms=1),
 }
-ORDER_FIELDS = {"order_id", "at", "amount", "region_code", "waybill", "carrier", "promised_at"}
+ORDER_FIELDS = {"order_id", "at", "amount", "region_code", "waybill", "carrier", "promised_at", "warehouse"}
 MAPPING_KEYS = {
     "topic", "channel", "channel_field", "format", "json_in_string", "columns", "time", "money", "fields",
     "status", "identities",
@@ -91,6 +91,7 @@ class OrderMapping:
             region_code=self._text_field(payload, "region_code"),
             promised_at_ms=self._time(payload, promised, "promised_at") if promised is not None else None,
             carrier=self._text_field(payload, "carrier") or "",
+            warehouse=self._text_field(payload, "warehouse") or "",
         )
         return [event, WaybillLink(waybill, order, event.at_ms)] if waybill else [event]
 

@@ -86,6 +86,7 @@ class OrderView:
     intents: tuple[tuple[int, str], ...] = ()  # (event time, intent) of the buyer's messages, sorted
     changes: tuple[tuple[int, str, bool, str], ...] = ()  # modifications: (event time, kind, succeeded, error)
     carrier: Stamped | None = None  # from warehouse and carrier scans (channels name carriers their own way)
+    warehouse: Stamped | None = None  # the warehouse that fulfils it, as the WMS last named it
     # Derived, not merged: the latest assessment and arrival estimate, the incidents it keeps open,
     # the pending check.
     health: Health | None = None
@@ -162,6 +163,7 @@ class OrderView:
             self.intents,
             self.changes,
             _newest(self.carrier, at, event.carrier or None) if event.source in SCANNING_SOURCES else self.carrier,
+            _newest(self.warehouse, at, event.warehouse or None) if event.warehouse else self.warehouse,
             self.health,
             self.eta,
             self.decisions,
@@ -195,8 +197,8 @@ class OrderView:
         return OrderView(
             self.order, self.track, self.facts, self.customer_id, self.assigned_at_ms, self.waybills,
             self.amount_fen, self.region_code, self.promised_at_ms, self.updated_at_ms, self.places, self.reached,
-            self.scans, self.fixes, self.intents, self.changes, self.carrier, health, eta, decisions, leg_sent, at_ms,
-            incidents, rule_incidents, check_at_ms,
+            self.scans, self.fixes, self.intents, self.changes, self.carrier, self.warehouse, health, eta, decisions,
+            leg_sent, at_ms, incidents, rule_incidents, check_at_ms,
         )  # fmt: skip
 
     def arrival(
@@ -287,6 +289,11 @@ class OrderView:
     def carrier_name(self) -> str | None:
         carrier: str | None = _value(self.carrier)
         return carrier
+
+    @property
+    def warehouse_name(self) -> str | None:
+        warehouse: str | None = _value(self.warehouse)
+        return warehouse
 
     @property
     def destination(self) -> str | None:

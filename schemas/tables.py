@@ -361,13 +361,14 @@ OPERATOR_STATS = Table(
     ("operator",),
     _given,
 )
+DIMENSION = "Enum8('channel' = 1, 'carrier' = 2, 'region' = 3, 'warehouse' = 4)"  # of the KPI windows
 KPI_WINDOWS = Table(  # schemas/kpi.py Cell.row
     "kpi_windows",
     (
         ("window", "Enum8('1m' = 1, '5m' = 5)"),
         ("window_start", TIME),
         ("window_end", TIME),
-        ("dimension", "Enum8('channel' = 1, 'carrier' = 2, 'region' = 3)"),
+        ("dimension", DIMENSION),
         ("key", "LowCardinality(String)"),
         ("orders", "UInt32"),
         ("gmv_fen", "Int64"),
@@ -390,7 +391,7 @@ KPI_WINDOWS = Table(  # schemas/kpi.py Cell.row
 KPI_LATE_FACTS = Table(
     "kpi_late_facts",
     (
-        ("dimension", "Enum8('channel' = 1, 'carrier' = 2, 'region' = 3)"),
+        ("dimension", DIMENSION),
         ("key", "LowCardinality(String)"),
         ("day", TIME),
         ("facts", "UInt64"),

@@ -1,20 +1,20 @@
 -- Windowed KPIs computed by the job, and the channels' circuit breakers (R3, R9, R13;
 -- schemas/kpi.py, schemas/kpi.yaml). docs/data-dictionary.md names every column.
 
--- kpi_windows: per channel, carrier and destination region ('' where not known yet),
--- what happened in each 1-minute window and each 5-minute window sliding by a minute,
--- in event time. A window is written when the watermark passes its end and again
--- each time a late fact (within the allowed lateness) changes it; a restore writes
--- it again. Each write holds all the window's facts so far, so
+-- kpi_windows: per channel, carrier, warehouse and destination region ('' where not
+-- known yet), what happened in each 1-minute window and each 5-minute window sliding
+-- by a minute, in event time. A window is written when the watermark passes its end
+-- and again each time a late fact (within the allowed lateness) changes it; a restore
+-- writes it again. Each write holds all the window's facts so far, so
 -- ReplacingMergeTree(facts) keeps the most complete one: read it with FINAL (or
 -- through kpi_rates). Keyed by dimension and key first: a dashboard reads one
--- channel's or carrier's recent windows, one range.
+-- channel's, carrier's or warehouse's recent windows, one range.
 CREATE TABLE IF NOT EXISTS kpi_windows
 (
     window                 Enum8('1m' = 1, '5m' = 5),
     window_start           DateTime64(3, 'UTC'),
     window_end             DateTime64(3, 'UTC'),
-    dimension              Enum8('channel' = 1, 'carrier' = 2, 'region' = 3),
+    dimension              Enum8('channel' = 1, 'carrier' = 2, 'region' = 3, 'warehouse' = 4),
     key                    LowCardinality(String),
     orders                 UInt32,     -- bought: paid, or sold (POS)
     gmv_fen                Int64,      -- their amounts, once known
@@ -39,7 +39,7 @@ ORDER BY (dimension, key, window, window_start);
 -- far: ReplacingMergeTree(facts) keeps the highest.
 CREATE TABLE IF NOT EXISTS kpi_late_facts
 (
-    dimension     Enum8('channel' = 1, 'carrier' = 2, 'region' = 3),
+    dimension     Enum8('channel' = 1, 'carrier' = 2, 'region' = 3, 'warehouse' = 4),
     key           LowCardinality(String),
     day           DateTime64(3, 'UTC'),
     facts         UInt64,

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from connectors.simulator import payloads
+from connectors.simulator.world import WAREHOUSES
 from jobs.cli import clickhouse
 from jobs.settings import Settings
 from schemas import topics
@@ -308,3 +309,5 @@ def test_the_jobs_minute_windows_count_each_modification_once_as_clickhouse_coun
         f"FROM modifications FINAL WHERE at < fromUnixTimestamp64Milli({last}) + INTERVAL 1 MINUTE GROUP BY minute"
     ).result_rows)  # fmt: skip
     assert windows == stored  # the order changes' source tells them in time order: none came too late
+    warehouses = client.query("SELECT DISTINCT key FROM kpi_windows WHERE dimension = 'warehouse' AND key != ''")
+    assert {key for (key,) in warehouses.result_rows} == {warehouse.code for warehouse in WAREHOUSES}

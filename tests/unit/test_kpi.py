@@ -57,7 +57,8 @@ def test_an_orders_news_makes_each_fact_once_at_its_own_event_time() -> None:
     paid = view_after(OrderEvent(ORDER, T0, "raw.orders.douyin", Status.PAID, amount_fen=12_900,
                                  promised_at_ms=T0 + 48 * HOUR, region_code="310115"))  # fmt: skip
     assert measures(order_facts(None, paid)) == [(GMV, 0, 12_900), (ORDERS, 0, 1)]
-    shipped = view_after(OrderEvent(ORDER, T0 + 20 * MINUTE_MS, RAW_WMS, Status.SHIPPED), before=paid)
+    shipped = view_after(OrderEvent(ORDER, T0 + 20 * MINUTE_MS, RAW_WMS, Status.SHIPPED, warehouse="WH-HZ-01"),
+                         before=paid)  # fmt: skip
     assert measures(order_facts(paid, shipped)) == [
         ("dwell:paid", 20 * MINUTE_MS, 20 * MINUTE_MS),
         (FIRST_UPDATE, 20 * MINUTE_MS, 20 * MINUTE_MS),
@@ -74,8 +75,8 @@ def test_an_orders_news_makes_each_fact_once_at_its_own_event_time() -> None:
         ("dwell:shipped", 30 * HOUR, 30 * HOUR - 20 * MINUTE_MS),
         (ON_TIME, 30 * HOUR, 1),
     ]
-    assert {(fact.channel, fact.region, fact.carrier) for fact in order_facts(changed, delivered)} == {
-        ("douyin", "310115", "")  # no scan named its carrier
+    assert {(fact.channel, fact.region, fact.warehouse, fact.carrier) for fact in order_facts(changed, delivered)} == {
+        ("douyin", "310115", "WH-HZ-01", "")  # no scan named its carrier
     }
 
 
@@ -86,7 +87,7 @@ def test_a_carrier_exception_counts_once() -> None:
 
 
 def fact(minute: float, measure: str = ORDERS, value: int = 1, channel: str = "douyin") -> KpiFact:
-    return KpiFact(T0 + int(minute * MINUTE_MS), channel, "SF", "310115", measure, value)
+    return KpiFact(T0 + int(minute * MINUTE_MS), channel, "SF", "WH-HZ-01", "310115", measure, value)
 
 
 def windows(out: KpiOutput, window: str = "1m", dimension: str = "channel") -> dict[tuple[str, int], dict[str, Any]]:
@@ -114,6 +115,7 @@ def test_windows_are_emitted_once_the_watermark_passes_their_end_with_exact_coun
     assert sorted(windows(later)) == [("douyin", 1)]  # minute 2 counted nothing: no row
     assert {start: row["orders"] for (_, start), row in windows(later, "5m").items()} == {-3: 2, -2: 2}
     assert {key for key, _ in windows(later, "5m", "carrier")} == {"SF"}
+    assert {key for key, _ in windows(later, "5m", "warehouse")} == {"WH-HZ-01"}
 
 
 def test_a_late_fact_updates_its_windows_within_the_lateness_and_is_counted_apart_after_it() -> None:
