@@ -27,6 +27,7 @@ from schemas.event_time import EventClock, now_ms, split_of
 from schemas.events import DeadLetter
 from schemas.health import load_health_policy
 from schemas.identity import IdentityState, load_identity_rules
+from schemas.kpi import KpiWindows, breaker_signal, load_kpi_settings
 from schemas.normalize import Normalizer
 from schemas.privacy import Pseudonymizer
 from schemas.rules import PublishedRules, load_rules
@@ -40,7 +41,7 @@ from schemas.stages import (
     event_time_of,
 )
 from schemas.tables import DEAD_LETTERS, Row
-from schemas.topics import ETA_LEGS
+from schemas.topics import BREAKERS, ETA_LEGS
 
 Report = Callable[[str], None]
 POLL_RECORDS = 5000
@@ -64,6 +65,7 @@ class Stages:
     waybills: WaybillStage
     customers: CustomerStage
     orders: OrderStage
+    kpis: KpiWindows
     clock: EventClock  # event time, as the job's normalizer tracks it
 
     @classmethod
@@ -75,6 +77,7 @@ class Stages:
             WaybillStage({}, {}, retention),
             CustomerStage(IdentityState.in_memory(), load_identity_rules()),
             OrderStage(OrderState.in_memory(), retention, load_health_policy(), rules or load_rules()),
+            KpiWindows({}, load_kpi_settings()),
             EventClock(settings.out_of_orderness_ms, settings.source_idleness_ms),
         )
 
@@ -87,8 +90,11 @@ class Stages:
         resolved = self.customers.apply(routed.customers)
         order_rows = self.orders.apply([*routed.orders, *routed.context, *addressed, *resolved.assignments], watermark)
         order_rows.extend(self.orders.check_due(watermark))
-        self.orders.apply(order_rows.legs)  # learned at once: one process, no topic to read them back from
-        for table, table_rows in [*resolved.rows.items(), *order_rows.by_table().items()]:
+        kpis = self.kpis.apply(order_rows.facts, watermark)
+        order_rows.alerts += kpis.alerts
+        # Legs and breakers apply at once: one process, no topic to read them back from.
+        self.orders.apply([*order_rows.legs, *map(breaker_signal, kpis.breakers)])
+        for table, table_rows in [*resolved.rows.items(), *order_rows.by_table().items(), *kpis.rows.items()]:
             rows[table].extend(table_rows)
         return rows
 
@@ -129,7 +135,8 @@ def run(settings: Settings, *, until_idle_s: float | None, report: Report) -> in
             "database of its own (ORDERSCOPE_CONSUMER_GROUP, ORDERSCOPE_CLICKHOUSE_DATABASE), not the job's"
         )
     kafka.forget_group_offsets(settings.bootstrap_servers, settings.consumer_group)
-    topics = tuple(sorted(topic for topic in ADAPTERS if topic != ETA_LEGS))  # its own legs are learned at once
+    # Its own legs and breakers are applied at once, not read back from the job's topics.
+    topics = tuple(sorted(topic for topic in ADAPTERS if topic not in (ETA_LEGS, BREAKERS)))
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.consumer_group,  # for its commits only: the bench follows them

@@ -563,7 +563,7 @@ class TrackOrders(LaneOperator):
 
 class CountKpis(LaneOperator):
     """The KPI windows and the channels' breakers (schemas/kpi.py), in one lane: a window counts facts of every
-    order. Facts arrive pre-counted by the order lanes' calls, so this is one small call per such call."""
+    order. Facts arrive batched, one batch per order lanes' call, so this is one small call per such call."""
 
     NAME = "kpis"
 

@@ -1,4 +1,5 @@
-"""Alerts: one incident per order and factor (or business rule) while it lasts, with its lifecycle.
+"""Alerts: one incident per order and factor (or business rule) while it lasts, with its lifecycle. (A channel's
+breaker is an incident of the channel, order_id '': schemas/kpi.py.)
 
 An incident opens when a factor's finding reaches the severity its configuration
 alerts from (schemas/health.yaml), is updated when its severity changes, and is

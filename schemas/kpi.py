@@ -25,8 +25,9 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,12 @@ from schemas.events import CanonicalEvent, OrderRef, Signal
 from schemas.fields import Rejected, json_object, required
 from schemas.health import BREAKER_SIGNAL, MINUTE_MS, SLIDING_WINDOW_MIN, Severity, china_time
 from schemas.lifecycle import LIFECYCLE, Status
-from schemas.order_view import OrderView
+from schemas.order_view import NOT_REACHED, OrderView
 from schemas.tables import CHANNEL_BREAKERS, KPI_LATE_FACTS, KPI_WINDOWS, Row
 
 KPI_CONFIG = Path(__file__).with_name("kpi.yaml")
 DAY_MS = 86_400_000
-SLIDE_MINUTES = SLIDING_WINDOW_MIN  # the sliding window's length, in its 1-minute slides
+SLIDING_MINUTES = SLIDING_WINDOW_MIN  # the sliding window's length, in its 1-minute slides
 LATE_DAYS_KEPT = 7  # too-late facts are counted per day of their event time, for this many days
 BREAKER_ALERT = "channel_breaker_open"
 
@@ -84,7 +85,11 @@ NO_MILESTONES = (None, None, None, None)
 
 
 def order_facts(before: OrderView | None, after: OrderView) -> list[KpiFact]:
-    """The facts an order's news made: what the view after it knows and the view before did not."""
+    """The facts an order's news made: what the view after it knows and the view before did not. Each is counted
+    once, from what is known when it is first known: a step read late between two known ones counts its own dwell,
+    and the dwell before it stays as counted; the first logistics update is the first later step known."""
+    if before is not None and after.facts is before.facts:
+        return []  # no new fact (a position passed on, a customer assigned): nothing to count
     order, facts = after.order, []
     carrier, warehouse, region = after.carrier_name or "", after.warehouse_name or "", after.destination or ""
 
@@ -121,20 +126,22 @@ def order_facts(before: OrderView | None, after: OrderView) -> list[KpiFact]:
     return facts
 
 
-def _step_facts(before: OrderView | None, after: OrderView, fact: Any) -> None:
-    """Each step first reached: shipped is counted; the step reached before it lasted until then (its dwell)."""
+def _step_facts(before: OrderView | None, after: OrderView, fact: Callable[[int, str, int], None]) -> None:
+    """Each step first reached: shipped is counted. A step's dwell, until the next step reached, is counted once,
+    when a next step is first known: not again when a step read late comes between them."""
     if before is not None and after.reached == before.reached:
         return
-    previous = None  # (rank, at) of the latest step reached before the one looked at
-    for rank, at_ms in enumerate(after.reached):
-        if not at_ms:
-            continue
-        if before is None or not before.reached[rank]:
-            if rank == Status.SHIPPED.rank:
-                fact(at_ms, SHIPPED)
-            if previous is not None and previous[1] <= at_ms:
-                fact(at_ms, DWELL + LIFECYCLE[previous[0]].value, at_ms - previous[1])
-        previous = (rank, at_ms)
+    known = before.reached if before is not None else NOT_REACHED
+    reached = [(rank, at_ms) for rank, at_ms in enumerate(after.reached) if at_ms]
+    for (rank, at_ms), (_, next_at_ms) in pairwise(reached):
+        counted = known[rank] and any(known[rank + 1 :])
+        if not counted and at_ms <= next_at_ms:
+            fact(next_at_ms, DWELL + LIFECYCLE[rank].value, next_at_ms - at_ms)
+    if after.reached[SHIPPED_RANK] and not known[SHIPPED_RANK]:
+        fact(after.reached[SHIPPED_RANK], SHIPPED, 1)
+
+
+SHIPPED_RANK = Status.SHIPPED.rank
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -186,7 +193,9 @@ def load_kpi_settings(path: Path = KPI_CONFIG) -> KpiSettings:
     return KpiSettings(spec["version"], lateness * MINUTE_MS, default, by_channel)
 
 
-def _limits(defaults: dict[str, Any], given: dict[str, Any], key: str, fail: Any) -> BreakerLimits:
+def _limits(
+    defaults: dict[str, Any], given: dict[str, Any], key: str, fail: Callable[[str, str], ValueError]
+) -> BreakerLimits:
     names = BreakerLimits.__dataclass_fields__
     if unknown := set(given) - set(names):
         raise fail(key, f"unknown setting {', '.join(sorted(unknown))}; known: {', '.join(names)}")
@@ -239,7 +248,7 @@ class Cell:
             for measure in sorted(self.sums)
             if measure.startswith(DWELL)
         }
-        length = MINUTE_MS if window == "1m" else SLIDE_MINUTES * MINUTE_MS
+        length = MINUTE_MS if window == "1m" else SLIDING_MINUTES * MINUTE_MS
         return (
             window, start_ms, start_ms + length, dimension, key, self.count(ORDERS), self.sums.get(GMV, 0),
             len(samples), _percentile(samples, 0.5), _percentile(samples, 0.95), self.count(SHIPPED),
@@ -288,16 +297,22 @@ class KpiWindows:
         self._settings = settings
 
     def apply(self, facts: Iterable[KpiFact], watermark_ms: int) -> KpiOutput:
-        """Count the facts; emit the windows the watermark passed, and again those that late facts changed;
-        step the breakers at each sliding window's end; forget minutes no window can change any more."""
+        """Count the facts; emit the windows the watermark passed, and again those that late facts changed (their
+        keys only); step the breakers at each sliding window's end; forget minutes no window can change any more.
+        A late fact corrects its windows, not the breakers' past steps: a breaker decides as each window ends."""
         out = KpiOutput()
         fired = self._state.get(self.FIRED, UNKNOWN)
-        touched = self._count(facts, watermark_ms, out)
-        for minute in sorted(touched):
+        windowed, apart = self._split(facts, watermark_ms)
+        if apart:
+            self._count_apart(apart, watermark_ms, out)
+        again: dict[tuple[int, bool], set[tuple[str, str]]] = defaultdict(set)  # (end, tumbling) -> keys
+        for minute, keys in self._count(windowed).items():
             if minute <= fired:  # emitted already: its windows again, with the late facts
-                self._emit(minute, out, tumbling=True)
-                for end in range(minute, min(minute + SLIDE_MINUTES - 1, fired) + 1):
-                    self._emit(end, out, tumbling=False)
+                again[minute, True] |= keys
+                for end in range(minute, min(minute + SLIDING_MINUTES - 1, fired) + 1):
+                    again[end, False] |= keys
+        for (end, tumbling), keys in sorted(again.items()):
+            self._emit(end, out, tumbling=tumbling, only=keys)
         if watermark_ms != UNKNOWN:
             done = watermark_ms // MINUTE_MS - 1  # the last minute that ended
             for end in self._ends_due(fired, done):
@@ -308,21 +323,25 @@ class KpiWindows:
             self._forget(watermark_ms)
         return out
 
-    def _count(self, facts: Iterable[KpiFact], watermark_ms: int, out: KpiOutput) -> set[int]:
-        """The minutes the facts counted in (written back); too-late facts counted apart."""
+    def _split(self, facts: Iterable[KpiFact], watermark_ms: int) -> tuple[list[KpiFact], list[KpiFact]]:
+        """The facts their windows can still take, and those counted apart: past their windows' allowed lateness,
+        or stamped more than a day ahead of event time (a clock gone wrong, which would hold a minute for long)."""
+        if watermark_ms == UNKNOWN:
+            return list(facts), []
+        windowed: list[KpiFact] = []
+        apart: list[KpiFact] = []
+        closed_before = watermark_ms - self._settings.lateness_ms  # a minute ended by then takes no more facts
+        for fact in facts:
+            ended_at = (fact.at_ms // MINUTE_MS + 1) * MINUTE_MS
+            (apart if ended_at <= closed_before or fact.at_ms > watermark_ms + DAY_MS else windowed).append(fact)
+        return windowed, apart
+
+    def _count(self, facts: list[KpiFact]) -> dict[int, set[tuple[str, str]]]:
+        """The (dimension, key)s each minute counted facts for; the minutes written back."""
         touched: dict[int, Minute] = {}
-        late: dict[tuple[str, str, int], tuple[int, int]] | None = None  # -> (facts, the most behind, ms)
-        lateness = self._settings.lateness_ms
+        keys: dict[int, set[tuple[str, str]]] = defaultdict(set)
         for fact in facts:
             minute = fact.at_ms // MINUTE_MS
-            if watermark_ms != UNKNOWN and (minute + 1) * MINUTE_MS + lateness <= watermark_ms:
-                late = late if late is not None else dict(self._state.get(self.LATE, {}))
-                day, behind = fact.at_ms // DAY_MS * DAY_MS, watermark_ms - fact.at_ms
-                for dimension, key in fact.counted_in():
-                    counted, most = late.get((dimension, key, day), (0, 0))
-                    late[dimension, key, day] = (counted + 1, max(most, behind))
-                    out.rows[KPI_LATE_FACTS.name].append((dimension, key, day, *late[dimension, key, day]))
-                continue
             cells = touched.get(minute)
             if cells is None:
                 cells = touched[minute] = self._state.get(_minute_key(minute)) or {}
@@ -331,13 +350,25 @@ class KpiWindows:
                 if cell is None:
                     cell = cells[dimension_key] = Cell()
                 cell.add(fact)
+                keys[minute].add(dimension_key)
         for minute, cells in touched.items():
             self._state[_minute_key(minute)] = cells
         if touched:
             self._state[MINUTES] = tuple(sorted({*self._minutes(), *touched}))
-        if late is not None:
-            self._state[self.LATE] = late
-        return set(touched)
+        return keys
+
+    def _count_apart(self, facts: list[KpiFact], watermark_ms: int, out: KpiOutput) -> None:
+        """kpi_late_facts: per (dimension, key, day of event time), how many and the furthest behind."""
+        late: dict[tuple[str, str, int], tuple[int, int]] = dict(self._state.get(self.LATE, {}))
+        changed = set()
+        for fact in facts:
+            day, behind = fact.at_ms // DAY_MS * DAY_MS, watermark_ms - fact.at_ms
+            for dimension, key in fact.counted_in():
+                counted, furthest = late.get((dimension, key, day), (0, 0))
+                late[dimension, key, day] = (counted + 1, max(furthest, behind))
+                changed.add((dimension, key, day))
+        out.rows[KPI_LATE_FACTS.name].extend((*counted, *late[counted]) for counted in sorted(changed))
+        self._state[self.LATE] = late
 
     def _minutes(self) -> tuple[int, ...]:
         minutes: tuple[int, ...] = self._state.get(MINUTES, ())
@@ -347,26 +378,28 @@ class KpiWindows:
         """The minutes, after fired and up to done, that end a window with facts, or one that an open breaker must
         see (it closes on calm windows, empty ones too)."""
         minutes = self._minutes()
-        ends = {minute + slide for minute in minutes for slide in range(SLIDE_MINUTES)}
+        ends = {minute + slide for minute in minutes for slide in range(SLIDING_MINUTES)}
         breakers: dict[str, Breaker] = self._state.get(self.BREAKERS, {})
         if breakers and fired != UNKNOWN:  # the empty windows after the last with facts, as many as may close one
             longest = max(self._settings.limits(channel).close_after_windows for channel in breakers)
-            last = max(fired, minutes[-1] + SLIDE_MINUTES - 1) if minutes else fired
+            last = max(fired, minutes[-1] + SLIDING_MINUTES - 1) if minutes else fired
             ends.update(range(fired + 1, min(done, last + longest) + 1))
         return sorted(end for end in ends if fired < end <= done)
 
-    def _emit(self, end: int, out: KpiOutput, *, tumbling: bool) -> Minute:
-        """The rows of the window ending with minute `end` (the minute itself, or the SLIDE_MINUTES to it); its
-        counts."""
-        first = end if tumbling else end - SLIDE_MINUTES + 1
+    def _emit(self, end: int, out: KpiOutput, *, tumbling: bool, only: set[tuple[str, str]] | None = None) -> Minute:
+        """The rows of the window ending with minute `end` (the minute itself, or the SLIDING_MINUTES to it), of
+        every (dimension, key) or only those; its counts."""
+        first = end if tumbling else end - SLIDING_MINUTES + 1
         merged: Minute = {}
         for minute in range(first, end + 1):
             for dimension_key, cell in (self._state.get(_minute_key(minute)) or {}).items():
+                if only is not None and dimension_key not in only:
+                    continue
                 into = merged.get(dimension_key)
                 if into is None:
                     into = merged[dimension_key] = Cell()
                 into.absorb(cell)
-        window = "1m" if tumbling else f"{SLIDE_MINUTES}m"
+        window = "1m" if tumbling else f"{SLIDING_MINUTES}m"
         rows = out.rows[KPI_WINDOWS.name]
         for (dimension, key), cell in sorted(merged.items()):
             rows.append(cell.row(window, first * MINUTE_MS, dimension, key))
@@ -382,20 +415,19 @@ class KpiWindows:
             modifications, failed = cell.count(MODIFICATIONS), cell.count(MODIFICATIONS_FAILED)
             limits = self._settings.limits(channel)
             counted = modifications >= limits.min_modifications
+            rate = failed / modifications if counted else 0.0  # min_modifications is at least 1
             breaker = breakers.get(channel)
             if breaker is None:
-                if counted and failed > limits.open_above_rate * modifications:
+                if rate > limits.open_above_rate:
                     breakers[channel] = Breaker(at_ms, modifications, failed)
                     self._tell(channel, breakers[channel], None, limits, out)
-            elif counted and failed > limits.close_at_or_below_rate * modifications:
-                if breaker.calm_windows:
-                    breakers[channel] = Breaker(breaker.opened_at_ms, breaker.modifications, breaker.failed)
+            elif rate > limits.close_at_or_below_rate:
+                breakers[channel] = replace(breaker, calm_windows=0)
             elif breaker.calm_windows + 1 >= limits.close_after_windows:
                 del breakers[channel]
                 self._tell(channel, breaker, at_ms, limits, out)
             else:
-                breakers[channel] = Breaker(breaker.opened_at_ms, breaker.modifications, breaker.failed,
-                                            breaker.calm_windows + 1)  # fmt: skip
+                breakers[channel] = replace(breaker, calm_windows=breaker.calm_windows + 1)
         self._state[self.BREAKERS] = breakers
 
     def _tell(self, channel: str, breaker: Breaker, closed_at_ms: int | None, limits: BreakerLimits,
@@ -409,8 +441,11 @@ class KpiWindows:
         ))  # fmt: skip
         reason = (
             f"{breaker.failed} of {breaker.modifications} order changes on {channel} failed in the "
-            f"{SLIDE_MINUTES} min to {china_time(opened)} (limit {limits.open_above_rate:.0%} of at least "
+            f"{SLIDING_MINUTES} min to {china_time(opened)} (limit {limits.open_above_rate:.0%} of at least "
             f"{limits.min_modifications}): its changes go to manual review"
+            if closed_at_ms is None
+            else f"order changes on {channel} failed no more than {limits.close_at_or_below_rate:.1%} in "
+            f"{limits.close_after_windows} windows in a row to {china_time(closed_at_ms)}: back from manual review"
         )
         incident = Incident(BREAKER_ALERT, Severity.RED, opened, 1 if closed_at_ms is None else 2, reason,
                             "kpi.breaker")  # fmt: skip
@@ -420,7 +455,7 @@ class KpiWindows:
 
     def _forget(self, watermark_ms: int) -> None:
         """Minutes whose every window is past the allowed lateness; too-late counts of days long past."""
-        horizon = (watermark_ms - self._settings.lateness_ms) // MINUTE_MS - SLIDE_MINUTES  # windows to it are final
+        horizon = (watermark_ms - self._settings.lateness_ms) // MINUTE_MS - SLIDING_MINUTES  # windows to it are final
         minutes = self._minutes()
         if minutes and minutes[0] <= horizon:
             for minute in minutes:
@@ -449,8 +484,13 @@ def breaker_record(channel: str, breaker: Breaker, closed_at_ms: int | None, ver
 
 
 def read_breaker(raw: str, *_: Any) -> list[CanonicalEvent]:
-    """The adapter of topic orderscope.breakers: the job's own records, checked all the same; a breaker is a
-    condition of its channel's orders (schemas/health.py channel_breaker) from its opening to its closing."""
+    """The adapter of topic orderscope.breakers: the job's own records, checked all the same."""
+    return [breaker_signal(raw)]
+
+
+def breaker_signal(raw: str) -> Signal:
+    """A breaker's record as a condition of its channel's orders (schemas/health.py channel_breaker), from its
+    opening to its closing."""
     payload = json_object(raw)
     channel = required(payload, "channel", str)
     opened_at, modifications, failed = (required(payload, name, int) for name in ("opened_at", "modifications",
@@ -460,4 +500,4 @@ def read_breaker(raw: str, *_: Any) -> list[CanonicalEvent]:
         raise Rejected("wrong_type", "closed_at is epoch milliseconds or null")
     if not channel or not 0 <= failed <= modifications or modifications == 0:
         raise Rejected("out_of_range", "a channel, and 0 <= failed <= modifications, modifications > 0")
-    return [Signal(BREAKER_SIGNAL, channel, opened_at, closed_at, f"{failed}/{modifications}")]
+    return Signal(BREAKER_SIGNAL, channel, opened_at, closed_at, f"{failed}/{modifications}")

@@ -34,8 +34,9 @@ CREATE TABLE IF NOT EXISTS kpi_windows
 ENGINE = ReplacingMergeTree(facts)
 ORDER BY (dimension, key, window, window_start);
 
--- kpi_late_facts: facts that came after their windows' allowed lateness, counted per
--- day of their event time rather than dropped unseen. Each write holds the count so
+-- kpi_late_facts: facts that came after their windows' allowed lateness (or stamped
+-- more than a day ahead of event time), counted per day of their event time rather
+-- than dropped unseen. Each write holds the count so
 -- far: ReplacingMergeTree(facts) keeps the highest.
 CREATE TABLE IF NOT EXISTS kpi_late_facts
 (
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS kpi_late_facts
     key           LowCardinality(String),
     day           DateTime64(3, 'UTC'),
     facts         UInt64,
-    max_behind_ms Int64    -- the furthest behind the watermark one of them was: how much more lateness would take them
+    max_behind_ms Int64    -- the furthest a fact's time was behind the watermark when it came
 )
 ENGINE = ReplacingMergeTree(facts)
 ORDER BY (dimension, key, day);
@@ -72,8 +73,8 @@ ORDER BY (channel, opened_at);
 CREATE VIEW IF NOT EXISTS kpi_rates AS
 SELECT
     window, window_start, window_end, dimension, key, orders, gmv_fen, first_updates,
-    first_update_p50_ms, first_update_p95_ms, shipped, exceptions, delivered, on_time, modifications,
-    modifications_failed, dwell_ms,
+    first_update_p50_ms, first_update_p95_ms, shipped, exceptions, delivered, delivered_with_promise,
+    on_time, modifications, modifications_failed, dwell_ms,
     round(modifications_failed / nullIf(modifications, 0), 4) AS modification_failure_rate,
     round(on_time / nullIf(delivered_with_promise, 0), 4) AS on_time_rate,
     round(exceptions / nullIf(shipped, 0), 4) AS exception_rate

@@ -66,8 +66,10 @@ def offline_costs(lines: Path, records: int = SAMPLE_RECORDS) -> OfflineCosts:
             resolved = stages.customers.apply(routed.customers)
         with watch("orders"):
             watermark = stages.clock.watermark(now_ms())
-            stages.orders.apply([*routed.orders, *routed.signals, *addressed, *resolved.assignments], watermark)
-            stages.orders.check_due(watermark)
+            rows = stages.orders.apply([*routed.orders, *routed.signals, *addressed, *resolved.assignments], watermark)
+            rows.extend(stages.orders.check_due(watermark))
+        with watch("kpis"):
+            stages.kpis.apply(rows.facts, watermark)
     return OfflineCosts(count, {step: seconds * 1e6 / max(count, 1) for step, seconds in watch.spent.items()})
 
 

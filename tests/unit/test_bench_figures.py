@@ -56,7 +56,7 @@ def test_offline_costs_time_every_step_over_every_record_of_the_sample(tmp_path:
     costs = offline_costs(lines, records=500)
 
     assert costs.records == min(500, len(day.messages))
-    assert set(costs.us_per_record) == {"normalize", "vehicles", "waybills", "customers", "orders"}
+    assert set(costs.us_per_record) == {"normalize", "vehicles", "waybills", "customers", "orders", "kpis"}
     assert all(us > 0 for us in costs.us_per_record.values())
 
 

@@ -80,6 +80,17 @@ def test_an_orders_news_makes_each_fact_once_at_its_own_event_time() -> None:
     }
 
 
+def test_a_step_read_late_between_two_known_ones_counts_its_own_dwell_and_no_dwell_twice() -> None:
+    paid = view_after(OrderEvent(ORDER, T0, "raw.orders.douyin", Status.PAID))
+    moving = view_after(OrderEvent(ORDER, T0 + HOUR, RAW_CARRIER, Status.IN_TRANSIT), before=paid)
+    assert ("dwell:paid", HOUR, HOUR) in measures(order_facts(paid, moving))
+    shipped = view_after(OrderEvent(ORDER, T0 + 20 * MINUTE_MS, RAW_WMS, Status.SHIPPED), before=moving)
+    assert measures(order_facts(moving, shipped)) == [
+        ("dwell:shipped", HOUR, 40 * MINUTE_MS),  # paid's dwell stays as counted when in transit was known
+        (SHIPPED, 20 * MINUTE_MS, 1),
+    ]
+
+
 def test_a_carrier_exception_counts_once() -> None:
     shipped = view_after(OrderEvent(ORDER, T0, RAW_WMS, Status.SHIPPED))
     exception = view_after(OrderEvent(ORDER, T0 + HOUR, RAW_CARRIER, Status.EXCEPTION), before=shipped)
@@ -128,9 +139,23 @@ def test_a_late_fact_updates_its_windows_within_the_lateness_and_is_counted_apar
     too_late = kpis.apply([fact(0.7)], T0 + 11 * MINUTE_MS)
     assert windows(too_late) == {}
     day = T0 // DAY_MS * DAY_MS
-    assert too_late.rows[KPI_LATE_FACTS.name][0] == ("channel", "douyin", day, 1, 11 * MINUTE_MS - 42_000)
+    assert ("channel", "douyin", day, 1, 11 * MINUTE_MS - 42_000) in too_late.rows[KPI_LATE_FACTS.name]
+    assert len(too_late.rows[KPI_LATE_FACTS.name]) == 4  # one row per dimension
     again = kpis.apply([fact(0.8)], T0 + 12 * MINUTE_MS)
     assert ("channel", "douyin", day, 2, 12 * MINUTE_MS - 48_000) in again.rows[KPI_LATE_FACTS.name]
+
+
+def test_a_late_fact_rewrites_only_the_windows_of_its_own_keys() -> None:
+    kpis = KpiWindows({}, SETTINGS)
+    kpis.apply([fact(0), fact(0, channel="tmall")], T0 + 2 * MINUTE_MS)
+    late = kpis.apply([fact(0.5, channel="tmall")], T0 + 2 * MINUTE_MS + 30_000)  # no window ends meanwhile
+    assert {key for key, _ in windows(late)} | {key for key, _ in windows(late, "5m")} == {"tmall"}
+
+
+def test_a_fact_stamped_beyond_tomorrow_is_counted_apart_not_kept_in_a_window() -> None:
+    state: dict[str, Any] = {}
+    out = KpiWindows(state, SETTINGS).apply([fact(2 * 24 * 60)], T0)
+    assert state.get("minutes", ()) == () and len(out.rows[KPI_LATE_FACTS.name]) == 4
 
 
 def test_minutes_past_every_window_and_its_lateness_are_forgotten() -> None:
@@ -173,6 +198,7 @@ def test_a_breaker_opens_above_the_rate_with_enough_volume_and_closes_after_calm
     closed = kpis.apply([], T0 + 15 * MINUTE_MS)
     [step] = closed.alerts
     assert (step.step, step.incident_key, step.incident.revision) == ("resolved", opened.alerts[0].incident_key, 2)
+    assert step.incident.reason.endswith("back from manual review")
     [row] = breaker_rows(closed)
     assert (row["opened_at"], row["closed_at"]) == (T0 + 2 * MINUTE_MS, T0 + 15 * MINUTE_MS)
     assert json.loads(closed.breakers[0])["closed_at"] == T0 + 15 * MINUTE_MS
