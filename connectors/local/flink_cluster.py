@@ -123,9 +123,23 @@ class FlinkCluster:
         jobmanager.wait_ready(session.is_reachable, READY_TIMEOUT_S, report)
         report(f"flink jobmanager ready: REST API and web UI on {session.url}")
         for worker in workers:
-            worker.wait_ready(functools.partial(session.is_registered, worker.name), READY_TIMEOUT_S, report)
+            self._wait_registered(worker, report)
         overview = session.overview()
         report(f"flink cluster ready: {overview['taskmanagers']} taskmanagers, {overview['slots-total']} slots")
+
+    def _wait_registered(self, worker: ManagedProcess, report: Report) -> None:
+        """Wait until the TaskManager registered; one that exits meanwhile is started once more, as a supervisor
+        would: a TaskManager whose peer was killed may shut itself down on a fatal network error of its own
+        (Flink 2.2: "exception in exception handler" while recycling the lost channel's buffers)."""
+        is_registered = functools.partial(self.session.is_registered, worker.name)
+        try:
+            worker.wait_ready(is_registered, READY_TIMEOUT_S, report)
+        except StartupError as exited:
+            if worker.pid() is not None:
+                raise  # not ready in time, but running: a second start would not help
+            report(f"flink {worker.name} exited while starting ({str(exited).splitlines()[0]}); starting it again")
+            worker.start()
+            worker.wait_ready(is_registered, READY_TIMEOUT_S, report)
 
     def down(self, report: Report) -> None:
         # TaskManagers first (together: each takes seconds), or each would keep trying to reach the JobManager.
