@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import yaml
 
 CHINA_TIME = timezone(timedelta(hours=8))  # China keeps no daylight saving time
 MAX_FEN = 10**12  # ten billion yuan: more is junk, and beyond Int64 no table could hold it
@@ -104,6 +106,21 @@ def code(table: Mapping[str, T], value: object, name: str) -> T:
         return table[str(value)]
     except KeyError:
         raise Rejected("unknown_code", f"field {name!r} has unknown code {value!r}") from None
+
+
+Refuse = Callable[[str, str], ValueError]  # (key, problem): the error naming the configuration file and the key
+
+
+def versioned_config(path: Path) -> tuple[dict[str, Any], Refuse]:
+    """A configuration file's mapping, checked to name its version, and how to refuse one of its keys."""
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+
+    def refuse(key: str, problem: str) -> ValueError:
+        return ValueError(f"{path}: {key}: {problem}")
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("version"), str) or not spec["version"]:
+        raise refuse("version", "required, a non-empty string that changes with every change of the file")
+    return spec, refuse
 
 
 def _names(kind: type | tuple[type, ...]) -> str:

@@ -20,11 +20,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from schemas.compact import compact_pickle
 from schemas.eta import Estimate, EtaSettings, condition
 from schemas.events import Signal
+from schemas.fields import versioned_config
 from schemas.geo import Point, km_between, km_from_way
 from schemas.lifecycle import Status
 
@@ -700,13 +699,7 @@ REQUIRED_SETTINGS = {
 
 def load_health_policy(path: Path = HEALTH_CONFIG) -> HealthPolicy:
     """The policy in a health.yaml, checked: errors name the file and the key."""
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-
-    def fail(key: str, problem: str) -> ValueError:
-        return ValueError(f"{path}: {key}: {problem}")
-
-    if not isinstance(spec, dict) or not isinstance(spec.get("version"), str) or not spec["version"]:
-        raise fail("version", "required, a non-empty string that changes with every change of the file")
+    spec, fail = versioned_config(path)
     colors = spec.get("colors")
     if not isinstance(colors, dict) or not all(isinstance(colors.get(k), int) for k in ("yellow_below", "red_below")):
         raise fail("colors", "required: yellow_below and red_below, whole numbers")

@@ -31,13 +31,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from schemas.alerts import AlertStep, Incident
 from schemas.compact import compact_pickle
 from schemas.event_time import UNKNOWN
 from schemas.events import CanonicalEvent, OrderRef, Signal
-from schemas.fields import Rejected, json_object, required
+from schemas.fields import Refuse, Rejected, json_object, required, versioned_config
 from schemas.health import BREAKER_SIGNAL, MINUTE_MS, SLIDING_WINDOW_MIN, Severity, china_time
 from schemas.lifecycle import LIFECYCLE, Status
 from schemas.order_view import NOT_REACHED, OrderView
@@ -168,13 +166,7 @@ class KpiSettings:
 
 def load_kpi_settings(path: Path = KPI_CONFIG) -> KpiSettings:
     """The settings in a kpi.yaml, checked: errors name the file and the key."""
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-
-    def fail(key: str, problem: str) -> ValueError:
-        return ValueError(f"{path}: {key}: {problem}")
-
-    if not isinstance(spec, dict) or not isinstance(spec.get("version"), str) or not spec["version"]:
-        raise fail("version", "required, a non-empty string that changes with every change of the file")
+    spec, fail = versioned_config(path)
     lateness = spec.get("allowed_lateness_min")
     if not isinstance(lateness, int) or isinstance(lateness, bool) or lateness < 0:
         raise fail("allowed_lateness_min", "required, a whole number of minutes, 0 or more")
@@ -193,9 +185,7 @@ def load_kpi_settings(path: Path = KPI_CONFIG) -> KpiSettings:
     return KpiSettings(spec["version"], lateness * MINUTE_MS, default, by_channel)
 
 
-def _limits(
-    defaults: dict[str, Any], given: dict[str, Any], key: str, fail: Callable[[str, str], ValueError]
-) -> BreakerLimits:
+def _limits(defaults: dict[str, Any], given: dict[str, Any], key: str, fail: Refuse) -> BreakerLimits:
     names = BreakerLimits.__dataclass_fields__
     if unknown := set(given) - set(names):
         raise fail(key, f"unknown setting {', '.join(sorted(unknown))}; known: {', '.join(names)}")
